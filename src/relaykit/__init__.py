@@ -1,0 +1,1 @@
+"""relaykit: RELAY v2 prompts, real and testable anywhere."""
