@@ -6,7 +6,7 @@
     ├── ProtocolError (ValueError)       a wire message is malformed; names the offending field
     │   └── UnknownMethodError           a request names a method nobody implements
     ├── AuthenticationError              blade.connect refused (wrong project or token)
-    ├── CommandError                     the peer answered a request with an error or a non-"200" code
+    ├── CommandError                     the peer refused a request (error or non-"200" code)
     │   └── NotFoundError                the call or component the command names does not exist
     ├── RelayConnectionError (ConnectionError)  the WebSocket is closed or could not be opened
     ├── RelayTimeoutError (TimeoutError) a request or a wait ran out of time

@@ -1,0 +1,157 @@
+"""JSON-RPC 2.0 envelope (relay-v2-prompt-protocol.md §1.2), sans-I/O.
+
+``parse_message`` turns one WebSocket text frame into a :class:`Request`, :class:`Response` or
+:class:`ErrorResponse`, or raises :class:`~relaykit.errors.ProtocolError` naming the bad field.
+``serialize`` writes compact JSON, as the v2 SDK does.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MAX_DEPTH",
+    "ErrorResponse",
+    "Message",
+    "Request",
+    "Response",
+    "new_id",
+    "parse_message",
+    "serialize",
+]
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ErrorCode, ProtocolError
+
+MAX_DEPTH = 32  # nesting deeper than this is refused before it reaches any handler
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A call from either side; ``id`` is None only for notifications (never used by RELAY)."""
+
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+    id: str | int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": self.id, "method": self.method, "params": self.params}
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    id: str | int
+    result: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": self.id, "result": self.result}
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorResponse:
+    """An ``error`` reply. ``id`` is None when the request's own id could not be read."""
+
+    id: str | int | None
+    code: int
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        # The v2 SDK reads error.message unconditionally (§1.2): it is always present.
+        error: dict[str, Any] = {**self.data, "code": int(self.code), "message": self.message}
+        return {"jsonrpc": "2.0", "id": self.id, "error": error}
+
+    @classmethod
+    def from_exception(cls, request_id: str | int | None, exc: ProtocolError) -> ErrorResponse:
+        return cls(request_id, int(exc.code), str(exc))
+
+
+Message = Request | Response | ErrorResponse
+
+
+def serialize(message: Message) -> str:
+    return json.dumps(message.to_json(), separators=(",", ":"))
+
+
+def _depth_ok(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return True
+
+
+def _valid_id(value: Any) -> bool:
+    return isinstance(value, str | int) and not isinstance(value, bool)
+
+
+def parse_message(data: str | bytes) -> Message:
+    """Parse one frame. Raises ProtocolError (code PARSE_ERROR or INVALID_REQUEST)."""
+    if isinstance(data, bytes):
+        raise ProtocolError(
+            "binary frames are not accepted; send JSON text", code=ErrorCode.INVALID_REQUEST
+        )
+    try:
+        obj = json.loads(data)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError(f"invalid JSON: {exc}", code=ErrorCode.PARSE_ERROR) from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("a message must be a JSON object", code=ErrorCode.INVALID_REQUEST)
+    if not _depth_ok(obj, MAX_DEPTH):
+        raise ProtocolError(
+            f"message nested deeper than {MAX_DEPTH} levels", code=ErrorCode.INVALID_REQUEST
+        )
+    if obj.get("jsonrpc") != "2.0":
+        raise ProtocolError('must be "2.0"', field="jsonrpc", code=ErrorCode.INVALID_REQUEST)
+    msg_id = obj.get("id")
+    if msg_id is not None and not _valid_id(msg_id):
+        raise ProtocolError(
+            "must be a string or an integer", field="id", code=ErrorCode.INVALID_REQUEST
+        )
+
+    if "method" in obj:
+        method = obj["method"]
+        if not isinstance(method, str) or not method:
+            raise ProtocolError(
+                "must be a non-empty string", field="method", code=ErrorCode.INVALID_REQUEST
+            )
+        params = obj.get("params", {})
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise ProtocolError("must be an object", field="params", code=ErrorCode.INVALID_PARAMS)
+        return Request(method, params, msg_id)
+
+    if msg_id is None:
+        raise ProtocolError("a response needs an id", field="id", code=ErrorCode.INVALID_REQUEST)
+    if "error" in obj:
+        err = obj["error"]
+        if not isinstance(err, dict):
+            raise ProtocolError("must be an object", field="error", code=ErrorCode.INVALID_REQUEST)
+        code = err.get("code", ErrorCode.SERVER_ERROR)
+        if not isinstance(code, int) or isinstance(code, bool):
+            code = ErrorCode.SERVER_ERROR
+        message = err.get("message")
+        if not isinstance(message, str):
+            message = "error without a message"
+        data = {k: v for k, v in err.items() if k not in ("code", "message")}
+        return ErrorResponse(msg_id, code, message, data)
+    if "result" in obj:
+        result = obj["result"]
+        if result is None:
+            result = {}
+        if not isinstance(result, dict):
+            raise ProtocolError("must be an object", field="result", code=ErrorCode.INVALID_REQUEST)
+        return Response(msg_id, result)
+    raise ProtocolError("a message needs method, result or error", code=ErrorCode.INVALID_REQUEST)
