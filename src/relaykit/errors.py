@@ -10,6 +10,7 @@
     │   └── NotFoundError                the call or component the command names does not exist
     ├── RelayConnectionError (ConnectionError)  the WebSocket is closed or could not be opened
     ├── RelayTimeoutError (TimeoutError) a request or a wait ran out of time
+    ├── CallEndedError (RuntimeError)    the call is over; nothing more can be done on it
     └── MediaError                       media could not be produced or decoded
         └── UnsupportedLanguageError     TTS or ASR was asked for a language it does not have
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
+    "CallEndedError",
     "CommandError",
     "ErrorCode",
     "MediaError",
@@ -104,6 +106,10 @@ class RelayConnectionError(RelayError, ConnectionError):
 
 class RelayTimeoutError(RelayError, TimeoutError):
     """A request or a wait ran out of time."""
+
+
+class CallEndedError(RelayError, RuntimeError):
+    """The call has ended; the operation cannot run on it."""
 
 
 class MediaError(RelayError):

@@ -1,0 +1,5 @@
+"""The local RELAY v2 server."""
+
+from .app import RelayServer
+
+__all__ = ["RelayServer"]

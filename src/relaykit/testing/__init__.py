@@ -1,0 +1,5 @@
+"""Testing tools: the virtual caller."""
+
+from .caller import Heard, VirtualCaller
+
+__all__ = ["Heard", "VirtualCaller"]

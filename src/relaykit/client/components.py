@@ -1,0 +1,284 @@
+"""One generic component/action mechanism for every RELAY operation with a ``control_id``.
+
+A :class:`Component` registers itself on its call *before* sending its command (so an event
+that beats the response is not lost), then completes on its terminal event, on the call
+ending, or on the command failing — whichever comes first, exactly once. Subclasses say which
+events are terminal. Actions are the user's handle on a running component.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Action",
+    "Component",
+    "PlayAction",
+    "PlayComponent",
+    "PromptAction",
+    "PromptComponent",
+]
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import RelayError
+from ..protocol import calling
+from .results import (
+    Event,
+    PlayResult,
+    PlayVolumeResult,
+    PromptResult,
+    PromptVolumeResult,
+    StopResult,
+)
+
+if TYPE_CHECKING:
+    from .call import Call
+
+log = logging.getLogger("relaykit.client")
+
+
+class Component:
+    event_type: str = ""
+    method: str = ""
+
+    def __init__(self, call: Call, payload: dict[str, Any]) -> None:
+        self.call = call
+        self.control_id = str(uuid.uuid4())
+        self.payload = {
+            "node_id": call.node_id,
+            "call_id": call.id,
+            "control_id": self.control_id,
+            **payload,
+        }
+        self.state = ""
+        self.completed = False
+        self.successful = False
+        self.event: Event | None = None
+        self._done = asyncio.get_running_loop().create_future()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def execute(self) -> None:
+        """Send the command; on refusal the component completes unsuccessfully."""
+        if self.call.ended:
+            self.terminate()
+            return
+        self.call._register(self)
+        try:
+            await self.call.client.execute(self.method, self.payload)
+        except RelayError as exc:
+            log.warning("! %s failed: %s", self.method, exc)
+            self.terminate(error=str(exc))
+
+    async def wait(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(asyncio.shield(self._done), timeout)
+
+    def on_event(self, params: dict[str, Any]) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def complete(self, *, state: str, successful: bool, event: Event | None) -> None:
+        if self.completed:
+            return
+        self.state = state
+        self.successful = successful
+        self.event = event
+        self.completed = True
+        self.call._unregister(self)
+        if not self._done.done():
+            self._done.set_result(None)
+
+    def terminate(
+        self, call_state: dict[str, Any] | None = None, *, error: str | None = None
+    ) -> None:
+        """The call ended, the connection was lost, or the command failed."""
+        if call_state is not None:
+            event = Event(str(call_state.get("call_state", "ended")), dict(call_state))
+        else:
+            event = Event("error", {"message": error or "component terminated"})
+        self.complete(state="failed", successful=False, event=event)
+
+    # -- sub-commands (§5.2) ------------------------------------------------------------------
+    async def _subcommand(self, suffix: str, **extra: Any) -> tuple[bool, str | None, str | None]:
+        params = {
+            "node_id": self.call.node_id,
+            "call_id": self.call.id,
+            "control_id": self.control_id,
+            **extra,
+        }
+        try:
+            inner = await self.call.client.execute(f"{self.method}.{suffix}", params)
+        except RelayError as exc:
+            return False, str(getattr(exc, "code", "")) or None, str(exc)
+        return True, str(inner.get("code", "200")), inner.get("message")
+
+
+class PlayComponent(Component):
+    event_type = calling.PLAY_EVENT
+    method = calling.PLAY
+
+    def on_event(self, params: dict[str, Any]) -> None:
+        state = params.get("state")
+        if not isinstance(state, str):
+            return
+        self.state = state
+        if state in ("finished", "error"):
+            self.complete(
+                state=state, successful=state == "finished", event=Event(state, dict(params))
+            )
+
+
+class PromptComponent(Component):
+    """``calling.play_and_collect``; completes only on the §6.1 terminal rule."""
+
+    event_type = calling.COLLECT_EVENT
+    method = calling.PLAY_AND_COLLECT
+
+    def __init__(self, call: Call, payload: dict[str, Any], prompt_type: str) -> None:
+        super().__init__(call, payload)
+        self.prompt_type = prompt_type
+        self.input: str | None = None
+        self.terminator: str | None = None
+        self.confidence: float | None = None
+        self.reason: str | None = None
+        self.partials: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.on_partial: Callable[[dict[str, Any]], Any] | None = None
+
+    def on_event(self, params: dict[str, Any]) -> None:
+        result = params.get("result")
+        if not isinstance(result, dict):
+            log.warning("! collect event without a result object: %r", params)
+            return
+        if not calling.is_terminal_collect(params):
+            self.partials.put_nowait(result)
+            if self.on_partial is not None:
+                try:
+                    self.on_partial(result)
+                except Exception:
+                    log.exception("! on_partial callback failed")
+            return
+        kind = str(result.get("type"))
+        rparams = result.get("params") if isinstance(result.get("params"), dict) else {}
+        reason = result.get("reason")
+        self.reason = reason if isinstance(reason, str) else None
+        # Read defensively: a missing field is None, never a crash (§8.2.3).
+        if "digits" in rparams:
+            self.input = _str_or_none(rparams.get("digits"))
+            self.terminator = _str_or_none(rparams.get("terminator"))
+        if "text" in rparams:
+            self.input = _str_or_none(rparams.get("text"))
+            conf = rparams.get("confidence")
+            self.confidence = float(conf) if isinstance(conf, int | float) else None
+        self.prompt_type = kind
+        successful = kind in ("digit", "speech")
+        self.partials.put_nowait(None)
+        self.complete(
+            state="successful" if successful else kind,
+            successful=successful,
+            event=Event(kind, dict(result)),
+        )
+
+    def terminate(
+        self, call_state: dict[str, Any] | None = None, *, error: str | None = None
+    ) -> None:
+        if not self.completed:
+            self.reason = self.reason or ("hangup" if call_state is not None else "error")
+            self.partials.put_nowait(None)
+        super().terminate(call_state, error=error)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+# -- actions ------------------------------------------------------------------------------------
+class Action:
+    """A handle on a running component: ``control_id``, ``payload``, ``state``, ``completed``."""
+
+    def __init__(self, component: Component) -> None:
+        self._component = component
+
+    @property
+    def control_id(self) -> str:
+        return self._component.control_id
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self._component.payload
+
+    @property
+    def state(self) -> str:
+        return self._component.state
+
+    @property
+    def completed(self) -> bool:
+        return self._component.completed
+
+    async def wait(self, timeout: float | None = None) -> Any:
+        """Wait for completion and return the result (relaykit addition)."""
+        await self._component.wait(timeout)
+        return self.result  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} control_id={self.control_id!r} "
+            f"state={self.state!r} completed={self.completed}>"
+        )
+
+
+class PlayAction(Action):
+    _component: PlayComponent
+
+    @property
+    def result(self) -> PlayResult:
+        return PlayResult(self._component)
+
+    async def stop(self) -> StopResult:
+        return StopResult(*await self._component._subcommand("stop"))
+
+    async def volume(self, value: float) -> PlayVolumeResult:
+        return PlayVolumeResult(*await self._component._subcommand("volume", volume=float(value)))
+
+
+class PromptAction(Action):
+    """A running prompt. ``stop()`` → StopResult, ``volume(db)`` → PromptVolumeResult.
+
+    Interim results (with ``partial_results=True``) are delivered to ``on_partial`` and through
+    ``async for partial in action.partials()``; they never complete the action.
+    """
+
+    _component: PromptComponent
+
+    @property
+    def result(self) -> PromptResult:
+        return PromptResult(self._component)
+
+    async def stop(self, timeout: float = 5.0) -> StopResult:
+        """Stop the prompt; once acknowledged, waits (up to ``timeout``) for the terminal event.
+
+        The result then has ``prompt_type`` ``no_input`` and ``reason`` ``stopped``, with any
+        digits or speech captured before the stop in ``result``.
+        """
+        ack = StopResult(*await self._component._subcommand("stop"))
+        if ack.successful:
+            with contextlib.suppress(TimeoutError):
+                await self._component.wait(timeout)
+        return ack
+
+    async def volume(self, value: float) -> PromptVolumeResult:
+        return PromptVolumeResult(*await self._component._subcommand("volume", volume=float(value)))
+
+    @property
+    def on_partial(self) -> Callable[[dict[str, Any]], Any] | None:
+        return self._component.on_partial
+
+    @on_partial.setter
+    def on_partial(self, callback: Callable[[dict[str, Any]], Any] | None) -> None:
+        self._component.on_partial = callback
+
+    async def partials(self) -> AsyncIterator[dict[str, Any]]:
+        """Yield each interim ``result`` object in order, until the prompt completes."""
+        while (item := await self._component.partials.get()) is not None:
+            yield item

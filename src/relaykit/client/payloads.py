@@ -1,0 +1,92 @@
+"""Build RELAY payloads from the v2 SDK's Python arguments (protocol spec §7.4–§7.5).
+
+Pure functions. Unlike the v2 SDK they never mutate the caller's dicts, accept both the flat
+(``{"type": "tts", "text": …}``) and the nested (``{"type": …, "params": {…}}``) media forms,
+and raise ``ValueError``/``TypeError`` with a clear message instead of ``KeyError``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PROMPT_TYPES", "build_collect", "build_media_list", "media_item"]
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import ProtocolError
+from ..protocol.calling import parse_media
+
+PROMPT_TYPES = ("digits", "speech", "both")
+
+# kwarg -> (section, payload key); section None means the collect object itself.
+_COLLECT_KWARGS: dict[str, tuple[str | None, str]] = {
+    "initial_timeout": (None, "initial_timeout"),
+    "partial_results": (None, "partial_results"),
+    "send_start_of_input": (None, "send_start_of_input"),
+    "barge_in": (None, "barge_in"),
+    "digits_max": ("digits", "max"),
+    "digits_terminators": ("digits", "terminators"),
+    "digits_timeout": ("digits", "digit_timeout"),
+    "end_silence_timeout": ("speech", "end_silence_timeout"),
+    "speech_timeout": ("speech", "speech_timeout"),
+    "speech_language": ("speech", "language"),
+    "speech_hints": ("speech", "hints"),
+}
+# Accepted for v2 compatibility where the v2 SDK ignores them (media options on other media).
+IGNORED_KWARGS = frozenset({"language", "gender", "duration"})
+PROMPT_KWARGS = frozenset(_COLLECT_KWARGS) | {"volume"}
+
+
+def media_item(item: Mapping[str, Any], index: int = 0) -> dict[str, Any]:
+    """One media dict (flat or nested) as the nested wire form; validates it."""
+    if not isinstance(item, Mapping):
+        raise TypeError(f"media_list[{index}] must be a dict, not {type(item).__name__}")
+    if "params" in item and isinstance(item["params"], Mapping):
+        wire = {"type": item.get("type"), "params": dict(item["params"])}
+    else:
+        wire = {"type": item.get("type"), "params": {k: v for k, v in item.items() if k != "type"}}
+    try:
+        parse_media(wire, f"media_list[{index}]")
+    except ProtocolError as exc:
+        raise ValueError(str(exc)) from None
+    return wire
+
+
+def build_media_list(media_list: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    if isinstance(media_list, Mapping) or not isinstance(media_list, Sequence):
+        raise TypeError("media_list must be a list of media dicts")
+    if not media_list:
+        raise ValueError("media_list must not be empty")
+    return [media_item(item, i) for i, item in enumerate(media_list)]
+
+
+def build_collect(prompt_type: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``collect`` object for ``prompt_type`` and the v2 prompt kwargs (§7.5).
+
+    Only what the caller passed is sent; server defaults apply to the rest.
+    """
+    if prompt_type not in PROMPT_TYPES:
+        raise ValueError(
+            f"prompt_type must be one of {', '.join(PROMPT_TYPES)}, not {prompt_type!r}"
+        )
+    collect: dict[str, Any] = {}
+    if prompt_type in ("digits", "both"):
+        collect["digits"] = {}
+    if prompt_type in ("speech", "both"):
+        collect["speech"] = {}
+    for name, value in kwargs.items():
+        if name in IGNORED_KWARGS or name == "volume":
+            continue
+        if name not in _COLLECT_KWARGS:
+            valid = ", ".join(sorted(PROMPT_KWARGS))
+            raise TypeError(f"unexpected keyword argument {name!r}; prompts accept {valid}")
+        section, key = _COLLECT_KWARGS[name]
+        if section is None:
+            collect[key] = value
+        elif section not in collect:
+            raise ValueError(
+                f"{name} needs prompt_type {'digits' if section == 'digits' else 'speech'!r} "
+                f"or 'both', not {prompt_type!r}"
+            )
+        else:
+            collect[section][key] = list(value) if key == "hints" else value
+    return collect

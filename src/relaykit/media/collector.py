@@ -1,0 +1,134 @@
+"""The prompt's input side: keys (and, later, speech) and timers in; collect results out.
+
+A :class:`Collector` is a pure state machine. The engine feeds it detected keys, the end of the
+prompt's media and the clock (``now`` is call-relative seconds on the media clock), and reads
+back :class:`CollectOutput` values. Rules (protocol spec §5.1.2, issue notes):
+
+* ``initial_timeout`` starts when the media finishes, unless input already began;
+* ``digit_timeout`` restarts on every key; keys pressed during the media count;
+* ``max`` digits end collection at once, with an empty terminator;
+* a terminator key ends collection; it is reported in ``terminator``, not in ``digits``;
+* ``stop()`` ends with ``no_input`` and reason ``stopped``; hang-up and media errors end with
+  ``error``; in all three, whatever was captured rides along in the result params.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CollectOutput", "Collector", "InputStarted", "PartialResult", "PromptResultData"]
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..protocol.calling import Collect
+
+
+@dataclass(frozen=True, slots=True)
+class InputStarted:
+    """Input began (first key or start of speech): barge-in and ``start_of_input``."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartialResult:
+    result_type: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PromptResultData:
+    """The terminal result: ``result_type`` is digit, speech, no_input, no_match or error."""
+
+    result_type: str
+    params: dict[str, Any] | None
+    reason: str
+
+
+CollectOutput = InputStarted | PartialResult | PromptResultData
+
+
+@dataclass(slots=True)
+class Collector:
+    collect: Collect
+    digits: str = ""
+    input_started: bool = False
+    media_done: bool = False
+    result: PromptResultData | None = None
+    _initial_deadline: float | None = None
+    _digit_deadline: float | None = None
+    _out: list[CollectOutput] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None
+
+    # -- inputs -----------------------------------------------------------------------------
+    def media_finished(self, now: float) -> list[CollectOutput]:
+        if not self.done and not self.media_done:
+            self.media_done = True
+            if not self.input_started:
+                self._initial_deadline = now + self.collect.initial_timeout
+        return self._drain()
+
+    def digit(self, key: str, now: float) -> list[CollectOutput]:
+        spec = self.collect.digits
+        if self.done or spec is None:
+            return self._drain()
+        self._begin_input()
+        if key in spec.terminators:
+            self._finish("digit", {"digits": self.digits, "terminator": key}, "terminator")
+            return self._drain()
+        self.digits += key
+        if self.collect.partial_results:
+            self._out.append(PartialResult("digit", {"digits": self.digits, "terminator": ""}))
+        if spec.max is not None and len(self.digits) >= spec.max:
+            self._finish("digit", {"digits": self.digits, "terminator": ""}, "max_digits")
+        else:
+            self._digit_deadline = now + spec.digit_timeout
+        return self._drain()
+
+    def tick(self, now: float) -> list[CollectOutput]:
+        if self.done:
+            return self._drain()
+        if self._digit_deadline is not None and now >= self._digit_deadline - 1e-9:
+            self._finish("digit", {"digits": self.digits, "terminator": ""}, "digit_timeout")
+        elif (
+            not self.input_started
+            and self._initial_deadline is not None
+            and now >= self._initial_deadline - 1e-9
+        ):
+            self._finish("no_input", None, "initial_timeout")
+        return self._drain()
+
+    def stop(self) -> list[CollectOutput]:
+        self._finish("no_input", self._captured(), "stopped")
+        return self._drain()
+
+    def hangup(self) -> list[CollectOutput]:
+        self._finish("error", self._captured(), "hangup")
+        return self._drain()
+
+    def fail(self, message: str) -> list[CollectOutput]:
+        params = self._captured() or {}
+        params["message"] = message
+        self._finish("error", params, "error")
+        return self._drain()
+
+    # -- internals --------------------------------------------------------------------------
+    def _begin_input(self) -> None:
+        if not self.input_started:
+            self.input_started = True
+            self._initial_deadline = None
+            self._out.append(InputStarted())
+
+    def _captured(self) -> dict[str, Any] | None:
+        if self.digits:
+            return {"digits": self.digits, "terminator": ""}
+        return None
+
+    def _finish(self, result_type: str, params: dict[str, Any] | None, reason: str) -> None:
+        if self.result is None:
+            self.result = PromptResultData(result_type, params, reason)
+            self._out.append(self.result)
+
+    def _drain(self) -> list[CollectOutput]:
+        out, self._out = self._out, []
+        return out

@@ -1,0 +1,434 @@
+"""The media engine: one clock, every call, one 20 ms frame per tick. No sockets, no asyncio.
+
+Each :meth:`MediaEngine.tick` advances all calls together:
+
+1. read each call's inbound frame (caller audio, silence when nothing is queued);
+2. run the DTMF detector over all audible calls as one batch (numpy over calls × samples);
+3. feed keys and the clock to each running prompt's :class:`Collector`; input starts barge in;
+4. render each call's playbacks (dB gain applied to the samples) and record both channels.
+
+It returns :data:`EngineEvent` values for the network layer to turn into RELAY events. Time on
+the media clock is ``frame * FRAME_SECONDS``; per call it is counted from the call's first frame,
+so every prompt timer is exact and reproducible whatever the wall clock does.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CallMedia",
+    "CollectOutputEvent",
+    "EngineEvent",
+    "HeardMedia",
+    "ItemStarted",
+    "KeyDetected",
+    "MediaEngine",
+    "PlaybackEvent",
+]
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..protocol.calling import Collect
+from .collector import Collector, CollectOutput, InputStarted, PromptResultData
+from .dtmf import DtmfDetector
+from .frames import FRAME_SECONDS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from .playback import MediaItem, Playback, PlaybackState
+
+_QUIET_FRAMES_BEFORE_IDLE = 4  # keep feeding silence to the detector this long after audio
+
+
+# -- events -----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class PlaybackEvent:
+    """A play (or a prompt's media) changed state: ``playing``, ``finished`` or ``error``."""
+
+    call_id: str
+    control_id: str
+    state: str
+    at: float
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CollectOutputEvent:
+    call_id: str
+    control_id: str
+    output: CollectOutput
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class KeyDetected:
+    """A DTMF key confirmed in the caller's audio (whether or not a prompt was listening)."""
+
+    call_id: str
+    key: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ItemStarted:
+    """A media item began playing to the caller."""
+
+    call_id: str
+    control_id: str
+    kind: str
+    label: str
+    at: float
+    volume_db: float
+
+
+EngineEvent = PlaybackEvent | CollectOutputEvent | KeyDetected | ItemStarted
+
+
+@dataclass(slots=True)
+class HeardMedia:
+    """One media item as the caller heard it; ``ended_at`` is None while it plays."""
+
+    kind: str
+    label: str
+    started_at: float
+    volume_db: float
+    item: MediaItem
+
+    @property
+    def ended_at(self) -> float | None:
+        return self.item.ended_at
+
+
+# -- per-call state ---------------------------------------------------------------------------
+@dataclass(slots=True)
+class _InboundChunk:
+    samples: np.ndarray
+    on_done: Callable[[], None] | None
+    offset: int = 0
+
+
+@dataclass(slots=True)
+class _Prompt:
+    collector: Collector
+    playback: Playback
+
+
+@dataclass(eq=False, slots=True)
+class CallMedia:
+    """The media side of one call."""
+
+    call_id: str
+    start_frame: int
+    dtmf_channel: int
+    record: bool
+    inbound: deque[_InboundChunk] = field(default_factory=deque)
+    playbacks: dict[str, Playback] = field(default_factory=dict)
+    prompts: dict[str, _Prompt] = field(default_factory=dict)
+    heard: list[HeardMedia] = field(default_factory=list)
+    keys: list[tuple[float, str]] = field(default_factory=list)
+    on_outbound: Callable[[np.ndarray], None] | None = None
+    quiet_frames: int = _QUIET_FRAMES_BEFORE_IDLE
+    _rec_in: list[np.ndarray] = field(default_factory=list)
+    _rec_out: list[np.ndarray] = field(default_factory=list)
+
+    def push_inbound(self, samples: np.ndarray, on_done: Callable[[], None] | None = None) -> None:
+        """Queue caller audio (int16, 16 kHz); ``on_done`` runs once its last sample is played."""
+        self.inbound.append(_InboundChunk(np.asarray(samples, dtype=np.int16), on_done))
+
+    @property
+    def inbound_pending(self) -> float:
+        """Seconds of caller audio still queued."""
+        return sum(len(c.samples) - c.offset for c in self.inbound) / SAMPLE_RATE
+
+    def recording(self) -> np.ndarray:
+        """Both channels so far as an (n, 2) int16 array: column 0 the caller, 1 the IVR."""
+        if not self._rec_in:
+            return np.zeros((0, 2), dtype=np.int16)
+        return np.stack([np.concatenate(self._rec_in), np.concatenate(self._rec_out)], axis=1)
+
+    def _read_inbound(self) -> tuple[np.ndarray | None, list[Callable[[], None]]]:
+        if not self.inbound:
+            return None, []
+        frame = np.zeros(SAMPLES_PER_FRAME, dtype=np.int16)
+        done: list[Callable[[], None]] = []
+        pos = 0
+        while pos < SAMPLES_PER_FRAME and self.inbound:
+            chunk = self.inbound[0]
+            take = min(SAMPLES_PER_FRAME - pos, len(chunk.samples) - chunk.offset)
+            frame[pos : pos + take] = chunk.samples[chunk.offset : chunk.offset + take]
+            pos += take
+            chunk.offset += take
+            if chunk.offset >= len(chunk.samples):
+                self.inbound.popleft()
+                if chunk.on_done is not None:
+                    done.append(chunk.on_done)
+        return frame, done
+
+
+_SILENCE = np.zeros(SAMPLES_PER_FRAME, dtype=np.int16)
+_SILENCE.flags.writeable = False
+
+
+class MediaEngine:
+    """Runs the media of every call on one clock; see the module docstring."""
+
+    def __init__(self, *, dtmf: DtmfDetector | None = None) -> None:
+        self.frame = 0
+        self._dtmf = dtmf if dtmf is not None else DtmfDetector()
+        self._calls: dict[str, CallMedia] = {}
+        self._by_channel: dict[int, CallMedia] = {}
+
+    # -- clock --------------------------------------------------------------------------------
+    @property
+    def now(self) -> float:
+        """Media clock in seconds since the engine started."""
+        return self.frame * FRAME_SECONDS
+
+    def call_time(self, call: CallMedia) -> float:
+        return (self.frame - call.start_frame) * FRAME_SECONDS
+
+    # -- calls --------------------------------------------------------------------------------
+    def add_call(self, call_id: str, *, record: bool = True) -> CallMedia:
+        if call_id in self._calls:
+            raise ValueError(f"call {call_id!r} already has media")
+        channel = self._dtmf.add_channel()
+        call = CallMedia(call_id, self.frame, channel, record)
+        self._calls[call_id] = call
+        self._by_channel[channel] = call
+        return call
+
+    def get_call(self, call_id: str) -> CallMedia | None:
+        return self._calls.get(call_id)
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def end_call(self, call_id: str) -> list[EngineEvent]:
+        """Remove a call: running plays end in ``error``, prompts with reason ``hangup``."""
+        call = self._calls.pop(call_id, None)
+        if call is None:
+            return []
+        self._by_channel.pop(call.dtmf_channel, None)
+        self._dtmf.remove_channel(call.dtmf_channel)
+        now = self.call_time(call)
+        events: list[EngineEvent] = []
+        for control_id, prompt in list(call.prompts.items()):
+            if not prompt.playback.done:
+                prompt.playback.stop(now)
+                events.append(PlaybackEvent(call_id, control_id, "error", now, "call ended"))
+            events += self._collect_events(call, control_id, prompt.collector.hangup(), now)
+        for control_id, playback in list(call.playbacks.items()):
+            playback.stop(now)
+            events.append(PlaybackEvent(call_id, control_id, "error", now, "call ended"))
+        call.prompts.clear()
+        call.playbacks.clear()
+        for chunk in call.inbound:
+            if chunk.on_done is not None:
+                chunk.on_done()
+        call.inbound.clear()
+        return events
+
+    # -- components ---------------------------------------------------------------------------
+    def start_play(
+        self, call_id: str, control_id: str, items: Iterable[MediaItem], volume_db: float = 0.0
+    ) -> Playback:
+        call = self._require(call_id)
+        self._require_free(call, control_id)
+        playback = Playback(control_id, list(items), volume_db)
+        call.playbacks[control_id] = playback
+        return playback
+
+    def start_prompt(
+        self,
+        call_id: str,
+        control_id: str,
+        items: Iterable[MediaItem],
+        collect: Collect,
+        volume_db: float = 0.0,
+    ) -> Collector:
+        call = self._require(call_id)
+        self._require_free(call, control_id)
+        collector = Collector(collect)
+        call.prompts[control_id] = _Prompt(collector, Playback(control_id, list(items), volume_db))
+        return collector
+
+    def has_component(self, call_id: str, control_id: str) -> bool:
+        call = self._calls.get(call_id)
+        return call is not None and (control_id in call.playbacks or control_id in call.prompts)
+
+    def stop(self, call_id: str, control_id: str) -> list[EngineEvent]:
+        """Stop a play or prompt now; returns its terminal events (empty if it is not running)."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return []
+        now = self.call_time(call)
+        events: list[EngineEvent] = []
+        if (playback := call.playbacks.pop(control_id, None)) is not None:
+            playback.stop(now)
+            events.append(PlaybackEvent(call_id, control_id, "finished", now))
+        elif (prompt := call.prompts.get(control_id)) is not None:
+            events += self._collect_events(call, control_id, prompt.collector.stop(), now)
+        return events
+
+    def set_volume(self, call_id: str, control_id: str, volume_db: float) -> bool:
+        call = self._calls.get(call_id)
+        if call is None:
+            return False
+        playback = call.playbacks.get(control_id)
+        if playback is None and (prompt := call.prompts.get(control_id)) is not None:
+            playback = prompt.playback
+        if playback is None:
+            return False
+        playback.set_volume(volume_db)
+        return True
+
+    # -- the tick -----------------------------------------------------------------------------
+    def tick(self) -> list[EngineEvent]:
+        events: list[EngineEvent] = []
+        callbacks: list[Callable[[], None]] = []
+        calls = list(self._calls.values())
+
+        # 1. inbound audio, and the batch of calls the DTMF detector must hear this frame
+        inbound: dict[str, np.ndarray | None] = {}
+        det_calls: list[CallMedia] = []
+        det_frames: list[np.ndarray] = []
+        for call in calls:
+            frame, done = call._read_inbound()
+            callbacks += done
+            inbound[call.call_id] = frame
+            if frame is not None:
+                call.quiet_frames = 0
+            elif call.quiet_frames < _QUIET_FRAMES_BEFORE_IDLE:
+                call.quiet_frames += 1
+            else:
+                continue
+            det_calls.append(call)
+            det_frames.append(_SILENCE if frame is None else frame)
+
+        # 2. DTMF over all audible calls at once
+        if det_calls:
+            channels = np.fromiter((c.dtmf_channel for c in det_calls), dtype=np.int64)
+            for channel, key in self._dtmf.process(channels, np.stack(det_frames)):
+                call = self._by_channel.get(channel)
+                if call is None:
+                    continue
+                now = self.call_time(call)
+                call.keys.append((now, key))
+                events.append(KeyDetected(call.call_id, key, now))
+                for control_id, prompt in list(call.prompts.items()):
+                    events += self._collect_events(
+                        call, control_id, prompt.collector.digit(key, now), now
+                    )
+
+        # 3. prompt timers
+        for call in calls:
+            if call.prompts:
+                now = self.call_time(call)
+                for control_id, prompt in list(call.prompts.items()):
+                    events += self._collect_events(
+                        call, control_id, prompt.collector.tick(now), now
+                    )
+
+        # 4. outbound audio and recording
+        for call in calls:
+            out = self._render(call, events)
+            if call.on_outbound is not None and out is not None:
+                call.on_outbound(out)
+            if call.record:
+                frame = inbound[call.call_id]
+                call._rec_in.append(_SILENCE if frame is None else frame)
+                call._rec_out.append(_SILENCE if out is None else out)
+
+        self.frame += 1
+        for callback in callbacks:
+            callback()
+        return events
+
+    # -- internals ----------------------------------------------------------------------------
+    def _render(self, call: CallMedia, events: list[EngineEvent]) -> np.ndarray | None:
+        if not call.playbacks and not call.prompts:
+            return None
+        now = self.call_time(call)
+        mix = np.zeros(SAMPLES_PER_FRAME, dtype=np.float32)
+        for control_id, playback in list(call.playbacks.items()):
+            self._render_one(call, control_id, playback, mix, now, events)
+            if playback.done:
+                del call.playbacks[control_id]
+        for control_id, prompt in list(call.prompts.items()):
+            playback = prompt.playback
+            if playback.done:
+                continue
+            self._render_one(call, control_id, playback, mix, now, events)
+            if playback.state is PlaybackState.FINISHED:
+                end = self._media_end(playback, now)
+                events += self._collect_events(
+                    call, control_id, prompt.collector.media_finished(end), now
+                )
+            elif playback.state is PlaybackState.ERROR:
+                events += self._collect_events(
+                    call, control_id, prompt.collector.fail(playback.error or "media error"), now
+                )
+        return np.clip(mix, -32768, 32767).astype(np.int16)
+
+    def _render_one(
+        self,
+        call: CallMedia,
+        control_id: str,
+        playback: Playback,
+        mix: np.ndarray,
+        now: float,
+        events: list[EngineEvent],
+    ) -> None:
+        was_loading = playback.state is PlaybackState.LOADING
+        for item in playback.render(mix, now):
+            started = now if item.started_at is None else item.started_at
+            call.heard.append(HeardMedia(item.kind, item.label, started, playback.volume_db, item))
+            events.append(
+                ItemStarted(
+                    call.call_id, control_id, item.kind, item.label, started, playback.volume_db
+                )
+            )
+        if was_loading and playback.state is not PlaybackState.LOADING:
+            events.append(PlaybackEvent(call.call_id, control_id, "playing", now))
+        if playback.state is PlaybackState.FINISHED:
+            events.append(PlaybackEvent(call.call_id, control_id, "finished", now))
+        elif playback.state is PlaybackState.ERROR:
+            events.append(PlaybackEvent(call.call_id, control_id, "error", now, playback.error))
+
+    @staticmethod
+    def _media_end(playback: Playback, now: float) -> float:
+        ends = [i.ended_at for i in playback.items if i.ended_at is not None]
+        return max(ends) if ends else now
+
+    def _collect_events(
+        self, call: CallMedia, control_id: str, outputs: list[CollectOutput], now: float
+    ) -> list[EngineEvent]:
+        events: list[EngineEvent] = []
+        prompt = call.prompts.get(control_id)
+        for output in outputs:
+            if (
+                isinstance(output, InputStarted)
+                and prompt is not None
+                and prompt.collector.collect.barge_in
+                and not prompt.playback.done
+            ):
+                prompt.playback.stop(now)
+                events.append(PlaybackEvent(call.call_id, control_id, "finished", now))
+            if isinstance(output, PromptResultData) and prompt is not None:
+                if not prompt.playback.done:
+                    prompt.playback.stop(now)
+                    events.append(PlaybackEvent(call.call_id, control_id, "finished", now))
+                call.prompts.pop(control_id, None)
+            events.append(CollectOutputEvent(call.call_id, control_id, output, now))
+        return events
+
+    def _require(self, call_id: str) -> CallMedia:
+        call = self._calls.get(call_id)
+        if call is None:
+            raise KeyError(call_id)
+        return call
+
+    @staticmethod
+    def _require_free(call: CallMedia, control_id: str) -> None:
+        if control_id in call.playbacks or control_id in call.prompts:
+            raise ValueError(f"control_id {control_id!r} is already running on this call")
