@@ -71,7 +71,11 @@ _KEY_INDEX = {key: i for i, key in enumerate(DTMF_KEYS)}
 _KEY_INDEX.update({key.lower(): i for key, i in _KEY_INDEX.items() if key.isalpha()})
 
 _FULL_SCALE = 32768.0
-_DETUNE = (0.0, -0.01, 0.01)  # relative detunings tried per tone
+# Relative detunings at which each tone is measured: the strongest of the inner ones is the tone's
+# power; the outer probes only check that the spectral peak lies within about ±2.25 %.
+_DETUNE_IN = (0.0, -0.0075, 0.0075, -0.015, 0.015)
+_DETUNE_OUT = (-0.03, 0.03)
+_DETUNE = _DETUNE_IN + _DETUNE_OUT
 _MAX_TONE_GAIN = 0.5  # two tones at half scale each peak at full scale
 
 
@@ -196,10 +200,14 @@ class DtmfDetector:
         for j, f in enumerate(freqs):
             for d, mult in enumerate(detune):
                 wd = 2 * np.pi * f * mult / self.sample_rate
+                # The sub-block DFTs are taken at f, not f * mult: undo their (known) loss for
+                # a tone at f * mult, so every detuning measures a pure tone at full amplitude.
+                half = (wd - w[j]) / 2
+                gain = abs(math.sin(half * b) / (b * math.sin(half))) if half else 1.0
                 for win in range(4):
                     col = (win * nd + d) * 2
                     for i in range(4):
-                        c, s = math.cos(wd * b * i), -math.sin(wd * b * i)
+                        c, s = math.cos(wd * b * i) / gain, -math.sin(wd * b * i) / gain
                         row = (win + i) * 2
                         combine[j, row, col] += c  # re += a c - b s
                         combine[j, row + 1, col] -= s
@@ -318,7 +326,10 @@ class DtmfDetector:
         # Window DFTs: per frequency, (k, 14) @ (14, 24) -> 4 windows x 3 detunings x re/im.
         per_freq = dft.reshape(k, 7, 8, 2).transpose(2, 0, 1, 3).reshape(8, k, 14)
         wx = np.matmul(per_freq, self._combine).reshape(8, k, 4, len(_DETUNE), 2)
-        amp2 = np.square(wx).sum(axis=4).max(axis=3)  # (8, k, 4): squared tone amplitude
+        power = np.square(wx).sum(axis=4)  # (8, k, 4, detunings): squared tone amplitudes
+        n_in = len(_DETUNE_IN)
+        amp2 = power[..., :n_in].max(axis=3)  # (8, k, 4)
+        centred = amp2 >= power[..., n_in:].max(axis=3)  # peak within ~±2.25 % of nominal
 
         # Window AC power (mean of x^2 minus mean^2) and per-block AC energies.
         n = self._block
@@ -333,11 +344,11 @@ class DtmfDetector:
             np.minimum(block_ac[:, 2:6], block_ac[:, 3:7]),
         )
 
-        return amp2, w_power, b_min
+        return amp2, centred, w_power, b_min
 
     def _window_keys(self, ch: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Key index (or -1) of each of the frame's 4 windows: shape (k, 4) int8."""
-        amp2, w_power, b_min = self._measure(ch, x)
+        amp2, centred, w_power, b_min = self._measure(ch, x)
         rows = np.sort(amp2[:4], axis=0)  # ascending along the group
         cols = np.sort(amp2[4:], axis=0)
         r1, r2 = rows[3], rows[2]
@@ -347,7 +358,11 @@ class DtmfDetector:
         ok &= (r1 >= self._margin * r2) & (c1 >= self._margin * c2)
         ok &= (c1 <= self._normal * r1) & (r1 <= self._reverse * c1)
         ok &= b_min * 4.0 >= self._block_share * (w_power * self._win)
-        key = np.argmax(amp2[:4], axis=0) * 4 + np.argmax(amp2[4:], axis=0)
+        ri = np.argmax(amp2[:4], axis=0)
+        ci = np.argmax(amp2[4:], axis=0)
+        ok &= np.take_along_axis(centred[:4], ri[None], 0)[0]
+        ok &= np.take_along_axis(centred[4:], ci[None], 0)[0]
+        key = ri * 4 + ci
         return np.where(ok, key, -1).astype(np.int8)
 
     def _update(self, ch: np.ndarray, keys: np.ndarray) -> list[tuple[int, str]]:
