@@ -334,9 +334,7 @@ class DtmfDetector:
         # Window AC power (mean of x^2 minus mean^2) and per-block AC energies.
         n = self._block
         block_ac = energy - sums * sums / n  # (k, 7)
-        w_energy = (
-            energy[:, 0:4] + energy[:, 1:5] + energy[:, 2:6] + energy[:, 3:7]
-        )
+        w_energy = energy[:, 0:4] + energy[:, 1:5] + energy[:, 2:6] + energy[:, 3:7]
         w_sum = sums[:, 0:4] + sums[:, 1:5] + sums[:, 2:6] + sums[:, 3:7]
         w_power = (w_energy - w_sum * w_sum / self._win) / self._win  # (k, 4)
         b_min = np.minimum(

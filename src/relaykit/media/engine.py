@@ -50,6 +50,7 @@ class PlaybackEvent:
     state: str
     at: float
     error: str | None = None
+    cause: str | None = None  # why it ended early: barge_in, stopped, prompt_done, hangup
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,11 +216,13 @@ class MediaEngine:
         for control_id, prompt in list(call.prompts.items()):
             if not prompt.playback.done:
                 prompt.playback.stop(now)
-                events.append(PlaybackEvent(call_id, control_id, "error", now, "call ended"))
+                events.append(
+                    PlaybackEvent(call_id, control_id, "error", now, "call ended", "hangup")
+                )
             events += self._collect_events(call, control_id, prompt.collector.hangup(), now)
         for control_id, playback in list(call.playbacks.items()):
             playback.stop(now)
-            events.append(PlaybackEvent(call_id, control_id, "error", now, "call ended"))
+            events.append(PlaybackEvent(call_id, control_id, "error", now, "call ended", "hangup"))
         call.prompts.clear()
         call.playbacks.clear()
         for chunk in call.inbound:
@@ -265,7 +268,7 @@ class MediaEngine:
         events: list[EngineEvent] = []
         if (playback := call.playbacks.pop(control_id, None)) is not None:
             playback.stop(now)
-            events.append(PlaybackEvent(call_id, control_id, "finished", now))
+            events.append(PlaybackEvent(call_id, control_id, "finished", now, cause="stopped"))
         elif (prompt := call.prompts.get(control_id)) is not None:
             events += self._collect_events(call, control_id, prompt.collector.stop(), now)
         return events
@@ -413,11 +416,17 @@ class MediaEngine:
                 and not prompt.playback.done
             ):
                 prompt.playback.stop(now)
-                events.append(PlaybackEvent(call.call_id, control_id, "finished", now))
+                events.append(
+                    PlaybackEvent(call.call_id, control_id, "finished", now, cause="barge_in")
+                )
             if isinstance(output, PromptResultData) and prompt is not None:
                 if not prompt.playback.done:
                     prompt.playback.stop(now)
-                    events.append(PlaybackEvent(call.call_id, control_id, "finished", now))
+                    events.append(
+                        PlaybackEvent(
+                            call.call_id, control_id, "finished", now, cause=output.reason
+                        )
+                    )
                 call.prompts.pop(control_id, None)
             events.append(CollectOutputEvent(call.call_id, control_id, output, now))
         return events

@@ -190,6 +190,7 @@ class RelayServer:
         self.calls[call.call_id] = call
         self._calls_present.set()
         caller = VirtualCaller(self, call)
+        call.note(0.0, "call", f"{from_number} calls {to_number}; offered to context {context!r}")
         session.broadcast(
             calling.CALL_RECEIVE,
             calling.call_receive_event(
@@ -273,6 +274,12 @@ class RelayServer:
                         state=event.state,
                     ),
                 )
+                if event.cause == "barge_in":
+                    call.note(event.at, "ivr", "stops the prompt's media (barge-in)")
+                elif event.cause == "stopped":
+                    call.note(event.at, "ivr", "stops the media")
+                elif event.state == "error" and event.cause != "hangup":
+                    call.note(event.at, "ivr", f"media error: {event.error}")
                 component = call.components.get(event.control_id)
                 if component is not None and component.kind == "play" and event.state != "playing":
                     call.components.pop(event.control_id, None)

@@ -79,7 +79,9 @@ class VirtualCaller:
         return list(self._call.transcript)
 
     def on_transcript(self, listener: Callable[[TranscriptEntry], None]) -> None:
-        """Call ``listener(entry)`` for every transcript entry from now on."""
+        """Call ``listener(entry)`` for every transcript entry, past ones first."""
+        for entry in self._call.transcript:
+            listener(entry)
         self._call.listeners.append(listener)
 
     async def wait_for_state(self, state: str, timeout: float = 5.0) -> None:
