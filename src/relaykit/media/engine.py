@@ -383,7 +383,8 @@ class MediaEngine:
         events: list[EngineEvent],
     ) -> None:
         was_loading = playback.state is PlaybackState.LOADING
-        for item in playback.render(mix, now):
+        started_items = playback.render(mix, now)
+        for item in started_items:
             started = now if item.started_at is None else item.started_at
             call.heard.append(HeardMedia(item.kind, item.label, started, playback.volume_db, item))
             events.append(
@@ -391,7 +392,7 @@ class MediaEngine:
                     call.call_id, control_id, item.kind, item.label, started, playback.volume_db
                 )
             )
-        if was_loading and playback.state is not PlaybackState.LOADING:
+        if was_loading and started_items:
             events.append(PlaybackEvent(call.call_id, control_id, "playing", now))
         if playback.state is PlaybackState.FINISHED:
             events.append(PlaybackEvent(call.call_id, control_id, "finished", now))
