@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("relaykit.server")
 
+CONTEXT_SETTLE_SECONDS = 0.1
 Handler = Callable[[ServerSession, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -210,22 +211,25 @@ class RelayServer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            candidates = [
-                s
+            now = loop.time()
+            ready_at = [
+                (s.contexts[context], s)
                 for s in self.sessions.values()
                 if s.project == project and context in s.contexts and s.send is not None
             ]
+            candidates = [s for at, s in ready_at if at <= now]
             if candidates:
                 self._rr += 1
                 return candidates[self._rr % len(candidates)]
-            remaining = deadline - loop.time()
+            remaining = deadline - now
             if remaining <= 0:
                 raise RelayTimeoutError(
                     f"no consumer is receiving context {context!r} of project {project!r}"
                 )
+            wait = min([remaining] + [at - now for at, _ in ready_at])
             self._receivers_changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._receivers_changed.wait(), remaining)
+                await asyncio.wait_for(self._receivers_changed.wait(), wait)
 
     def hangup_from_caller(self, call: ServerCall) -> None:
         self._end_call(call, "hangup")
@@ -531,7 +535,11 @@ class RelayServer:
     # -- calling.* handlers ---------------------------------------------------------------------
     async def _receive(self, session: ServerSession, params: dict[str, Any]) -> dict[str, Any]:
         receive = calling.ReceiveParams.parse(params)
-        session.contexts.update(receive.contexts)
+        # The v2 SDK registers its handler only after this reply is processed; an offer sent
+        # at once would be dropped, so a context becomes routable a moment later.
+        ready_at = asyncio.get_running_loop().time() + CONTEXT_SETTLE_SECONDS
+        for context in receive.contexts:
+            session.contexts.setdefault(context, ready_at)
         self._receivers_changed.set()
         return blade.relay_result(
             200,

@@ -25,7 +25,7 @@ class ServerSession:
     sessionid: str = field(default_factory=lambda: str(uuid.uuid4()))
     protocol: str | None = None
     subscribed: bool = False
-    contexts: set[str] = field(default_factory=set)
+    contexts: dict[str, float] = field(default_factory=dict)  # context -> routable from (loop time)
     # Set while a socket is attached; frames are handed to it, never awaited here.
     send: Callable[[str], None] | None = None
 
