@@ -1,4 +1,4 @@
-"""Tests for relaykit.client.payloads: v2 prompt arguments → `play`/`collect` wire JSON (§5.1.3, §7.5)."""
+"""Tests for relaykit.client.payloads: v2 prompt kwargs → play/collect wire JSON (§5.1.3, §7.5)."""
 
 from __future__ import annotations
 
@@ -27,9 +27,7 @@ AUDIO_FLAT = [{"type": "audio", "url": "audio.mp3"}]
 AUDIO_WIRE = '[{"type":"audio","params":{"url":"audio.mp3"}}]'
 
 SECTION_5_1_3_ROWS = [
-    pytest.param(
-        "both", AUDIO_FLAT, {}, AUDIO_WIRE, '{"digits":{},"speech":{}}', id="prompt-both"
-    ),
+    pytest.param("both", AUDIO_FLAT, {}, AUDIO_WIRE, '{"digits":{},"speech":{}}', id="prompt-both"),
     pytest.param("speech", AUDIO_FLAT, {}, AUDIO_WIRE, '{"speech":{}}', id="prompt-speech"),
     pytest.param(
         "digits",
@@ -198,10 +196,6 @@ def test_build_collect_copies_hints_instead_of_aliasing_the_callers_list() -> No
     assert hints == ["yes", "no"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: build_collect turns speech_hints='yes' into ['y', 'e', 's'] (list(str))",
-)
 def test_build_collect_refuses_a_bare_string_as_speech_hints() -> None:
     """speech_hints given as one string is refused rather than split into characters."""
     with pytest.raises((TypeError, ValueError), match="speech_hints"):

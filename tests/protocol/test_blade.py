@@ -1,4 +1,4 @@
-"""Tests for relaykit.protocol.blade: handshake, execute wrapper and broadcasts (§0.1, §1.3–§3.1)."""
+"""Tests for relaykit.protocol.blade: handshake, execute wrapper, broadcasts (§0.1, §1.3–§3.1)."""
 
 from __future__ import annotations
 
@@ -364,5 +364,9 @@ def test_broadcast_params_round_trips_through_parse_broadcast() -> None:
         space_id="s",
     )
     parsed = blade.parse_broadcast(built)
-    assert (parsed.protocol, parsed.event_type, parsed.context) == ("p", "calling.call.collect", None)
+    assert (parsed.protocol, parsed.event_type, parsed.context) == (
+        "p",
+        "calling.call.collect",
+        None,
+    )
     assert parsed.params == {"control_id": "c", "event_type": "calling.call.collect"}

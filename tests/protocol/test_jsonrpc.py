@@ -34,9 +34,7 @@ def nested(levels: int) -> dict:
         Response("4f1c-req", {"requester_nodeid": "r", "result": {"code": "200"}}),
         Response(12, {}),
         ErrorResponse("4f1c-req", -32002, "error description"),
-        ErrorResponse(
-            "e1", -32601, "msg", {"requester_nodeid": "rq", "responder_nodeid": "rs"}
-        ),
+        ErrorResponse("e1", -32601, "msg", {"requester_nodeid": "rq", "responder_nodeid": "rs"}),
     ],
 )
 def test_serialize_then_parse_gives_the_same_message(
@@ -187,11 +185,6 @@ def test_object_without_method_result_or_error_is_an_invalid_request() -> None:
     assert refusal('{"jsonrpc":"2.0","id":"1"}').code == -32600
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: json.loads raises a plain ValueError for integers over 4300 digits; "
-    "parse_message only catches JSONDecodeError/RecursionError",
-)
 def test_integer_too_long_to_convert_is_a_protocol_error() -> None:
     """An integer literal beyond Python's int-conversion limit is refused as a ProtocolError."""
     text = '{"jsonrpc":"2.0","id":"1","method":"m","params":{"n":' + "9" * 5000 + "}}"

@@ -77,9 +77,11 @@ def build_collect(prompt_type: str, kwargs: Mapping[str, Any]) -> dict[str, Any]
         if name in IGNORED_KWARGS or name == "volume":
             continue
         if name not in _COLLECT_KWARGS:
-            valid = ", ".join(sorted(PROMPT_KWARGS))
+            valid = ", ".join(sorted(PROMPT_KWARGS | IGNORED_KWARGS))
             raise TypeError(f"unexpected keyword argument {name!r}; prompts accept {valid}")
         section, key = _COLLECT_KWARGS[name]
+        if key == "hints" and isinstance(value, str):
+            raise TypeError("speech_hints must be a list of strings, not a str")
         if section is None:
             collect[key] = value
         elif section not in collect:

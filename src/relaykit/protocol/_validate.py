@@ -77,7 +77,11 @@ def opt_num(
     field = _path(parent, key)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ProtocolError("must be a number", field=field)
-    if not math.isfinite(value):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        finite = False
+    if not finite:
         raise ProtocolError("must be a finite number", field=field)
     if minimum is not None:
         if exclusive_minimum and value <= minimum:

@@ -104,7 +104,7 @@ def parse_message(data: str | bytes) -> Message:
         )
     try:
         obj = json.loads(data)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: also over-long integers
         raise ProtocolError(f"invalid JSON: {exc}", code=ErrorCode.PARSE_ERROR) from None
     if not isinstance(obj, dict):
         raise ProtocolError("a message must be a JSON object", code=ErrorCode.INVALID_REQUEST)
