@@ -1,0 +1,35 @@
+"""The command line: help, the demo, serve's argument checks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from relaykit.cli.main import app
+
+
+def test_help_lists_the_commands():
+    """`python -m relaykit --help` runs in a fresh process and names serve and demo."""
+    out = subprocess.run(
+        [sys.executable, "-m", "relaykit", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "serve" in out.stdout and "demo" in out.stdout
+
+
+def test_demo_prints_the_transcript_and_the_result_427(tmp_path):
+    """`relaykit demo` shows the call as it happens, result 427, and writes the WAV."""
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "presses 427#" in result.output
+    assert "detects key 4" in result.output
+    assert "result='427'" in result.output
+    assert list(tmp_path.glob("demo-call-*.wav"))
+
+
+def test_serve_without_credentials_exits_with_a_clear_message():
+    """serve refuses to start without a project and token."""
+    result = CliRunner().invoke(app, ["serve"], env={"RELAYKIT_PROJECT": "", "RELAYKIT_TOKEN": ""})
+    assert result.exit_code == 2
+    assert "--project and --token" in result.output

@@ -1,0 +1,195 @@
+"""The SDK against the real server: connection, calls, actions and results."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from relaykit import AuthenticationError, Call, Client, Consumer, RelayServer
+from tests.helpers import PROJECT, TOKEN, WAIT, outcome
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_wrong_token_raises_authentication_error_instead_of_retrying_forever(server):
+    """Client.connect() fails at once with AuthenticationError for a refused token."""
+    client = Client(PROJECT, "wrong", server.url)
+    with pytest.raises(AuthenticationError, match="authentication failed"):
+        await client.connect()
+    await client.disconnect()
+
+
+async def test_consumer_without_contexts_is_refused_before_connecting(server):
+    """serve() says which attributes are missing."""
+    consumer = Consumer(project=PROJECT, token=TOKEN, url=server.url)
+    with pytest.raises(ValueError, match="contexts"):
+        await consumer.serve()
+
+
+async def test_bare_host_gets_wss_and_ws_urls_are_kept():
+    """host handling follows the v2 SDK (§1.1)."""
+    assert Client("p", "t", "example.signalwire.com").url == "wss://example.signalwire.com"
+    assert Client("p", "t", "ws://127.0.0.1:9").url == "ws://127.0.0.1:9"
+
+
+async def test_incoming_call_carries_the_offer_and_answer_reports_answered(server, run_ivr):
+    """The Call has the offer's numbers and context; answer() moves it to answered."""
+
+    async def ivr(call: Call):
+        seen = (call.id, call.context, call.from_number, call.to_number, call.state)
+        answered = await call.answer()
+        return seen, answered, call.state
+
+    outcomes = await run_ivr(ivr)
+    caller = await server.dial_in(context="office", from_number="+1555", to_number="+1666")
+    (call_id, context, from_number, to_number, state), answered, after = await outcome(outcomes)
+    assert (call_id, context, from_number, to_number, state) == (
+        caller.call_id,
+        "office",
+        "+1555",
+        "+1666",
+        "created",
+    )
+    assert answered.successful and after == "answered"
+
+
+async def test_hangup_from_the_ivr_ends_the_call_for_the_caller(server, run_ivr):
+    """call.hangup() returns the end reason and the caller sees ended."""
+
+    async def ivr(call: Call):
+        await call.answer()
+        return await call.hangup()
+
+    outcomes = await run_ivr(ivr)
+    caller = await server.dial_in(context="office")
+    result = await outcome(outcomes)
+    assert result.successful and result.reason == "hangup"
+    await caller.wait_for_state("ended")
+
+
+async def test_commands_after_the_call_ended_complete_unsuccessfully_without_hanging(
+    server, run_ivr
+):
+    """A prompt or answer on an ended call returns an unsuccessful result at once."""
+    hung_up = asyncio.Event()
+
+    async def ivr(call: Call):
+        await call.answer()
+        await asyncio.wait_for(hung_up.wait(), WAIT)
+        await call.wait_for_ended()
+        prompt = await call.prompt_tts("digits", "Anyone there?", digits_max=1)
+        answer = await call.answer()
+        return prompt, answer
+
+    outcomes = await run_ivr(ivr)
+    caller = await server.dial_in(context="office")
+    await caller.wait_answered()
+    await caller.hangup()
+    hung_up.set()
+    prompt, answer = await outcome(outcomes)
+    assert not prompt.successful and not answer.successful
+
+
+async def test_prompt_kwargs_that_do_not_fit_raise_value_error_before_sending(server, run_ivr):
+    """speech options on a digits prompt are a ValueError naming the option (not KeyError)."""
+
+    async def ivr(call: Call):
+        with pytest.raises(ValueError, match="speech_hints"):
+            await call.prompt_tts("digits", "Hi", speech_hints=["yes"])
+        with pytest.raises(ValueError, match="prompt_type"):
+            await call.prompt_tts("dtmf", "Hi")
+        with pytest.raises(TypeError, match="digit_max"):
+            await call.prompt_tts("digits", "Hi", digit_max=3)
+        return "checked"
+
+    outcomes = await run_ivr(ivr)
+    await server.dial_in(context="office")
+    assert await outcome(outcomes) == "checked"
+
+
+async def test_refused_prompt_completes_the_action_unsuccessfully(server, run_ivr):
+    """A prompt the server refuses (unknown ringtone) is completed, not left pending."""
+
+    async def ivr(call: Call):
+        await call.answer()
+        action = await call.prompt_ringtone_async("digits", "atlantis", digits_max=1)
+        return action
+
+    outcomes = await run_ivr(ivr)
+    await server.dial_in(context="office")
+    action = await outcome(outcomes)
+    assert action.completed and action.state == "failed"
+    assert not action.result.successful
+    assert "ringtone" in action.result.event.payload["message"]
+
+
+async def test_prompt_callbacks_and_play_events_fire_on_the_call(server, run_ivr):
+    """call.on('prompt') gets the collect params; play events carry the prompt's control_id."""
+    seen: dict[str, list] = {"prompt": [], "play": []}
+
+    async def ivr(call: Call):
+        call.on("prompt", seen["prompt"].append)
+        call.on("play.stateChange", lambda p: seen["play"].append(p["state"]))
+        await call.answer()
+        action = await call.prompt_tts_async("digits", "Press one key", digits_max=1)
+        await action.wait(WAIT)
+        return action
+
+    outcomes = await run_ivr(ivr)
+    caller = await server.dial_in(context="office")
+    await caller.wait_answered()
+    await caller.press("5")
+    action = await outcome(outcomes)
+    assert action.result.result == "5"
+    assert [p["control_id"] for p in seen["prompt"]] == [action.control_id]
+    assert seen["prompt"][0]["event_type"] == "calling.call.collect"
+    assert seen["play"] == ["playing", "finished"]
+    assert action.payload["collect"] == {"digits": {"max": 1}}
+
+
+async def test_payload_volume_is_sent_as_a_float_only_when_given(server, run_ivr):
+    """prompt volume=0 is sent as 0.0 (v2 behaviour); omitted volume is not sent."""
+
+    async def ivr(call: Call):
+        await call.answer()
+        quiet = await call.prompt_tts_async("digits", "A", digits_max=1, volume=0)
+        plain = await call.prompt_tts_async("digits", "B", digits_max=1)
+        await quiet.stop()
+        await plain.stop()
+        return quiet.payload, plain.payload
+
+    outcomes = await run_ivr(ivr)
+    await server.dial_in(context="office")
+    quiet, plain = await outcome(outcomes)
+    assert quiet["volume"] == 0.0 and isinstance(quiet["volume"], float)
+    assert "volume" not in plain
+
+
+async def test_client_reconnects_after_the_server_restarts_on_the_same_port():
+    """After a restart the client reconnects by itself and can receive calls again."""
+    first = await RelayServer(credentials={PROJECT: TOKEN}).start()
+    port = first.port
+    outcomes: asyncio.Queue = asyncio.Queue()
+
+    class Ivr(Consumer):
+        contexts = ("office",)
+
+        async def on_incoming_call(self, call: Call) -> None:
+            outcomes.put_nowait((await call.answer()).successful)
+
+    consumer = Ivr(project=PROJECT, token=TOKEN, url=first.url)
+    task = asyncio.create_task(consumer.serve())
+    try:
+        await first.dial_in(context="office")
+        assert await outcome(outcomes) is True
+        await first.stop()
+        second = await RelayServer(port=port, credentials={PROJECT: TOKEN}).start()
+        try:
+            await second.dial_in(context="office", timeout=WAIT)
+            assert await outcome(outcomes) is True
+        finally:
+            await second.stop()
+    finally:
+        await consumer.stop()
+        await asyncio.wait_for(task, WAIT)
