@@ -10,11 +10,24 @@ back :class:`CollectOutput` values. Rules (protocol spec §5.1.2, issue notes):
 * a terminator key ends collection; it is reported in ``terminator``, not in ``digits``;
 * ``stop()`` ends with ``no_input`` and reason ``stopped``; hang-up and media errors end with
   ``error``; in all three, whatever was captured rides along in the result params.
+
+Speech: the engine reports voice activity per frame (:meth:`voice`). Speech starts input;
+``end_silence_timeout`` of silence, or ``speech_timeout`` of speech, ends the utterance with
+:class:`SpeechEnded`, and the engine hands the audio to a recogniser off the clock. Its answer
+comes back through :meth:`recognized` (a ``speech`` result) or :meth:`not_recognized`
+(``no_match``). In both mode the first key ends speech collection and digits win.
 """
 
 from __future__ import annotations
 
-__all__ = ["CollectOutput", "Collector", "InputStarted", "PartialResult", "PromptResultData"]
+__all__ = [
+    "CollectOutput",
+    "Collector",
+    "InputStarted",
+    "PartialResult",
+    "PromptResultData",
+    "SpeechEnded",
+]
 
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +55,14 @@ class PromptResultData:
     reason: str
 
 
-CollectOutput = InputStarted | PartialResult | PromptResultData
+@dataclass(frozen=True, slots=True)
+class SpeechEnded:
+    """The utterance is over (``end_silence`` or ``speech_timeout``): recognise it now."""
+
+    reason: str
+
+
+CollectOutput = InputStarted | PartialResult | PromptResultData | SpeechEnded
 
 
 @dataclass(slots=True)
@@ -52,6 +72,11 @@ class Collector:
     input_started: bool = False
     media_done: bool = False
     result: PromptResultData | None = None
+    speaking: bool = False  # an utterance is being captured
+    recognizing: bool = False  # the utterance is with the recogniser
+    speech_text: str = ""  # latest partial text
+    _speech_started: float = 0.0
+    _last_voice: float = 0.0
     _initial_deadline: float | None = None
     _digit_deadline: float | None = None
     _out: list[CollectOutput] = field(default_factory=list)
@@ -70,8 +95,10 @@ class Collector:
 
     def digit(self, key: str, now: float) -> list[CollectOutput]:
         spec = self.collect.digits
-        if self.done or spec is None:
+        if self.done or spec is None or self.recognizing:
             return self._drain()
+        self.speaking = False  # a key ends speech collection (both mode)
+        self.speech_text = ""
         self._begin_input()
         if key in spec.terminators:
             self._finish("digit", {"digits": self.digits, "terminator": key}, "terminator")
@@ -84,6 +111,54 @@ class Collector:
         else:
             self._digit_deadline = now + spec.digit_timeout
         return self._drain()
+
+    def voice(self, now: float, is_speech: bool) -> list[CollectOutput]:
+        """Voice activity for this frame of the caller's audio."""
+        spec = self.collect.speech
+        if self.done or spec is None or self.recognizing or self.digits:
+            return self._drain()
+        if is_speech:
+            if not self.speaking:
+                self.speaking = True
+                self._speech_started = now
+                self._begin_input()
+            self._last_voice = now
+        if self.speaking:
+            if now - self._speech_started >= spec.speech_timeout - 1e-9:
+                self._end_speech("speech_timeout")
+            elif now - self._last_voice >= spec.end_silence_timeout - 1e-9:
+                self._end_speech("end_silence")
+        return self._drain()
+
+    def partial_text(self, text: str) -> list[CollectOutput]:
+        """An interim hypothesis for the utterance being captured."""
+        if (
+            not self.done
+            and (self.speaking or self.recognizing)
+            and text
+            and text != self.speech_text
+        ):
+            self.speech_text = text
+            if self.collect.partial_results:
+                self._out.append(PartialResult("speech", {"text": text}))
+        return self._drain()
+
+    def recognized(self, text: str, confidence: float, reason: str) -> list[CollectOutput]:
+        if self.recognizing:
+            self.recognizing = False
+            self._finish("speech", {"text": text, "confidence": round(confidence, 1)}, reason)
+        return self._drain()
+
+    def not_recognized(self, reason: str) -> list[CollectOutput]:
+        if self.recognizing:
+            self.recognizing = False
+            self._finish("no_match", None, reason)
+        return self._drain()
+
+    def _end_speech(self, reason: str) -> None:
+        self.speaking = False
+        self.recognizing = True
+        self._out.append(SpeechEnded(reason))
 
     def tick(self, now: float) -> list[CollectOutput]:
         if self.done:
@@ -122,6 +197,8 @@ class Collector:
     def _captured(self) -> dict[str, Any] | None:
         if self.digits:
             return {"digits": self.digits, "terminator": ""}
+        if self.speech_text:
+            return {"text": self.speech_text}
         return None
 
     def _finish(self, result_type: str, params: dict[str, Any] | None, reason: str) -> None:

@@ -23,21 +23,32 @@ __all__ = [
     "KeyDetected",
     "MediaEngine",
     "PlaybackEvent",
+    "SpeechCaptured",
+    "VoiceDetector",
 ]
 
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from ..protocol.calling import Collect
-from .collector import Collector, CollectOutput, InputStarted, PromptResultData
+from .collector import Collector, CollectOutput, InputStarted, PromptResultData, SpeechEnded
 from .dtmf import DtmfDetector
 from .frames import FRAME_SECONDS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from .playback import MediaItem, Playback, PlaybackState
 
 _QUIET_FRAMES_BEFORE_IDLE = 4  # keep feeding silence to the detector this long after audio
+_PREROLL_FRAMES = 15  # 300 ms of audio kept before the detected start of speech
+_SNAPSHOT_FRAMES = 25  # with partial results, hand the recogniser the utterance every 0.5 s
+
+
+class VoiceDetector(Protocol):
+    """Per-prompt voice activity detection: one 20 ms frame in, "is this speech?" out."""
+
+    def push(self, frame: np.ndarray) -> bool: ...
 
 
 # -- events -----------------------------------------------------------------------------------
@@ -82,7 +93,24 @@ class ItemStarted:
     volume_db: float
 
 
-EngineEvent = PlaybackEvent | CollectOutputEvent | KeyDetected | ItemStarted
+@dataclass(frozen=True, slots=True)
+class SpeechCaptured:
+    """An utterance ended (``reason``); the network layer must recognise ``audio``.
+
+    ``final`` is False for the snapshots taken for partial results while the caller speaks.
+    """
+
+    call_id: str
+    control_id: str
+    audio: np.ndarray
+    language: str
+    hints: tuple[str, ...]
+    reason: str
+    final: bool
+    at: float
+
+
+EngineEvent = PlaybackEvent | CollectOutputEvent | KeyDetected | ItemStarted | SpeechCaptured
 
 
 @dataclass(slots=True)
@@ -112,6 +140,9 @@ class _InboundChunk:
 class _Prompt:
     collector: Collector
     playback: Playback
+    vad: VoiceDetector | None = None
+    preroll: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=_PREROLL_FRAMES))
+    speech: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass(eq=False, slots=True)
@@ -173,9 +204,15 @@ _SILENCE.flags.writeable = False
 class MediaEngine:
     """Runs the media of every call on one clock; see the module docstring."""
 
-    def __init__(self, *, dtmf: DtmfDetector | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        dtmf: DtmfDetector | None = None,
+        vad_factory: Callable[[], VoiceDetector] | None = None,
+    ) -> None:
         self.frame = 0
         self._dtmf = dtmf if dtmf is not None else DtmfDetector()
+        self._vad_factory = vad_factory
         self._calls: dict[str, CallMedia] = {}
         self._by_channel: dict[int, CallMedia] = {}
 
@@ -252,7 +289,13 @@ class MediaEngine:
         call = self._require(call_id)
         self._require_free(call, control_id)
         collector = Collector(collect)
-        call.prompts[control_id] = _Prompt(collector, Playback(control_id, list(items), volume_db))
+        vad = None
+        if collect.speech is not None:
+            if self._vad_factory is None:
+                raise ValueError("this engine has no voice activity detector for speech")
+            vad = self._vad_factory()
+        prompt = _Prompt(collector, Playback(control_id, list(items), volume_db), vad)
+        call.prompts[control_id] = prompt
         return collector
 
     def has_component(self, call_id: str, control_id: str) -> bool:
@@ -272,6 +315,32 @@ class MediaEngine:
         elif (prompt := call.prompts.get(control_id)) is not None:
             events += self._collect_events(call, control_id, prompt.collector.stop(), now)
         return events
+
+    def speech_recognized(
+        self, call_id: str, control_id: str, text: str | None, confidence: float, reason: str
+    ) -> list[EngineEvent]:
+        """Deliver the recogniser's answer for a final :class:`SpeechCaptured`."""
+        call, prompt = self._prompt(call_id, control_id)
+        if call is None or prompt is None:
+            return []
+        now = self.call_time(call)
+        if text:
+            outputs = prompt.collector.recognized(text, confidence, reason)
+        else:
+            outputs = prompt.collector.not_recognized(reason)
+        return self._collect_events(call, control_id, outputs, now)
+
+    def speech_partial(self, call_id: str, control_id: str, text: str) -> list[EngineEvent]:
+        """Deliver an interim hypothesis for a snapshot (partial results)."""
+        call, prompt = self._prompt(call_id, control_id)
+        if call is None or prompt is None:
+            return []
+        now = self.call_time(call)
+        return self._collect_events(call, control_id, prompt.collector.partial_text(text), now)
+
+    def _prompt(self, call_id: str, control_id: str) -> tuple[CallMedia | None, _Prompt | None]:
+        call = self._calls.get(call_id)
+        return call, (None if call is None else call.prompts.get(control_id))
 
     def set_volume(self, call_id: str, control_id: str, volume_db: float) -> bool:
         call = self._calls.get(call_id)
@@ -322,12 +391,15 @@ class MediaEngine:
                     events += self._collect_events(
                         call, control_id, prompt.collector.digit(key, now), now
                     )
+                    prompt.speech = []
 
-        # 3. prompt timers
+        # 3. voice activity for speech prompts, then prompt timers
         for call in calls:
             if call.prompts:
                 now = self.call_time(call)
                 for control_id, prompt in list(call.prompts.items()):
+                    if prompt.vad is not None:
+                        events += self._listen(call, control_id, prompt, inbound[call.call_id], now)
                     events += self._collect_events(
                         call, control_id, prompt.collector.tick(now), now
                     )
@@ -398,6 +470,64 @@ class MediaEngine:
             events.append(PlaybackEvent(call.call_id, control_id, "finished", now))
         elif playback.state is PlaybackState.ERROR:
             events.append(PlaybackEvent(call.call_id, control_id, "error", now, playback.error))
+
+    def _listen(
+        self,
+        call: CallMedia,
+        control_id: str,
+        prompt: _Prompt,
+        frame: np.ndarray | None,
+        now: float,
+    ) -> list[EngineEvent]:
+        """Feed one inbound frame to the prompt's VAD and collector; buffer the utterance."""
+        assert prompt.vad is not None
+        frame = _SILENCE if frame is None else frame
+        collector = prompt.collector
+        was_speaking = collector.speaking
+        outputs = collector.voice(now, prompt.vad.push(frame))
+        if collector.speaking and not was_speaking:
+            prompt.speech = list(prompt.preroll)
+        if collector.speaking or any(isinstance(o, SpeechEnded) for o in outputs):
+            prompt.speech.append(frame)
+        else:
+            prompt.preroll.append(frame)
+        events = self._collect_events(call, control_id, outputs, now)
+        spec = collector.collect.speech
+        assert spec is not None
+        for output in outputs:
+            if isinstance(output, SpeechEnded):
+                audio = np.concatenate(prompt.speech)
+                prompt.speech = []
+                events.append(
+                    SpeechCaptured(
+                        call.call_id,
+                        control_id,
+                        audio,
+                        spec.language,
+                        spec.hints,
+                        output.reason,
+                        True,
+                        now,
+                    )
+                )
+        if (
+            collector.speaking
+            and collector.collect.partial_results
+            and len(prompt.speech) % _SNAPSHOT_FRAMES == 0
+        ):
+            events.append(
+                SpeechCaptured(
+                    call.call_id,
+                    control_id,
+                    np.concatenate(prompt.speech),
+                    spec.language,
+                    spec.hints,
+                    "partial",
+                    False,
+                    now,
+                )
+            )
+        return events
 
     @staticmethod
     def _media_end(playback: Playback, now: float) -> float:

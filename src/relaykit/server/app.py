@@ -24,6 +24,7 @@ from ..errors import (
     RelayTimeoutError,
     UnknownMethodError,
 )
+from ..media.asr import PocketsphinxRecognizer, Recognizer
 from ..media.collector import InputStarted, PartialResult, PromptResultData
 from ..media.engine import (
     CollectOutputEvent,
@@ -32,9 +33,11 @@ from ..media.engine import (
     KeyDetected,
     MediaEngine,
     PlaybackEvent,
+    SpeechCaptured,
 )
 from ..media.frames import FRAME_SECONDS
 from ..media.tts import EspeakTts, TtsEngine
+from ..media.vad import VoiceActivityDetector
 from ..protocol import Malformed, Peer, ReplyReceived, RequestReceived, blade, calling
 from ..protocol.jsonrpc import Request
 from .calls import CallState, Component, ServerCall
@@ -58,6 +61,7 @@ class RelayServer:
         port: TCP port; 0 picks a free one (read it back from :attr:`url`).
         credentials: ``{project: token}`` pairs accepted by ``blade.connect``.
         tts: speech synthesiser for ``tts`` media (espeak-ng by default).
+        recognizer: speech recogniser for speech prompts (pocketsphinx by default).
         record_calls: keep both audio channels of every call (for WAVs and timelines).
         max_message_size: largest WebSocket frame accepted, in bytes.
         ping_interval: seconds between the server's own ``blade.ping``s (None: never).
@@ -72,6 +76,7 @@ class RelayServer:
         credentials: Mapping[str, str] | None = None,
         *,
         tts: TtsEngine | None = None,
+        recognizer: Recognizer | None = None,
         record_calls: bool = True,
         max_message_size: int = 1 << 20,
         ping_interval: float | None = 30.0,
@@ -85,7 +90,8 @@ class RelayServer:
         self.ping_interval = ping_interval
         self.nodeid = str(uuid.uuid4())
         self.space_id = str(uuid.uuid4())
-        self.engine = MediaEngine()
+        self.recognizer = recognizer if recognizer is not None else PocketsphinxRecognizer()
+        self.engine = MediaEngine(vad_factory=VoiceActivityDetector)
         self.loader = MediaLoader(
             tts if tts is not None else EspeakTts(), fetch_timeout=fetch_timeout
         )
@@ -294,6 +300,50 @@ class RelayServer:
                 call.note(event.at, "ivr", f"plays {event.kind} {event.label!r}{level}")
             elif isinstance(event, KeyDetected):
                 call.note(event.at, "ivr", f"detects key {event.key}")
+            elif isinstance(event, SpeechCaptured):
+                self._recognize(call, event)
+
+    def _recognize(self, call: ServerCall, event: SpeechCaptured) -> None:
+        """Run the recogniser on an utterance in a worker thread, then hand back the text."""
+        if not event.final:
+            if event.control_id in call.partials_running:
+                return  # the previous snapshot is still being decoded; skip this one
+            call.partials_running.add(event.control_id)
+        else:
+            seconds = len(event.audio) / 16000
+            call.note(event.at, "ivr", f"hears {seconds:.1f}s of speech ({event.reason})")
+
+        def decode() -> tuple[str | None, float]:
+            utterance = self.recognizer.open(language=event.language, hints=event.hints)
+            try:
+                utterance.feed(event.audio)
+                if not event.final:
+                    return utterance.partial(), 0.0
+                result = utterance.finish()
+            finally:
+                utterance.close()
+            return (None, 0.0) if result is None else (result.text, result.confidence)
+
+        async def run() -> None:
+            try:
+                text, confidence = await asyncio.to_thread(decode)
+            except Exception:
+                log.exception("! speech recognition failed")
+                text, confidence = None, 0.0
+            finally:
+                call.partials_running.discard(event.control_id)
+            if event.final:
+                self._dispatch(
+                    self.engine.speech_recognized(
+                        call.call_id, event.control_id, text, confidence, event.reason
+                    )
+                )
+            elif text:
+                self._dispatch(self.engine.speech_partial(call.call_id, event.control_id, text))
+
+        task = asyncio.get_running_loop().create_task(run())
+        call.loaders.add(task)
+        task.add_done_callback(call.loaders.discard)
 
     def _emit_collect(self, call: ServerCall, event: CollectOutputEvent) -> None:
         component = call.components.get(event.control_id)
@@ -576,6 +626,13 @@ class RelayServer:
         prompt = calling.PlayAndCollectParams.parse(params)
         call = self._call(session, prompt.call)
         self._check_control_id(call, prompt.control_id)
+        speech = prompt.collect.speech
+        if speech is not None and not _supports(self.recognizer, speech.language):
+            supported = ", ".join(self.recognizer.languages)
+            raise ProtocolError(
+                f"unsupported speech language {speech.language!r}; supported: {supported}",
+                field="collect.speech.language",
+            )
         items = self.loader.prepare(prompt.play)
         self.engine.start_prompt(
             call.call_id, prompt.control_id, items, prompt.collect, prompt.volume
@@ -611,6 +668,14 @@ class RelayServer:
         task = asyncio.create_task(self.loader.load(items, media))
         call.loaders.add(task)
         task.add_done_callback(call.loaders.discard)
+
+
+def _supports(recognizer: Recognizer, language: str) -> bool:
+    wanted = language.replace("_", "-").lower()
+    return any(
+        wanted == lang.lower() or wanted == lang.lower().split("-")[0]
+        for lang in recognizer.languages
+    )
 
 
 def _signature(project: str) -> str:

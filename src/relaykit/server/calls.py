@@ -66,6 +66,7 @@ class ServerCall:
     components: dict[str, Component] = field(default_factory=dict)
     state_changed: asyncio.Event = field(default_factory=asyncio.Event)
     loaders: set[asyncio.Task[None]] = field(default_factory=set)
+    partials_running: set[str] = field(default_factory=set)
     transcript: list[TranscriptEntry] = field(default_factory=list)
     listeners: list[Callable[[TranscriptEntry], None]] = field(default_factory=list)
 

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import CallEndedError, RelayTimeoutError
 from ..media.dtmf import generate_dtmf
 from ..media.frames import SAMPLE_RATE
+from ..media.sources import load_audio
 from ..server.calls import CallState, ServerCall, TranscriptEntry
 
 if TYPE_CHECKING:
@@ -110,6 +111,21 @@ class VirtualCaller:
         """Send ``digits`` as real DTMF tones; returns once the last gap has been sent."""
         samples = generate_dtmf(digits, tone_ms=tone_ms, gap_ms=gap_ms)
         self._call.note(self._now(), "caller", f"presses {digits}")
+        await self.send_audio(samples)
+
+    async def say(
+        self, text: str, *, language: str | None = None, gender: str | None = None
+    ) -> None:
+        """Speak ``text`` (synthesised with the server's TTS) into the call."""
+        tts = self._server.loader.tts
+        samples = await asyncio.to_thread(tts.synthesize, text, language=language, gender=gender)
+        self._call.note(self._now(), "caller", f"says {text!r}")
+        await self.send_audio(samples)
+
+    async def play_wav(self, path: str | Path) -> None:
+        """Send a recording (WAV, MP3, FLAC or OGG; any rate) into the call."""
+        samples = await asyncio.to_thread(load_audio, str(path))
+        self._call.note(self._now(), "caller", f"plays {Path(path).name}")
         await self.send_audio(samples)
 
     async def silence(self, seconds: float) -> None:

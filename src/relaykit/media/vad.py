@@ -1,0 +1,214 @@
+"""Voice activity detection: start and end of a caller's speech, one 20 ms frame at a time.
+
+Method
+    An energy detector with an adaptive noise floor and hysteresis, in plain numpy:
+
+    * each 20 ms frame's level is measured in dBFS (mean square of the int16 samples);
+    * the noise floor follows the quietest recent frames: it drops quickly onto any quieter
+      frame and rises by at most ``floor_rise_db`` per second, so it tracks steady background
+      noise but not speech, whose pauses pull it back down;
+    * a frame is *loud* when it is at least ``threshold_db`` (absolute) **and** ``snr_db``
+      above the floor; once speech has started, ``hysteresis_db`` less suffices for both, so
+      fading word endings still count;
+    * speech **starts** after ``start_frames`` consecutive loud frames (60 ms by default: shorter
+      clicks and pops are ignored) and, as far as the detector's own state goes, ends after
+      ``end_frames`` quiet frames (300 ms).
+
+    :meth:`VoiceActivityDetector.push` returns "is this frame speech?": ``True`` from the frame
+    that confirms the start, then for every loud frame until the detector leaves speech. The
+    frames before the confirmation (the first ``start_frames - 1`` loud ones) report ``False``;
+    keep a pre-roll if the audio must include them. Timing the end of an utterance on a longer
+    silence (RELAY's ``speech.end_silence_timeout``) is the caller's job — or use
+    :class:`SpeechSegmenter`, which wraps a detector and emits ``SPEECH_START`` / ``SPEECH_END``
+    events after a configurable silence.
+
+Limits
+    Energy says "sound", not "voice": DTMF, tones, music and sustained noise louder than the
+    thresholds also count as speech (the prompt engine prefers its DTMF detector for keys).
+    The floor starts at the first frame's level, so noise present from the start is ignored,
+    but speech already under way in the very first frame is only picked up at its first pause;
+    noise that *appears* later and is louder than the thresholds counts as speech until the
+    floor has risen to it (``floor_rise_db``, 10 dB per second by default). Defaults suit
+    telephone speech around -20 dBFS; speech quieter than ``threshold_db`` (-40 dBFS) is missed.
+    Work per frame is O(frame length); state is a handful of floats.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SpeechSegmenter",
+    "VadEvent",
+    "VadEventType",
+    "VoiceActivityDetector",
+    "frame_level_db",
+]
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+from relaykit.media.frames import FRAME_SECONDS, SAMPLES_PER_FRAME, frames_for
+
+_FULL_SCALE_POWER = 32768.0 * 32768.0
+_SILENCE_DB = -120.0  # level reported for all-zero frames
+
+
+def frame_level_db(frame: np.ndarray) -> float:
+    """Level of a frame of int16 samples in dBFS (a full-scale square wave is 0 dBFS)."""
+    x = np.asarray(frame, dtype=np.float64).reshape(-1)
+    if x.size == 0:
+        return _SILENCE_DB
+    power = float(np.dot(x, x)) / x.size / _FULL_SCALE_POWER
+    return 10.0 * np.log10(power) if power > 1e-12 else _SILENCE_DB
+
+
+class VoiceActivityDetector:
+    """Per-frame speech decision for one audio stream (see the module docstring).
+
+    Args:
+        threshold_db: a frame quieter than this (dBFS) is never speech.
+        snr_db: how far above the noise floor a frame must be to be speech.
+        hysteresis_db: how much both limits relax while in speech.
+        start_frames: consecutive loud frames needed to start speech (3 = 60 ms).
+        end_frames: quiet frames after which the detector leaves speech (15 = 300 ms).
+        floor_rise_db: how fast (dB per second) the noise floor may rise.
+        initial_floor_db: noise floor assumed before any audio was seen; ``None`` (default)
+            takes the level of the first frame, capped at ``threshold_db + snr_db``, so noise
+            already present when the detector starts is not taken for speech.
+    """
+
+    def __init__(
+        self,
+        *,
+        threshold_db: float = -40.0,
+        snr_db: float = 10.0,
+        hysteresis_db: float = 4.0,
+        start_frames: int = 3,
+        end_frames: int = 15,
+        floor_rise_db: float = 10.0,
+        initial_floor_db: float | None = None,
+    ) -> None:
+        if start_frames < 1 or end_frames < 1:
+            raise ValueError("start_frames and end_frames must be at least 1")
+        self.threshold_db = float(threshold_db)
+        self.snr_db = float(snr_db)
+        self.hysteresis_db = float(hysteresis_db)
+        self.start_frames = int(start_frames)
+        self.end_frames = int(end_frames)
+        self._rise = float(floor_rise_db) * FRAME_SECONDS  # dB per frame
+        self._initial_floor = None if initial_floor_db is None else float(initial_floor_db)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: back to silence with the initial noise floor."""
+        self.floor_db: float | None = self._initial_floor  # None: set from the first frame
+        self.level_db = _SILENCE_DB  # level of the last frame
+        self.in_speech = False
+        self._loud_run = 0  # consecutive loud frames (while not in speech)
+        self._quiet_run = 0  # consecutive quiet frames (while in speech)
+
+    def push(self, frame: np.ndarray) -> bool:
+        """Take one frame (int16; normally 20 ms) and say whether it is speech."""
+        level = frame_level_db(frame)
+        self.level_db = level
+        if self.floor_db is None:
+            self.floor_db = min(level, self.threshold_db + self.snr_db)
+        relax = self.hysteresis_db if self.in_speech else 0.0
+        loud = level >= self.threshold_db - relax and level >= self.floor_db + self.snr_db - relax
+
+        # the floor follows quiet frames down fast and rises slowly (a minimum tracker)
+        if level < self.floor_db:
+            self.floor_db += 0.5 * (level - self.floor_db)
+        else:
+            self.floor_db += min(level - self.floor_db, self._rise)
+
+        if self.in_speech:
+            if loud:
+                self._quiet_run = 0
+                return True
+            self._quiet_run += 1
+            if self._quiet_run >= self.end_frames:
+                self.in_speech = False
+                self._loud_run = 0
+            return False
+        if not loud:
+            self._loud_run = 0
+            return False
+        self._loud_run += 1
+        if self._loud_run >= self.start_frames:
+            self.in_speech = True
+            self._quiet_run = 0
+            return True
+        return False
+
+
+class VadEventType(enum.Enum):
+    SPEECH_START = "speech_start"
+    SPEECH_END = "speech_end"
+
+
+@dataclass(frozen=True, slots=True)
+class VadEvent:
+    """A start or end of speech.
+
+    ``frame`` is the index (from 0, counting frames pushed) where speech began — the first of
+    the loud frames that confirmed it — for ``SPEECH_START``, or just after the last speech
+    frame for ``SPEECH_END``; multiply by the frame length for a time. The event itself is
+    emitted later: ``start_frames - 1`` frames after a start, ``end_silence`` frames after an end.
+    """
+
+    type: VadEventType
+    frame: int
+
+    @property
+    def seconds(self) -> float:
+        """``frame`` as a time, assuming 20 ms frames."""
+        return self.frame * FRAME_SECONDS
+
+
+class SpeechSegmenter:
+    """Start/end-of-speech events over a :class:`VoiceActivityDetector`.
+
+    ``SPEECH_END`` is emitted once ``end_silence_timeout`` seconds (RELAY's
+    ``speech.end_silence_timeout``, 1.0 s by default) have passed without a speech frame.
+    """
+
+    def __init__(
+        self,
+        detector: VoiceActivityDetector | None = None,
+        *,
+        end_silence_timeout: float = 1.0,
+    ) -> None:
+        self.detector = detector if detector is not None else VoiceActivityDetector()
+        self.end_silence_frames = max(1, frames_for(end_silence_timeout))
+        self.frame = 0  # frames pushed so far
+        self.speaking = False
+        self._last_speech = -1  # index of the last speech frame
+
+    def push(self, frame: np.ndarray) -> VadEvent | None:
+        """Take one 20 ms frame; return the event it completes, if any."""
+        index = self.frame
+        self.frame += 1
+        if self.detector.push(frame):
+            self._last_speech = index
+            if not self.speaking:
+                self.speaking = True
+                onset = index - (self.detector.start_frames - 1)
+                return VadEvent(VadEventType.SPEECH_START, max(0, onset))
+            return None
+        if self.speaking and index - self._last_speech >= self.end_silence_frames:
+            self.speaking = False
+            return VadEvent(VadEventType.SPEECH_END, self._last_speech + 1)
+        return None
+
+    def push_samples(self, samples: np.ndarray) -> list[VadEvent]:
+        """Push whole 20 ms frames of ``samples`` (a trailing partial frame is ignored)."""
+        pcm = np.asarray(samples).reshape(-1)
+        n = len(pcm) // SAMPLES_PER_FRAME
+        events: list[VadEvent] = []
+        for i in range(n):
+            event = self.push(pcm[i * SAMPLES_PER_FRAME : (i + 1) * SAMPLES_PER_FRAME])
+            if event is not None:
+                events.append(event)
+        return events
