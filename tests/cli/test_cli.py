@@ -33,3 +33,51 @@ def test_serve_without_credentials_exits_with_a_clear_message():
     result = CliRunner().invoke(app, ["serve"], env={"RELAYKIT_PROJECT": "", "RELAYKIT_TOKEN": ""})
     assert result.exit_code == 2
     assert "--project and --token" in result.output
+
+
+def test_serve_prints_its_url_and_accepts_a_client():
+    """`relaykit serve --port 0` prints ws://127.0.0.1:PORT and answers blade.connect there."""
+    import asyncio
+    import json
+    import re
+
+    from websockets.asyncio.client import connect
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "relaykit",
+            "serve",
+            "--port",
+            "0",
+            "--project",
+            "p",
+            "--token",
+            "t",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"ws://127\.0\.0\.1:\d+", line).group(0)
+
+        async def handshake() -> dict:
+            async with connect(url) as ws:
+                await ws.send(
+                    json.dumps(
+                        {
+                            "jsonrpc": "2.0",
+                            "id": "1",
+                            "method": "blade.connect",
+                            "params": {"authentication": {"project": "p", "token": "t"}},
+                        }
+                    )
+                )
+                return json.loads(await ws.recv())
+
+        assert asyncio.run(handshake())["result"]["authorization"]["project"] == "p"
+    finally:
+        proc.terminate()
+        proc.wait(10)

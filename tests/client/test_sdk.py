@@ -193,3 +193,23 @@ async def test_client_reconnects_after_the_server_restarts_on_the_same_port():
     finally:
         await consumer.stop()
         await asyncio.wait_for(task, WAIT)
+
+
+async def test_plain_client_receives_calls_the_v2_way(server):
+    """Client + client.on('ready') + client.calling.receive(contexts, handler), as in v2."""
+    answered: asyncio.Queue = asyncio.Queue()
+    client = Client(PROJECT, TOKEN, server.url)
+
+    async def handler(call: Call) -> None:
+        answered.put_nowait((await call.answer()).successful)
+
+    async def ready(c: Client) -> None:
+        await c.calling.receive(["office"], handler)
+
+    client.on("ready", ready)
+    await client.connect()
+    try:
+        await server.dial_in(context="office")
+        assert await outcome(answered) is True
+    finally:
+        await client.disconnect()

@@ -234,3 +234,22 @@ async def test_virtual_caller_records_a_stereo_wav_and_what_it_heard(server, run
     (heard,) = caller.heard
     assert heard.kind == "tts" and heard.text == PIN_PROMPT
     assert heard.end is not None and heard.end > heard.start
+
+
+async def test_dtmf_tones_in_the_ivrs_own_prompt_are_not_taken_as_keys(server, run_ivr, tmp_path):
+    """A prompt that itself plays DTMF tones does not feed them to its own collector."""
+    from relaykit.media.dtmf import generate_dtmf
+
+    path = tmp_path / "tones.wav"
+    soundfile.write(path, generate_dtmf("5#", tone_ms=300, gap_ms=100), SAMPLE_RATE)
+
+    async def ivr(call: Call):
+        await call.answer()
+        return await call.prompt_audio(
+            "digits", path.as_uri(), digits_max=1, digits_terminators="#", initial_timeout=0.3
+        )
+
+    outcomes = await run_ivr(ivr)
+    await server.dial_in(context="office")
+    result = await outcome(outcomes)
+    assert (result.prompt_type, result.reason) == ("no_input", "initial_timeout")

@@ -333,6 +333,11 @@ class Calling:
     def calls(self) -> list[Call]:
         return list(self._calls.values())
 
+    async def receive(self, contexts: list[str], handler: Callable[[Call], Any]) -> None:
+        """v2 ``client.calling.receive``: offer inbound calls on ``contexts`` to ``handler``."""
+        self.on_incoming = handler
+        await self.client.receive(list(contexts))
+
     def dispatch(self, event_type: str, params: dict[str, Any]) -> None:
         if event_type == calling.CALL_RECEIVE:
             call_id = params.get("call_id")

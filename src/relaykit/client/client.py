@@ -94,6 +94,13 @@ class Client:
         """Run ``callback(client)`` after every successful handshake (reconnects included)."""
         self._ready_callbacks.append(callback)
 
+    def on(self, event: str, callback: Callable[[Client], Any]) -> Client:
+        """v2 spelling of :meth:`on_ready`: ``client.on("ready", cb)``."""
+        if event != "ready":
+            raise ValueError(f"unsupported client event {event!r}; relaykit offers 'ready'")
+        self.on_ready(callback)
+        return self
+
     # -- connection lifecycle -----------------------------------------------------------------
     async def connect(self, timeout: float | None = None) -> None:
         """Connect and complete the handshake; keep reconnecting in the background.

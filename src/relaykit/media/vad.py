@@ -52,6 +52,7 @@ from relaykit.media.frames import FRAME_SECONDS, SAMPLES_PER_FRAME, frames_for
 
 _FULL_SCALE_POWER = 32768.0 * 32768.0
 _SILENCE_DB = -120.0  # level reported for all-zero frames
+_BLOCK = SAMPLES_PER_FRAME // 2  # 10 ms: resolution of the start-of-speech timing
 
 
 def frame_level_db(frame: np.ndarray) -> float:
@@ -70,7 +71,9 @@ class VoiceActivityDetector:
         threshold_db: a frame quieter than this (dBFS) is never speech.
         snr_db: how far above the noise floor a frame must be to be speech.
         hysteresis_db: how much both limits relax while in speech.
-        start_frames: consecutive loud frames needed to start speech (3 = 60 ms).
+        start_frames: how much continuous loud sound starts speech, in 20 ms frames (3 = 60 ms),
+            measured on 10 ms blocks so a click is judged by its length, not by how many
+            frames it straddles.
         end_frames: quiet frames after which the detector leaves speech (15 = 300 ms).
         floor_rise_db: how fast (dB per second) the noise floor may rise.
         initial_floor_db: noise floor assumed before any audio was seen; ``None`` (default)
@@ -96,6 +99,7 @@ class VoiceActivityDetector:
         self.hysteresis_db = float(hysteresis_db)
         self.start_frames = int(start_frames)
         self.end_frames = int(end_frames)
+        self._start_samples = self.start_frames * SAMPLES_PER_FRAME
         self._rise = float(floor_rise_db) * FRAME_SECONDS  # dB per frame
         self._initial_floor = None if initial_floor_db is None else float(initial_floor_db)
         self.reset()
@@ -105,17 +109,30 @@ class VoiceActivityDetector:
         self.floor_db: float | None = self._initial_floor  # None: set from the first frame
         self.level_db = _SILENCE_DB  # level of the last frame
         self.in_speech = False
-        self._loud_run = 0  # consecutive loud frames (while not in speech)
-        self._quiet_run = 0  # consecutive quiet frames (while in speech)
+        self.frames = 0  # frames pushed so far
+        self.onset_frame = -1  # frame where the current (or last) speech began
+        self._loud_samples = 0  # length of the current run of loud blocks (not in speech)
+        self._run_start = 0  # frame holding the first block of that run
+        self._quiet_run = 0  # consecutive quiet frames (in speech)
 
     def push(self, frame: np.ndarray) -> bool:
         """Take one frame (int16; normally 20 ms) and say whether it is speech."""
-        level = frame_level_db(frame)
+        index = self.frames
+        self.frames += 1
+        x = np.asarray(frame, dtype=np.float64).reshape(-1)
+        n = x.size
+        # 10 ms blocks when the frame divides into them, else the frame is one block
+        block = _BLOCK if n >= _BLOCK and n % _BLOCK == 0 else max(n, 1)
+        power = (x * x).reshape(-1, block).mean(axis=1) / _FULL_SCALE_POWER if n else np.zeros(1)
+        frame_power = float(power.mean())
+        level = 10.0 * np.log10(frame_power) if frame_power > 1e-12 else _SILENCE_DB
         self.level_db = level
         if self.floor_db is None:
             self.floor_db = min(level, self.threshold_db + self.snr_db)
+
         relax = self.hysteresis_db if self.in_speech else 0.0
-        loud = level >= self.threshold_db - relax and level >= self.floor_db + self.snr_db - relax
+        limit_db = max(self.threshold_db, self.floor_db + self.snr_db) - relax
+        loud = power >= _FULL_SCALE_POWER**0 * 10.0 ** (limit_db / 10.0)  # per block
 
         # the floor follows quiet frames down fast and rises slowly (a minimum tracker)
         if level < self.floor_db:
@@ -124,20 +141,24 @@ class VoiceActivityDetector:
             self.floor_db += min(level - self.floor_db, self._rise)
 
         if self.in_speech:
-            if loud:
+            if loud.any():
                 self._quiet_run = 0
                 return True
             self._quiet_run += 1
             if self._quiet_run >= self.end_frames:
                 self.in_speech = False
-                self._loud_run = 0
+                self._loud_samples = 0
             return False
-        if not loud:
-            self._loud_run = 0
-            return False
-        self._loud_run += 1
-        if self._loud_run >= self.start_frames:
+        for block_loud in loud:
+            if not block_loud:
+                self._loud_samples = 0
+                continue
+            if self._loud_samples == 0:
+                self._run_start = index
+            self._loud_samples += block
+        if self._loud_samples >= self._start_samples:
             self.in_speech = True
+            self.onset_frame = self._run_start
             self._quiet_run = 0
             return True
         return False
@@ -194,7 +215,7 @@ class SpeechSegmenter:
             self._last_speech = index
             if not self.speaking:
                 self.speaking = True
-                onset = index - (self.detector.start_frames - 1)
+                onset = index - (self.detector.frames - 1 - self.detector.onset_frame)
                 return VadEvent(VadEventType.SPEECH_START, max(0, onset))
             return None
         if self.speaking and index - self._last_speech >= self.end_silence_frames:
