@@ -104,6 +104,8 @@ class RelayServer:
         self._calls_present = asyncio.Event()
         self._receivers_changed = asyncio.Event()
         self._rr = 0
+        # Extra WebSocket paths beside RELAY on "/" (e.g. the remote caller API).
+        self._routes: dict[str, Callable[[ServerConnection], Awaitable[None]]] = {}
         self._handlers: dict[str, Handler] = {
             calling.RECEIVE: self._receive,
             calling.ANSWER: self._answer,
@@ -417,6 +419,11 @@ class RelayServer:
 
     # -- connections ----------------------------------------------------------------------------
     async def _connection(self, ws: ServerConnection) -> None:
+        path = ws.request.path if ws.request is not None else "/"
+        route = self._routes.get(path.split("?", 1)[0])
+        if route is not None:
+            await route(ws)
+            return
         peer = Peer()
         session: ServerSession | None = None
         outbox: asyncio.Queue[str | None] = asyncio.Queue()
