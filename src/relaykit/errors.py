@@ -10,6 +10,7 @@
     │   └── NotFoundError                the call or component the command names does not exist
     ├── RelayConnectionError (ConnectionError)  the WebSocket is closed or could not be opened
     ├── RelayTimeoutError (TimeoutError) a request or a wait ran out of time
+    ├── LimitExceededError               a per-session or per-call limit was reached
     ├── CallEndedError (RuntimeError)    the call is over; nothing more can be done on it
     └── MediaError                       media could not be produced or decoded
         └── UnsupportedLanguageError     TTS or ASR was asked for a language it does not have
@@ -24,6 +25,7 @@ __all__ = [
     "CallEndedError",
     "CommandError",
     "ErrorCode",
+    "LimitExceededError",
     "MediaError",
     "NotFoundError",
     "ProtocolError",
@@ -106,6 +108,12 @@ class RelayConnectionError(RelayError, ConnectionError):
 
 class RelayTimeoutError(RelayError, TimeoutError):
     """A request or a wait ran out of time."""
+
+
+class LimitExceededError(RelayError):
+    """A limit (requests per second, calls or components, queued events) was reached."""
+
+    code = ErrorCode.LIMIT_EXCEEDED
 
 
 class CallEndedError(RelayError, RuntimeError):

@@ -50,6 +50,9 @@ class Client:
         request_timeout: seconds to wait for any reply.
         ping_interval: seconds between keepalive pings.
         reconnect: reconnect with backoff after the socket drops.
+        resume_timeout: seconds the calls in progress wait for the connection to come back with
+            the same session (the server keeps it for its ``resume_grace``); after that, or if
+            the server starts a new session, every running action completes unsuccessfully.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class Client:
         ping_interval: float = 10.0,
         reconnect: bool = True,
         max_backoff: float = 10.0,
+        resume_timeout: float = 30.0,
     ) -> None:
         self.project = project
         self.token = token
@@ -71,6 +75,8 @@ class Client:
         self.ping_interval = ping_interval
         self.reconnect = reconnect
         self.max_backoff = max_backoff
+        self.resume_timeout = resume_timeout
+        self._resume_timer: asyncio.TimerHandle | None = None
         self.session_id: str | None = None
         self.signature: str | None = None
         self.protocol: str | None = None
@@ -127,6 +133,10 @@ class Client:
             self._runner = None
         for task in list(self._tasks):
             task.cancel()
+        if self._resume_timer is not None:
+            self._resume_timer.cancel()
+            self._resume_timer = None
+        self.calling.connection_lost()
 
     async def wait_closed(self) -> None:
         if self._runner is not None:
@@ -188,7 +198,17 @@ class Client:
                 future.set_exception(error)
         self._replies.clear()
         self._peer = Peer()
-        self.calling.connection_lost()
+        if self._closing or self.resume_timeout <= 0:
+            self.calling.connection_lost()
+        elif self._resume_timer is None:
+            # Calls survive a short drop: the server keeps the session for its grace window.
+            loop = asyncio.get_running_loop()
+            self._resume_timer = loop.call_later(self.resume_timeout, self._give_up_resume)
+
+    def _give_up_resume(self) -> None:
+        self._resume_timer = None
+        if not self.connected:
+            self.calling.connection_lost()
 
     async def _handshake(self) -> None:
         result = await self.request(
@@ -198,6 +218,11 @@ class Client:
             ),
             ready=False,
         )
+        if self._resume_timer is not None:
+            self._resume_timer.cancel()
+            self._resume_timer = None
+        if not result.get("session_restored"):
+            self.calling.connection_lost()  # a new session: the old calls are gone
         self.session_id = result.get("sessionid")
         auth = result.get("authorization")
         self.signature = auth.get("signature") if isinstance(auth, dict) else None

@@ -7,7 +7,6 @@ __all__ = ["RelayServer"]
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -17,10 +16,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 
 from ..errors import (
     AuthenticationError,
-    ErrorCode,
+    LimitExceededError,
     NotFoundError,
     ProtocolError,
-    RelayError,
     RelayTimeoutError,
     UnknownMethodError,
 )
@@ -38,9 +36,11 @@ from ..media.engine import (
 from ..media.frames import FRAME_SECONDS
 from ..media.tts import EspeakTts, TtsEngine
 from ..media.vad import VoiceActivityDetector
-from ..protocol import Malformed, Peer, ReplyReceived, RequestReceived, blade, calling
+from ..protocol import blade, calling
 from ..protocol.jsonrpc import Request
+from .auth import AuthThrottle, Credentials
 from .calls import CallState, Component, ServerCall
+from .connection import Connection
 from .media_loader import MediaLoader
 from .sessions import ServerSession
 
@@ -63,8 +63,18 @@ class RelayServer:
         tts: speech synthesiser for ``tts`` media (espeak-ng by default).
         recognizer: speech recogniser for speech prompts (pocketsphinx by default).
         record_calls: keep both audio channels of every call (for WAVs and timelines).
-        max_message_size: largest WebSocket frame accepted, in bytes.
+        fetch_timeout: seconds allowed to fetch an ``audio`` URL.
         ping_interval: seconds between the server's own ``blade.ping``s (None: never).
+        resume_grace: seconds a session (and its calls) outlives a dropped socket; a client
+            that reconnects with its ``sessionid`` in time gets it back, with every event it
+            missed, in order. 0 ends the calls at once.
+        max_message_size: largest WebSocket frame accepted, in bytes (larger: close 1009).
+        max_request_rate, max_request_burst: requests per second per connection (token bucket);
+            beyond, requests are refused with a "too many requests" error.
+        max_outbox: frames queued to a client that does not read before it is disconnected.
+        max_backlog: events kept for a detached session (oldest dropped beyond).
+        max_sessions_per_project, max_calls_per_session, max_components_per_call: caps that
+            keep one client from exhausting the server; each refusal names the limit.
 
     Use as ``async with RelayServer(credentials={"p": "t"}) as server: ...``.
     """
@@ -78,16 +88,36 @@ class RelayServer:
         tts: TtsEngine | None = None,
         recognizer: Recognizer | None = None,
         record_calls: bool = True,
-        max_message_size: int = 1 << 20,
-        ping_interval: float | None = 30.0,
         fetch_timeout: float = 10.0,
+        # Timeouts
+        ping_interval: float | None = 30.0,
+        resume_grace: float = 30.0,
+        # Limits
+        max_message_size: int = 1 << 20,
+        max_request_rate: float = 500.0,
+        max_request_burst: int = 1000,
+        max_outbox: int = 10_000,
+        max_backlog: int = 10_000,
+        max_sessions_per_project: int = 100,
+        max_calls_per_session: int = 2000,
+        max_components_per_call: int = 32,
     ) -> None:
         self.host = host
         self.port = port
-        self.credentials = dict(credentials or {})
+        self.credentials = Credentials(credentials or {})
         self.record_calls = record_calls
         self.max_message_size = max_message_size
         self.ping_interval = ping_interval
+        self.resume_grace = resume_grace
+        self.max_request_rate = max_request_rate
+        self.max_request_burst = max_request_burst
+        self.max_outbox = max_outbox
+        self.max_backlog = max_backlog
+        self.max_sessions_per_project = max_sessions_per_project
+        self.max_calls_per_session = max_calls_per_session
+        self.max_components_per_call = max_components_per_call
+        self._throttle = AuthThrottle()
+        self._connections: set[Connection] = set()
         self.nodeid = str(uuid.uuid4())
         self.space_id = str(uuid.uuid4())
         self.recognizer = recognizer if recognizer is not None else PocketsphinxRecognizer()
@@ -142,12 +172,17 @@ class RelayServer:
         return self
 
     async def stop(self) -> None:
-        """End every call, close every connection, stop the clock. Idempotent."""
+        """Graceful stop: end every call, tell every client, close, stop the clock. Idempotent."""
         if self._server is None:
             return
+        server, self._server = self._server, None
         for call in list(self.calls.values()):
             self._end_call(call, "hangup")
-        server, self._server = self._server, None
+        for session in list(self.sessions.values()):
+            if session.expiry is not None:
+                session.expiry.cancel()
+        self.sessions.clear()
+        await asyncio.gather(*(c.close() for c in list(self._connections)))
         server.close()
         await server.wait_closed()
         if self._clock_task is not None:
@@ -183,7 +218,7 @@ class RelayServer:
         if project is None:
             if len(self.credentials) != 1:
                 raise ValueError("project= is required when the server has several projects")
-            project = next(iter(self.credentials))
+            project = self.credentials.projects[0]
         session = await self._wait_receiver(project, context, timeout)
         media = self.engine.add_call(str(uuid.uuid4()), record=self.record_calls)
         call = ServerCall(
@@ -225,7 +260,11 @@ class RelayServer:
                 for s in self.sessions.values()
                 if s.project == project and context in s.contexts and s.send is not None
             ]
-            candidates = [s for at, s in ready_at if at <= now]
+            candidates = [
+                s
+                for at, s in ready_at
+                if at <= now and self._calls_of(s) < self.max_calls_per_session
+            ]
             if candidates:
                 self._rr += 1
                 return candidates[self._rr % len(candidates)]
@@ -238,6 +277,9 @@ class RelayServer:
             self._receivers_changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._receivers_changed.wait(), wait)
+
+    def _calls_of(self, session: ServerSession) -> int:
+        return sum(1 for c in self.calls.values() if c.session is session)
 
     def hangup_from_caller(self, call: ServerCall) -> None:
         self._end_call(call, "hangup")
@@ -417,121 +459,83 @@ class RelayServer:
         call.components.clear()
         self.calls.pop(call.call_id, None)
 
-    # -- connections ----------------------------------------------------------------------------
+    # -- connections and sessions -----------------------------------------------------------
     async def _connection(self, ws: ServerConnection) -> None:
         path = ws.request.path if ws.request is not None else "/"
         route = self._routes.get(path.split("?", 1)[0])
         if route is not None:
             await route(ws)
             return
-        peer = Peer()
-        session: ServerSession | None = None
-        outbox: asyncio.Queue[str | None] = asyncio.Queue()
-
-        def send(text: str) -> None:
-            outbox.put_nowait(text)
-
-        async def writer() -> None:
-            while (text := await outbox.get()) is not None:
-                try:
-                    await ws.send(text)
-                except Exception:
-                    return
-
-        writer_task = asyncio.create_task(writer())
-        pinger_task = asyncio.create_task(self._pinger(peer, send)) if self.ping_interval else None
+        connection = Connection(self, ws)
+        self._connections.add(connection)
         try:
-            async for frame in ws:
-                incoming = peer.receive(frame)
-                if isinstance(incoming, Malformed):
-                    log.info("! malformed frame: %s", incoming.error)
-                    if incoming.reply is not None:
-                        send(incoming.reply)
-                    continue
-                if isinstance(incoming, ReplyReceived):
-                    continue  # answers to our pings
-                if not isinstance(incoming, RequestReceived):
-                    continue  # a stray reply: nothing to do
-                request = incoming.request
-                try:
-                    if request.method == blade.CONNECT:
-                        if session is not None:
-                            raise ProtocolError("already connected", field="method")
-                        session = self._authenticate(request.params)
-                        session.send = send
-                        reply = peer.respond(
-                            request,
-                            blade.connect_result(
-                                sessionid=session.sessionid,
-                                nodeid=self.nodeid,
-                                project=session.project,
-                                signature=_signature(session.project),
-                                restored=False,
-                            ),
-                        )
-                    elif session is None:
-                        raise AuthenticationError("blade.connect must come first")
-                    else:
-                        result = await self._request(session, request)
-                        reply = peer.respond(request, result)
-                except RelayError as exc:
-                    reply = peer.respond_error(request, int(exc.code), str(exc))
-                    if reply is not None:
-                        send(reply)
-                    if isinstance(exc, AuthenticationError):
-                        log.info("! authentication refused: %s", exc)
-                        break
-                    continue
-                except Exception:
-                    log.exception("! %s failed", request.method)
-                    reply = peer.respond_error(
-                        request, ErrorCode.INTERNAL_ERROR, "internal server error; see server log"
-                    )
-                if reply is not None:
-                    send(reply)
-        except Exception:
-            log.debug("! connection closed abruptly", exc_info=True)
+            await connection.run()
         finally:
-            if pinger_task is not None:
-                pinger_task.cancel()
-            if session is not None:
-                self._detach(session)
-            outbox.put_nowait(None)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer_task, 5)
-            await ws.close()
+            self._connections.discard(connection)
 
-    async def _pinger(self, peer: Peer, send: Callable[[str], None]) -> None:
-        loop = asyncio.get_running_loop()
-        last: str | None = None
-        assert self.ping_interval is not None
-        while True:
-            await asyncio.sleep(self.ping_interval)
-            if last is not None:
-                peer.forget(last)  # v2 SDKs never answer a server ping (§3.3)
-            last, text = peer.request(blade.PING, {"timestamp": loop.time()})
-            send(text)
-
-    def _authenticate(self, params: dict[str, Any]) -> ServerSession:
+    async def _connect(
+        self, params: dict[str, Any], connection: Connection
+    ) -> tuple[ServerSession, dict[str, Any]]:
+        """blade.connect: check credentials (throttling failures), restore or open a session."""
         connect = blade.ConnectParams.parse(params)
-        expected = self.credentials.get(connect.project)
-        # Compare against something even for unknown projects, so timing says nothing.
-        ok = (
-            hmac.compare_digest((expected or "\0invalid").encode(), connect.token.encode())
-            and expected is not None
-        )
-        if not ok:
+        loop = asyncio.get_running_loop()
+        if not self.credentials.check(connect.project, connect.token):
+            delay = self._throttle.failure(connection.address, loop.time())
+            await asyncio.sleep(delay)
             raise AuthenticationError("authentication failed: unknown project or wrong token")
-        session = ServerSession(connect.project, connect.agent)
-        self.sessions[session.sessionid] = session
-        return session
+        self._throttle.success(connection.address)
+        session = self.sessions.get(connect.sessionid or "")
+        restored = (
+            session is not None and session.project == connect.project and session.send is None
+        )
+        if restored:
+            assert session is not None
+            if session.expiry is not None:
+                session.expiry.cancel()
+                session.expiry = None
+            log.info(
+                "= session %s restored (%d queued events)", session.sessionid, len(session.backlog)
+            )
+        else:
+            attached = sum(1 for s in self.sessions.values() if s.project == connect.project)
+            if attached >= self.max_sessions_per_project:
+                raise LimitExceededError(
+                    f"project {connect.project!r} has {attached} sessions, the limit"
+                )
+            session = ServerSession(connect.project, connect.agent, max_backlog=self.max_backlog)
+            self.sessions[session.sessionid] = session
+        session.attach(connection.send)
+        result = blade.connect_result(
+            sessionid=session.sessionid,
+            nodeid=self.nodeid,
+            project=session.project,
+            signature=_signature(session.project),
+            restored=restored,
+        )
+        return session, result
 
-    def _detach(self, session: ServerSession) -> None:
-        session.send = None
+    def _detach(self, session: ServerSession, connection: Connection) -> None:
+        """The socket is gone; keep the session (and its calls) for the resume grace window."""
+        if session.send != connection.send:
+            return  # already re-attached to a newer connection
+        session.detach()
+        if self._server is None or self.resume_grace <= 0:
+            self._expire(session)
+            return
+        session.expiry = asyncio.get_running_loop().call_later(
+            self.resume_grace, self._expire, session
+        )
+
+    def _expire(self, session: ServerSession) -> None:
+        """The grace window passed without a resume: end the session's calls cleanly."""
+        session.expiry = None
+        if session.send is not None:
+            return
         self.sessions.pop(session.sessionid, None)
         for call in list(self.calls.values()):
             if call.session is session:
                 self._end_call(call, "hangup")
+        session.backlog.clear()
 
     # -- requests -------------------------------------------------------------------------------
     async def _request(self, session: ServerSession, request: Request) -> dict[str, Any]:
@@ -543,6 +547,8 @@ class RelayServer:
             sub = blade.SubscriptionParams.parse(request.params)
             self._check_protocol(session, sub.protocol, "params.protocol")
             session.subscribed = sub.command == "add"
+            if session.subscribed:
+                asyncio.get_running_loop().call_soon(session.flush)
             return {
                 "protocol": sub.protocol,
                 "command": sub.command,
@@ -568,6 +574,8 @@ class RelayServer:
             inner = blade.relay_result(404, exc.message)
         except ProtocolError as exc:
             inner = blade.relay_result(400, str(exc))
+        except LimitExceededError as exc:
+            inner = blade.relay_result(429, str(exc))
         return self._execute_result(inner)
 
     def _execute_result(self, inner: dict[str, Any]) -> dict[str, Any]:
@@ -666,10 +674,13 @@ class RelayServer:
             raise NotFoundError(f"control_id {volume.control_id!r} not found")
         return blade.relay_result(200, "Volume changed")
 
-    @staticmethod
-    def _check_control_id(call: ServerCall, control_id: str) -> None:
+    def _check_control_id(self, call: ServerCall, control_id: str) -> None:
         if control_id in call.components:
             raise ProtocolError("is already in use on this call", field="control_id")
+        if len(call.components) >= self.max_components_per_call:
+            raise LimitExceededError(
+                f"call already runs {len(call.components)} plays/prompts, the limit"
+            )
 
     def _load(self, call: ServerCall, items: list[Any], media: Any) -> None:
         task = asyncio.create_task(self.loader.load(items, media))
