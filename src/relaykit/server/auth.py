@@ -10,8 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import AuthenticationError
-
 
 class Credentials:
     """``{project: token}`` pairs; :meth:`check` compares in constant time."""
@@ -110,7 +108,3 @@ class AuthThrottle:
     def _forget_oldest(self) -> None:
         oldest = min(self._records, key=lambda a: self._records[a].last)
         del self._records[oldest]
-
-
-def refuse() -> AuthenticationError:
-    return AuthenticationError("authentication failed: unknown project or wrong token")
