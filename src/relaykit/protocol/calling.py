@@ -182,6 +182,12 @@ def parse_media(obj: Any, path: str) -> Media:
         )
     params = req_obj(obj, "params", path)
     ppath = f"{path}.params"
+    # signalwire 2.1.1 wraps media that is already nested once more (§7.4, §8.2.11):
+    # {"type": "audio", "params": {"params": {"url": …}}}. No media has a field named "params",
+    # so a lone nested "params" object is unwrapped rather than refused.
+    inner = params.get("params")
+    if len(params) == 1 and isinstance(inner, dict):
+        params = inner
     if kind == "tts":
         gender = opt_str(params, "gender", ppath)
         if gender is not None and gender not in ("male", "female"):
