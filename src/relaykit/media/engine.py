@@ -181,6 +181,12 @@ class CallMedia:
     def _read_inbound(self) -> tuple[np.ndarray | None, list[Callable[[], None]]]:
         if not self.inbound:
             return None, []
+        chunk = self.inbound[0]
+        end = chunk.offset + SAMPLES_PER_FRAME
+        if end < len(chunk.samples):  # common case: a view into the chunk, no copy
+            frame = chunk.samples[chunk.offset : end]
+            chunk.offset = end
+            return frame, []
         frame = np.zeros(SAMPLES_PER_FRAME, dtype=np.int16)
         done: list[Callable[[], None]] = []
         pos = 0
@@ -423,6 +429,12 @@ class MediaEngine:
     def _render(self, call: CallMedia, events: list[EngineEvent]) -> np.ndarray | None:
         if not call.playbacks and not call.prompts:
             return None
+        active = [p for p in call.playbacks.values() if not p.done]
+        active += [p.playback for p in call.prompts.values() if not p.playback.done]
+        if not active:
+            return None  # prompts waiting for input: silence
+        if len(active) == 1 and (frame := active[0].fast_frame()) is not None:
+            return frame  # one playback mid-item at unity gain: a view, no mixing
         now = self.call_time(call)
         mix = np.zeros(SAMPLES_PER_FRAME, dtype=np.float32)
         for control_id, playback in list(call.playbacks.items()):

@@ -72,6 +72,20 @@ class Playback:
         self.volume_db = db
         self.gain = db_to_gain(db)
 
+    def fast_frame(self) -> np.ndarray | None:
+        """This frame as a view of the current item, when nothing else can happen in it:
+        playing, unity gain, and the item goes on past this frame. Else None (use render)."""
+        if self.state is not PlaybackState.PLAYING or self.gain != 1.0:
+            return None
+        item = self.items[self.index]
+        samples = item.samples
+        end = self.offset + SAMPLES_PER_FRAME
+        if samples is None or item.started_at is None or end >= len(samples):
+            return None
+        frame = samples[self.offset : end]
+        self.offset = end
+        return frame
+
     def render(self, out: np.ndarray, now: float) -> list[MediaItem]:
         """Add this frame's samples (scaled by the gain) into ``out`` (float32, one frame).
 
