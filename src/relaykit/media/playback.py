@@ -75,7 +75,11 @@ class Playback:
     def fast_frame(self) -> np.ndarray | None:
         """This frame as a view of the current item, when nothing else can happen in it:
         playing, unity gain, and the item goes on past this frame. Else None (use render)."""
-        if self.state is not PlaybackState.PLAYING or self.gain != 1.0:
+        if (
+            self.state is not PlaybackState.PLAYING
+            or self.gain != 1.0
+            or self.index >= len(self.items)
+        ):
             return None
         item = self.items[self.index]
         samples = item.samples
@@ -121,6 +125,8 @@ class Playback:
                 item.ended_at = now + pos / SAMPLE_RATE
                 self.index += 1
                 self.offset = 0
+                if self.index >= len(self.items):
+                    self.state = PlaybackState.FINISHED
         return started
 
     def stop(self, now: float) -> None:

@@ -3,24 +3,27 @@
 Method
     An energy detector with an adaptive noise floor and hysteresis, in plain numpy:
 
-    * each 20 ms frame's level is measured in dBFS (mean square of the int16 samples);
+    * the level of each 20 ms frame, and of its two 10 ms halves, is measured in dBFS (mean
+      square of the int16 samples);
     * the noise floor follows the quietest recent frames: it drops quickly onto any quieter
       frame and rises by at most ``floor_rise_db`` per second, so it tracks steady background
       noise but not speech, whose pauses pull it back down;
-    * a frame is *loud* when it is at least ``threshold_db`` (absolute) **and** ``snr_db``
+    * a block is *loud* when it is at least ``threshold_db`` (absolute) **and** ``snr_db``
       above the floor; once speech has started, ``hysteresis_db`` less suffices for both, so
       fading word endings still count;
-    * speech **starts** after ``start_frames`` consecutive loud frames (60 ms by default: shorter
-      clicks and pops are ignored) and, as far as the detector's own state goes, ends after
-      ``end_frames`` quiet frames (300 ms).
+    * speech **starts** once 60 ms (``start_frames`` × 20 ms) of uninterrupted loud 10 ms blocks
+      have been heard — a click of up to 40 ms never starts speech, nor one of up to 50 ms
+      that starts on a 10 ms boundary; 60 ms of loud sound always does — and, as far
+      as the detector's own state goes, ends after ``end_frames`` frames without a loud block
+      (300 ms).
 
     :meth:`VoiceActivityDetector.push` returns "is this frame speech?": ``True`` from the frame
-    that confirms the start, then for every loud frame until the detector leaves speech. The
-    frames before the confirmation (the first ``start_frames - 1`` loud ones) report ``False``;
-    keep a pre-roll if the audio must include them. Timing the end of an utterance on a longer
-    silence (RELAY's ``speech.end_silence_timeout``) is the caller's job — or use
-    :class:`SpeechSegmenter`, which wraps a detector and emits ``SPEECH_START`` / ``SPEECH_END``
-    events after a configurable silence.
+    that confirms the start, then for every frame with a loud block until the detector leaves
+    speech. The loud frames before the confirmation report ``False`` (``onset_frame`` says where
+    the speech began); keep a pre-roll if the audio must include them. Timing the end of an
+    utterance on a longer silence (RELAY's ``speech.end_silence_timeout``) is the caller's job
+    — or use :class:`SpeechSegmenter`, which wraps a detector and emits ``SPEECH_START`` /
+    ``SPEECH_END`` events after a configurable silence.
 
 Limits
     Energy says "sound", not "voice": DTMF, tones, music and sustained noise louder than the
@@ -132,7 +135,7 @@ class VoiceActivityDetector:
 
         relax = self.hysteresis_db if self.in_speech else 0.0
         limit_db = max(self.threshold_db, self.floor_db + self.snr_db) - relax
-        loud = power >= _FULL_SCALE_POWER**0 * 10.0 ** (limit_db / 10.0)  # per block
+        loud = power >= 10.0 ** (limit_db / 10.0)  # per 10 ms block
 
         # the floor follows quiet frames down fast and rises slowly (a minimum tracker)
         if level < self.floor_db:
@@ -173,10 +176,10 @@ class VadEventType(enum.Enum):
 class VadEvent:
     """A start or end of speech.
 
-    ``frame`` is the index (from 0, counting frames pushed) where speech began — the first of
-    the loud frames that confirmed it — for ``SPEECH_START``, or just after the last speech
-    frame for ``SPEECH_END``; multiply by the frame length for a time. The event itself is
-    emitted later: ``start_frames - 1`` frames after a start, ``end_silence`` frames after an end.
+    ``frame`` is the index (from 0, counting frames pushed) where speech began — the frame
+    holding the first of the loud blocks that confirmed it — for ``SPEECH_START``, or just
+    after the last speech frame for ``SPEECH_END``. The event itself is emitted later: once
+    ``start_frames`` × 20 ms of loud sound have been seen, or ``end_silence`` after the end.
     """
 
     type: VadEventType
