@@ -15,7 +15,7 @@ SRC = Path(relaykit.__file__).parent
 def test_public_names_are_exactly_all():
     """Every public name of relaykit is listed in __all__, and every listed name exists."""
     public = {name for name in vars(relaykit) if not name.startswith("_")}
-    subpackages = {"client", "errors", "media", "protocol", "server", "testing", "cli"}
+    subpackages = {"client", "errors", "media", "protocol", "server", "sip", "testing", "cli"}
     assert set(relaykit.__all__) - {"__version__"} == public - subpackages
     assert len(relaykit.__all__) == len(set(relaykit.__all__))
 

@@ -1,4 +1,4 @@
-"""The ``relaykit`` command line: ``serve`` and ``demo``."""
+"""The ``relaykit`` command line: ``serve``, ``demo``, ``call`` and ``timeline``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import contextlib
 import logging
 from pathlib import Path
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 from ..server import RelayServer
 from ..server.calls import TranscriptEntry
@@ -44,8 +46,12 @@ def serve(
         None, envvar="RELAYKIT_TOKEN", help="Token for the project (or RELAYKIT_TOKEN)."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every connection."),
+    sip: str = typer.Option(None, help="Answer SIP phones on UDP HOST:PORT (e.g. 127.0.0.1:5060)."),
+    route: list[str] = typer.Option(
+        [], help="Dialled number (or *) to context, e.g. +15559870000=office. Repeatable."
+    ),
 ) -> None:
-    """Serve RELAY v2 on ws://HOST:PORT until Ctrl-C."""
+    """Serve RELAY v2 on ws://HOST:PORT until Ctrl-C (and SIP phones with --sip)."""
     console = Console()
     if not project or not token:
         console.print(
@@ -53,13 +59,34 @@ def serve(
         )
         raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    sip_address = None
+    if sip:
+        sip_host, _, sip_port = sip.rpartition(":")
+        if not sip_host or not sip_port.isdigit():
+            console.print(f"[red]--sip must be HOST:PORT, not {sip!r}[/red]")
+            raise typer.Exit(2)
+        sip_address = (sip_host, int(sip_port))
+    from ..sip.gateway import parse_routes
+
+    try:
+        routes = parse_routes(route)
+    except ValueError as exc:
+        console.print(f"[red]--route: {exc}[/red]")
+        raise typer.Exit(2) from None
 
     async def run() -> None:
-        async with RelayServer(host, port, credentials={project: token}) as server:
+        async with RelayServer(
+            host, port, credentials={project: token}, sip=sip_address, sip_routes=routes
+        ) as server:
             console.print(
                 f"RELAY server listening on [bold]{server.url}[/bold] "
                 f"(project {project!r}); Ctrl-C to stop"
             )
+            if server.sip is not None:
+                shown = ", ".join(f"{n} → {c}" for n, c in routes.items()) or "none"
+                console.print(
+                    f"SIP on [bold]udp:{server.sip.host}:{server.sip.port}[/bold] (routes: {shown})"
+                )
             await asyncio.Event().wait()
 
     with contextlib.suppress(KeyboardInterrupt):
@@ -88,8 +115,132 @@ def demo(
         highlight=False,
     )
     console.print(f"Call audio (left: caller, right: IVR): {outcome.wav.resolve()}")
+    log_path = outcome.wav.with_suffix(".json")
+    if log_path.exists():
+        console.print(f"Event log: {log_path.resolve()}  (picture: relaykit timeline {log_path})")
     if not result.successful:
         raise typer.Exit(1)
+
+
+class _StepsInOrder(TyperCommand):
+    """Keeps the raw arguments, so ``call`` can run its steps in the order they were given."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["relaykit.args"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+@app.command(cls=_StepsInOrder)
+def call(
+    ctx: typer.Context,
+    context: str = typer.Option(..., help="The IVR's context to call (e.g. office)."),
+    url: str = typer.Option(
+        "ws://127.0.0.1:8080", envvar="RELAYKIT_URL", help="The server's RELAY URL."
+    ),
+    project: str = typer.Option(
+        None, envvar="RELAYKIT_PROJECT", help="Project of the IVR (or RELAYKIT_PROJECT)."
+    ),
+    token: str = typer.Option(
+        None, envvar="RELAYKIT_TOKEN", help="Token for the project (or RELAYKIT_TOKEN)."
+    ),
+    expect: list[str] = typer.Option(
+        [], metavar="TEXT", help="Step: wait until the IVR plays a prompt containing TEXT."
+    ),
+    press: list[str] = typer.Option(
+        [], metavar="KEYS", help="Step: press keys as DTMF tones, e.g. 427#."
+    ),
+    say: list[str] = typer.Option([], metavar="TEXT", help="Step: say TEXT (synthesised speech)."),
+    silence: list[str] = typer.Option([], metavar="SECONDS", help="Step: stay silent for SECONDS."),
+    play: list[str] = typer.Option([], metavar="FILE", help="Step: send the audio file FILE."),
+    hangup: bool = typer.Option(
+        False, "--hangup", help="Hang up after the last step instead of waiting for the IVR to."
+    ),
+    timeout: float = typer.Option(
+        30.0, help="Seconds of call time the IVR gets to hang up after the last step."
+    ),
+    prompt_timeout: float = typer.Option(
+        10.0, help="Seconds of call time to wait for each prompt (and for the answer)."
+    ),
+    wait_listening: bool = typer.Option(
+        True, help="Before each press, say or play, wait until a prompt collects input."
+    ),
+    from_number: str = typer.Option(None, "--from", help="The caller's number."),
+    to_number: str = typer.Option(None, "--to", help="The number called."),
+    save: Path = typer.Option(
+        None, help="Write the call's stereo WAV here (and its event log beside it, as JSON)."
+    ),
+) -> None:
+    """Call an IVR on a running server with a scripted virtual caller; print the transcript.
+
+    Steps run in the order given: --expect PIN --press 427# --say sales.
+
+    Exit code 0: every step succeeded and the call ended. 1: a step or the ending failed.
+    2: bad arguments. 3: the server is unreachable or refuses the credentials.
+    """
+    from .call import STEP_OPTIONS, ordered_steps, run_call
+
+    console = Console(highlight=False)
+    if not project or not token:
+        console.print(
+            "[red]--project and --token (or RELAYKIT_PROJECT/RELAYKIT_TOKEN) are required[/red]"
+        )
+        raise typer.Exit(2)
+    valued = {
+        name
+        for param in ctx.command.params
+        if isinstance(param, click.Option) and not param.is_flag
+        for name in param.opts
+    }
+    steps = ordered_steps(ctx.meta.get("relaykit.args", []), valued | set(STEP_OPTIONS))
+    console.print(
+        f"[bold]relaykit call[/bold]: context {context!r} of project {project!r} on {url}"
+        + (f"; steps: {' '.join(s.describe() for s in steps)}" if steps else "")
+    )
+    outcome = asyncio.run(
+        run_call(
+            url=url,
+            project=project,
+            token=token,
+            context=context,
+            steps=steps,
+            console=console,
+            from_number=from_number,
+            to_number=to_number,
+            hangup=hangup,
+            timeout=timeout,
+            prompt_timeout=prompt_timeout,
+            wait_listening=wait_listening,
+            save=save,
+            on_entry=lambda e: _print_entry(console, e),
+        )
+    )
+    if outcome.code == 0:
+        console.print(f"[bold green]✓[/bold green] {outcome.message}")
+        if save is not None:
+            console.print(f"Call audio: {save.resolve()}; event log: {save.with_suffix('.json')}")
+    else:
+        console.print(f"[bold red]✗[/bold red] {outcome.message}")
+    raise typer.Exit(outcome.code)
+
+
+@app.command()
+def timeline(
+    log: Path = typer.Argument(..., help="A call's event log (JSON, with its WAV beside it)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Picture to write (PNG, SVG or PDF)."),
+) -> None:
+    """Draw a call's timeline: both audio channels, prompts, keys, speech, results, states."""
+    from ..testing.timeline import load_call, render_timeline
+
+    console = Console(highlight=False)
+    try:
+        data, samples = load_call(log)
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]cannot read {log}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    target = out if out is not None else log.with_suffix(".png")
+    render_timeline(data, samples, target)
+    note = "" if samples is not None else " (no WAV found beside the log: events only)"
+    console.print(f"Timeline: {target.resolve()}{note}")
 
 
 def main() -> None:

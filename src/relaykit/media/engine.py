@@ -344,6 +344,29 @@ class MediaEngine:
         now = self.call_time(call)
         return self._collect_events(call, control_id, prompt.collector.partial_text(text), now)
 
+    def inject_key(self, call_id: str, key: str, *, dedupe: float = 0.2) -> list[EngineEvent]:
+        """A key received out of band (RFC 4733, SIP INFO): fed to prompts like a detected one.
+
+        The same key already recorded on the call within ``dedupe`` seconds (the in-band
+        detector hearing the same press) is ignored. The SIP leg mutes the in-band audio an
+        RFC 4733 event covers, so the detector does not count it a second time.
+        """
+        call = self._calls.get(call_id)
+        if call is None:
+            return []
+        now = self.call_time(call)
+        for at, seen in reversed(call.keys):
+            if now - at > dedupe:
+                break
+            if seen == key:
+                return []
+        call.keys.append((now, key))
+        events: list[EngineEvent] = [KeyDetected(call.call_id, key, now)]
+        for control_id, prompt in list(call.prompts.items()):
+            events += self._collect_events(call, control_id, prompt.collector.digit(key, now), now)
+            prompt.speech = []
+        return events
+
     def _prompt(self, call_id: str, control_id: str) -> tuple[CallMedia | None, _Prompt | None]:
         call = self._calls.get(call_id)
         return call, (None if call is None else call.prompts.get(control_id))

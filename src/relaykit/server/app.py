@@ -22,7 +22,7 @@ from ..errors import (
     RelayTimeoutError,
     UnknownMethodError,
 )
-from ..media.asr import PocketsphinxRecognizer, Recognizer
+from ..media.asr import Recognizer
 from ..media.collector import InputStarted, PartialResult, PromptResultData
 from ..media.engine import (
     CollectOutputEvent,
@@ -38,11 +38,13 @@ from ..media.tts import EspeakTts, TtsEngine
 from ..media.vad import VoiceActivityDetector
 from ..protocol import blade, calling
 from ..protocol.jsonrpc import Request
+from ..sip.gateway import SipGateway, parse_devices
 from .auth import AuthThrottle, Credentials
 from .calls import CallState, Component, ServerCall
 from .connection import Connection
 from .media_loader import MediaLoader
 from .sessions import ServerSession
+from .speech import SpeechRecognition
 
 if TYPE_CHECKING:
     from ..testing.caller import VirtualCaller
@@ -62,8 +64,13 @@ class RelayServer:
         credentials: ``{project: token}`` pairs accepted by ``blade.connect``.
         tts: speech synthesiser for ``tts`` media (espeak-ng by default).
         recognizer: speech recogniser for speech prompts (pocketsphinx by default).
+        asr_processes: worker processes that decode speech with the default recogniser, so
+            decoding never stalls the media clock (0: a worker thread instead).
         record_calls: keep both audio channels of every call (for WAVs and timelines).
         fetch_timeout: seconds allowed to fetch an ``audio`` URL.
+        inline_media: load media and recognise speech on the event loop instead of in worker
+            threads: deterministic under a fast-forwarding loop clock (tests), but the loop
+            waits while they run.
         ping_interval: seconds between the server's own ``blade.ping``s (None: never).
         resume_grace: seconds a session (and its calls) outlives a dropped socket; a client
             that reconnects with its ``sessionid`` in time gets it back, with every event it
@@ -87,8 +94,10 @@ class RelayServer:
         *,
         tts: TtsEngine | None = None,
         recognizer: Recognizer | None = None,
+        asr_processes: int = 2,
         record_calls: bool = True,
         fetch_timeout: float = 10.0,
+        inline_media: bool = False,
         # Timeouts
         ping_interval: float | None = 30.0,
         resume_grace: float = 30.0,
@@ -101,6 +110,9 @@ class RelayServer:
         max_sessions_per_project: int = 100,
         max_calls_per_session: int = 2000,
         max_components_per_call: int = 32,
+        # Real phones (SIP/RTP)
+        sip: tuple[str, int] | None = None,
+        sip_routes: Mapping[str, str] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -120,10 +132,14 @@ class RelayServer:
         self._connections: set[Connection] = set()
         self.nodeid = str(uuid.uuid4())
         self.space_id = str(uuid.uuid4())
-        self.recognizer = recognizer if recognizer is not None else PocketsphinxRecognizer()
+        self.speech = SpeechRecognition(recognizer, processes=asr_processes, inline=inline_media)
+        self.recognizer = self.speech.recognizer
         self.engine = MediaEngine(vad_factory=VoiceActivityDetector)
+        self.inline_media = inline_media
         self.loader = MediaLoader(
-            tts if tts is not None else EspeakTts(), fetch_timeout=fetch_timeout
+            tts if tts is not None else EspeakTts(),
+            fetch_timeout=fetch_timeout,
+            inline=inline_media,
         )
         self.calls: dict[str, ServerCall] = {}
         self.sessions: dict[str, ServerSession] = {}
@@ -136,6 +152,9 @@ class RelayServer:
         self._rr = 0
         # Extra WebSocket paths beside RELAY on "/" (e.g. the remote caller API).
         self._routes: dict[str, Callable[[ServerConnection], Awaitable[None]]] = {}
+        from ..testing.remote import CallerEndpoint  # deferred: testing imports the server
+
+        self._routes["/caller"] = CallerEndpoint(self)
         self._handlers: dict[str, Handler] = {
             calling.RECEIVE: self._receive,
             calling.ANSWER: self._answer,
@@ -146,7 +165,12 @@ class RelayServer:
             calling.PLAY_AND_COLLECT: self._play_and_collect,
             calling.PLAY_AND_COLLECT_STOP: self._stop,
             calling.PLAY_AND_COLLECT_VOLUME: self._volume,
+            "calling.begin": self._begin,
+            "calling.dial": self._dial,
         }
+        self.sip: SipGateway | None = None
+        if sip is not None:
+            self.sip = SipGateway(self, sip[0], sip[1], sip_routes or {})
 
     # -- lifecycle ------------------------------------------------------------------------------
     @property
@@ -168,6 +192,8 @@ class RelayServer:
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
         self._clock_task = asyncio.create_task(self._run_clock(), name="relaykit-media-clock")
+        if self.sip is not None:
+            await self.sip.start()
         log.info("= RELAY server listening on %s", self.url)
         return self
 
@@ -178,6 +204,8 @@ class RelayServer:
         server, self._server = self._server, None
         for call in list(self.calls.values()):
             self._end_call(call, "hangup")
+        if self.sip is not None:
+            await self.sip.stop()
         for session in list(self.sessions.values()):
             if session.expiry is not None:
                 session.expiry.cancel()
@@ -190,6 +218,7 @@ class RelayServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._clock_task
             self._clock_task = None
+        self.speech.close()
 
     async def __aenter__(self) -> RelayServer:
         return await self.start()
@@ -348,7 +377,7 @@ class RelayServer:
                 self._recognize(call, event)
 
     def _recognize(self, call: ServerCall, event: SpeechCaptured) -> None:
-        """Run the recogniser on an utterance in a worker thread, then hand back the text."""
+        """Recognise an utterance off the media clock, then hand the text back to the engine."""
         if not event.final:
             if event.control_id in call.partials_running:
                 return  # the previous snapshot is still being decoded; skip this one
@@ -357,20 +386,11 @@ class RelayServer:
             seconds = len(event.audio) / 16000
             call.note(event.at, "ivr", f"hears {seconds:.1f}s of speech ({event.reason})")
 
-        def decode() -> tuple[str | None, float]:
-            utterance = self.recognizer.open(language=event.language, hints=event.hints)
-            try:
-                utterance.feed(event.audio)
-                if not event.final:
-                    return utterance.partial(), 0.0
-                result = utterance.finish()
-            finally:
-                utterance.close()
-            return (None, 0.0) if result is None else (result.text, result.confidence)
-
         async def run() -> None:
             try:
-                text, confidence = await asyncio.to_thread(decode)
+                text, confidence = await self.speech.decode(
+                    event.language, event.hints, event.audio, final=event.final
+                )
             except Exception:
                 log.exception("! speech recognition failed")
                 text, confidence = None, 0.0
@@ -428,27 +448,28 @@ class RelayServer:
     def _emit_state(self, call: ServerCall) -> None:
         reason = f" ({call.end_reason})" if call.ended and call.end_reason else ""
         call.note(self.engine.call_time(call.media), "call", f"{call.state.value}{reason}")
-        self._emit(
-            call,
-            calling.CALL_STATE,
-            calling.call_state_event(
-                call_id=call.call_id,
-                node_id=call.node_id,
-                call_state=call.state.value,
-                from_number=call.from_number,
-                to_number=call.to_number,
-                direction=call.direction,
-                end_reason=call.end_reason
-                if call.state in (CallState.ENDING, CallState.ENDED)
-                else None,
-            ),
+        params = calling.call_state_event(
+            call_id=call.call_id,
+            node_id=call.node_id,
+            call_state=call.state.value,
+            from_number=call.from_number,
+            to_number=call.to_number,
+            direction=call.direction,
+            end_reason=call.end_reason
+            if call.state in (CallState.ENDING, CallState.ENDED)
+            else None,
         )
+        if self.sip is not None:
+            self.sip.decorate_state(call, params)
+        self._emit(call, calling.CALL_STATE, params)
 
     def _end_call(self, call: ServerCall, reason: str) -> None:
         """Terminate components, then ``ending`` and ``ended``; every waiter wakes up."""
         if call.ended:
             return
         call.end_reason = reason
+        if self.sip is not None:
+            self.sip.ended(call, reason)
         self._dispatch(self.engine.end_call(call.call_id))
         for task in call.loaders:
             task.cancel()
@@ -458,6 +479,96 @@ class RelayServer:
         self._emit_state(call)
         call.components.clear()
         self.calls.pop(call.call_id, None)
+
+    # -- real phones (SIP): calls the gateway creates ------------------------------------------
+    async def _sip_offer(
+        self, project: str, context: str, from_number: str, to_number: str, timeout: float
+    ) -> ServerCall:
+        """An INVITE became a call: offer it to a consumer of ``context`` (as dial_in does)."""
+        session = await self._wait_receiver(project, context, timeout)
+        media = self.engine.add_call(str(uuid.uuid4()), record=self.record_calls)
+        call = ServerCall(
+            project,
+            context,
+            from_number,
+            to_number,
+            self.nodeid,
+            media,
+            call_id=media.call_id,
+            session=session,
+        )
+        self.calls[call.call_id] = call
+        self._calls_present.set()
+        call.note(0.0, "call", f"{from_number} calls {to_number} (SIP); offered to {context!r}")
+        session.broadcast(
+            calling.CALL_RECEIVE,
+            calling.call_receive_event(
+                call_id=call.call_id,
+                node_id=call.node_id,
+                context=context,
+                from_number=from_number,
+                to_number=to_number,
+            ),
+            nodeid=self.nodeid,
+            space_id=self.space_id,
+            context=context,
+        )
+        return call
+
+    def _sip_outbound(self, session: ServerSession, from_uri: str, to_uri: str) -> ServerCall:
+        """A call placed with calling.begin/dial: owned by the requesting session."""
+        if self._calls_of(session) >= self.max_calls_per_session:
+            raise LimitExceededError(f"session has {self._calls_of(session)} calls, the limit")
+        media = self.engine.add_call(str(uuid.uuid4()), record=self.record_calls)
+        context = next(iter(session.contexts), "")
+        call = ServerCall(
+            session.project,
+            context,
+            from_uri,
+            to_uri,
+            self.nodeid,
+            media,
+            session=session,
+            direction="outbound",
+            call_id=media.call_id,
+        )
+        self.calls[call.call_id] = call
+        self._calls_present.set()
+        call.note(0.0, "call", f"{from_uri} calls {to_uri} (SIP, outbound)")
+        return call
+
+    async def _begin(self, session: ServerSession, params: dict[str, Any]) -> dict[str, Any]:
+        """calling.begin (§5.5) with one sip device."""
+        if self.sip is None:
+            raise ProtocolError("outbound calls need the SIP gateway (sip=...)", field="device")
+        tag = params.get("tag")
+        if tag is not None and not isinstance(tag, str):
+            raise ProtocolError("must be a string", field="tag")
+        device = parse_devices(params.get("device"), "device")
+        state = await self.sip.begin(session, tag, device)
+        result = blade.relay_result(200, "Trying")
+        result.update(call_id=state.call.call_id, node_id=self.nodeid)
+        return result
+
+    async def _dial(self, session: ServerSession, params: dict[str, Any]) -> dict[str, Any]:
+        """calling.dial (§5.5): device groups in series, each group's devices in parallel."""
+        if self.sip is None:
+            raise ProtocolError("outbound calls need the SIP gateway (sip=...)", field="devices")
+        tag = params.get("tag")
+        if not isinstance(tag, str) or not tag:
+            raise ProtocolError("must be a non-empty string", field="tag")
+        groups = params.get("devices")
+        if not isinstance(groups, list) or not groups:
+            raise ProtocolError("must be a non-empty list of device lists", field="devices")
+        parsed = []
+        for i, group in enumerate(groups):
+            if not isinstance(group, list) or not group:
+                raise ProtocolError("must be a non-empty list of devices", field=f"devices[{i}]")
+            parsed.append([parse_devices(d, f"devices[{i}][{j}]") for j, d in enumerate(group)])
+        task = asyncio.get_running_loop().create_task(self.sip.dial(session, tag, parsed))
+        self.sip._tasks.add(task)
+        task.add_done_callback(self.sip._tasks.discard)
+        return blade.relay_result(200, "Dialing")
 
     # -- connections and sessions -----------------------------------------------------------
     async def _connection(self, ws: ServerConnection) -> None:
@@ -616,6 +727,8 @@ class RelayServer:
         if call.state is not CallState.ANSWERED:
             call.session = session
             call.move_to(CallState.ANSWERED)
+            if self.sip is not None:
+                self.sip.answered(call)
             asyncio.get_running_loop().call_soon(self._emit_state, call)
         return blade.relay_result(200, "Answered")
 
@@ -648,6 +761,8 @@ class RelayServer:
                 f"unsupported speech language {speech.language!r}; supported: {supported}",
                 field="collect.speech.language",
             )
+        if speech is not None:
+            self.speech.prepare()
         items = self.loader.prepare(prompt.play)
         self.engine.start_prompt(
             call.call_id, prompt.control_id, items, prompt.collect, prompt.volume

@@ -11,7 +11,8 @@ __all__ = ["MediaLoader"]
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -25,9 +26,12 @@ log = logging.getLogger("relaykit.server")
 
 
 class MediaLoader:
-    def __init__(self, tts: TtsEngine, *, fetch_timeout: float = 10.0) -> None:
+    def __init__(
+        self, tts: TtsEngine, *, fetch_timeout: float = 10.0, inline: bool = False
+    ) -> None:
         self.tts = tts
         self.fetch_timeout = fetch_timeout
+        self.inline = inline  # synthesise and read files on the event loop (no worker thread)
 
     def prepare(self, media: Sequence[Media], path: str = "play") -> list[MediaItem]:
         items = []
@@ -60,13 +64,11 @@ class MediaLoader:
                 elif isinstance(m, RingtoneMedia):
                     samples = sources.ringtone(m.name.lower(), m.duration)
                 elif isinstance(m, TtsMedia):
-                    samples = await asyncio.to_thread(
+                    samples = await self._run(
                         self.tts.synthesize, m.text, language=m.language, gender=m.gender
                     )
                 elif isinstance(m, AudioMedia):
-                    samples = await asyncio.to_thread(
-                        sources.load_audio, m.url, timeout=self.fetch_timeout
-                    )
+                    samples = await self._run(sources.load_audio, m.url, timeout=self.fetch_timeout)
                 else:  # pragma: no cover - parse_media admits nothing else
                     raise MediaError(f"unsupported media {m!r}")
             except MediaError as exc:
@@ -76,3 +78,6 @@ class MediaLoader:
                 item.error = f"media could not be loaded ({type(exc).__name__})"
             else:
                 item.samples = np.asarray(samples, dtype=np.int16)
+
+    async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs) if self.inline else await asyncio.to_thread(fn, *args, **kwargs)

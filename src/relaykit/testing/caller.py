@@ -1,24 +1,44 @@
-"""The virtual caller: the far end of an inbound call, pressing real DTMF tones into its audio."""
+"""The virtual caller: the far end of an inbound call, pressing real DTMF tones into its audio.
+
+Besides acting (``press``, ``say``, ``play_wav``, ``silence``, ``hangup``) it checks what the IVR
+does (``expect_prompt``, ``expect_hangup``, ``wait_listening``) and keeps an event log
+(``event_log()``; written as JSON beside every WAV by ``save_wav``) for call timelines.
+
+Every wait follows the server's media clock or the event loop's clock, never the wall clock, so
+a fast-forwarding loop clock (``looptime``) runs the same conversation in a fraction of the time.
+"""
 
 from __future__ import annotations
 
-__all__ = ["Heard", "VirtualCaller"]
+__all__ = ["CALL_LOG_FORMAT", "CallerAction", "Heard", "VirtualCaller"]
 
+import ast
 import asyncio
 import contextlib
+import json
+import re
 import wave
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from ..errors import CallEndedError, RelayTimeoutError
 from ..media.dtmf import generate_dtmf
-from ..media.frames import SAMPLE_RATE
+from ..media.engine import HeardMedia
+from ..media.frames import FRAME_SECONDS, SAMPLE_RATE
 from ..media.sources import load_audio
 from ..server.calls import CallState, ServerCall, TranscriptEntry
+from .expect import ExpectationError, PromptMatcher, audio_says
+
+_T = TypeVar("_T")
+
+CALL_LOG_FORMAT = "relaykit-call-log/1"  # the "format" field of event_log() and its JSON files
+_RESULT_RE = re.compile(
+    r"^prompt ends: (?P<type>\S+) (?P<params>\{.*\}) \(reason (?P<reason>[^)]*)\)$"
+)
 
 if TYPE_CHECKING:
     from ..server.app import RelayServer
@@ -43,12 +63,27 @@ class Heard:
         return self.label if self.kind == "audio" else None
 
 
+@dataclass(frozen=True, slots=True)
+class CallerAction:
+    """Audio the caller sent: ``kind`` press, say, play, silence or audio; call-time seconds."""
+
+    kind: str
+    label: str
+    start: float
+    end: float
+
+
 class VirtualCaller:
     """Returned by :meth:`RelayServer.dial_in`; drives the caller's side of one call."""
 
     def __init__(self, server: RelayServer, call: ServerCall) -> None:
         self._server = server
         self._call = call
+        self._actions: list[CallerAction] = []
+        self._cursor = 0  # heard items before this index were consumed by expect_prompt
+        self._recognized: dict[tuple[int, str], float | None] = {}  # (item id, phrase) → confidence
+        self._changed = asyncio.Event()
+        call.listeners.append(lambda _entry: self._changed.set())
 
     @property
     def call_id(self) -> str:
@@ -79,11 +114,38 @@ class VirtualCaller:
     def transcript(self) -> list[TranscriptEntry]:
         return list(self._call.transcript)
 
-    def on_transcript(self, listener: Callable[[TranscriptEntry], None]) -> None:
-        """Call ``listener(entry)`` for every transcript entry, past ones first."""
+    @property
+    def actions(self) -> list[CallerAction]:
+        """What the caller sent into the call, in order, with call times."""
+        return list(self._actions)
+
+    @property
+    def end_reason(self) -> str | None:
+        return self._call.end_reason
+
+    @property
+    def context(self) -> str:
+        return self._call.context
+
+    @property
+    def now(self) -> float:
+        """Call time in seconds (the media clock of this call)."""
+        return self._now()
+
+    def on_transcript(self, listener: Callable[[TranscriptEntry], None]) -> Callable[[], None]:
+        """Call ``listener(entry)`` for every transcript entry, past ones first.
+
+        Returns a function that removes the listener again.
+        """
         for entry in self._call.transcript:
             listener(entry)
         self._call.listeners.append(listener)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._call.listeners.remove(listener)
+
+        return remove
 
     async def wait_for_state(self, state: str, timeout: float = 5.0) -> None:
         """Wait until the call reaches ``state`` (or a later one)."""
@@ -111,31 +173,38 @@ class VirtualCaller:
         """Send ``digits`` as real DTMF tones; returns once the last gap has been sent."""
         samples = generate_dtmf(digits, tone_ms=tone_ms, gap_ms=gap_ms)
         self._call.note(self._now(), "caller", f"presses {digits}")
-        await self.send_audio(samples)
+        await self._send(samples, "press", digits)
 
     async def say(
         self, text: str, *, language: str | None = None, gender: str | None = None
     ) -> None:
         """Speak ``text`` (synthesised with the server's TTS) into the call."""
         tts = self._server.loader.tts
-        samples = await asyncio.to_thread(tts.synthesize, text, language=language, gender=gender)
+        samples = await self._work(tts.synthesize, text, language=language, gender=gender)
         self._call.note(self._now(), "caller", f"says {text!r}")
-        await self.send_audio(samples)
+        await self._send(samples, "say", text)
 
     async def play_wav(self, path: str | Path) -> None:
         """Send a recording (WAV, MP3, FLAC or OGG; any rate) into the call."""
-        samples = await asyncio.to_thread(load_audio, str(path))
+        samples = await self._work(load_audio, str(path))
         self._call.note(self._now(), "caller", f"plays {Path(path).name}")
-        await self.send_audio(samples)
+        await self._send(samples, "play", Path(path).name)
 
     async def silence(self, seconds: float) -> None:
         """Stay silent for ``seconds`` of call time."""
-        await self.send_audio(np.zeros(round(seconds * SAMPLE_RATE), dtype=np.int16))
+        await self._send(np.zeros(round(seconds * SAMPLE_RATE), dtype=np.int16), "silence", "")
 
     async def send_audio(self, samples: np.ndarray) -> None:
         """Send 16 kHz int16 audio into the call; returns when it has all been played."""
+        await self._send(samples, "audio", "")
+
+    async def _send(self, samples: np.ndarray, kind: str, label: str) -> None:
         if self._call.ended:
             raise CallEndedError("the call has ended")
+        start = self._now() + self._call.media.inbound_pending
+        self._actions.append(
+            CallerAction(kind, label, round(start, 3), round(start + len(samples) / SAMPLE_RATE, 3))
+        )
         done = asyncio.get_running_loop().create_future()
 
         def finished() -> None:
@@ -155,8 +224,12 @@ class VirtualCaller:
         """The call so far as (n, 2) int16 samples at 16 kHz: left the caller, right the IVR."""
         return self._call.media.recording()
 
-    def save_wav(self, path: str | Path) -> Path:
-        """Write the call as a stereo 16 kHz WAV (left: caller, right: IVR)."""
+    def save_wav(self, path: str | Path, *, event_log: bool = True) -> Path:
+        """Write the call as a stereo 16 kHz WAV (left: caller, right: IVR).
+
+        With ``event_log`` (the default) the call's event log goes beside it as JSON
+        (``call.wav`` → ``call.json``), ready for ``relaykit timeline call.json``.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = self.recording()
@@ -165,7 +238,242 @@ class VirtualCaller:
             out.setsampwidth(2)
             out.setframerate(SAMPLE_RATE)
             out.writeframes(data.astype("<i2").tobytes())
+        if event_log:
+            self.save_log(path.with_suffix(".json"), wav=path.name)
         return path
+
+    def save_log(self, path: str | Path, *, wav: str | None = None) -> Path:
+        """Write :meth:`event_log` as JSON; ``wav`` names the recording beside it."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.event_log()
+        if wav is not None:
+            log["wav"] = wav
+        path.write_text(json.dumps(log, indent=1, ensure_ascii=False) + "\n")
+        return path
+
+    def event_log(self) -> dict[str, Any]:
+        """Everything that happened on the call as JSON-ready data (times in call seconds).
+
+        ``transcript`` is the readable account; ``heard`` the media items the IVR played
+        (spans), ``caller`` the audio the caller sent (spans), ``keys`` the DTMF keys the IVR
+        detected, ``states`` the call states and ``results`` the prompts' results.
+        """
+        call = self._call
+        states, results = [], []
+        for entry in call.transcript:
+            if entry.actor == "call":
+                states.append({"at": entry.at, "text": entry.text})
+            elif entry.actor == "ivr" and entry.text.startswith("prompt ends: "):
+                result: dict[str, Any] = {"at": entry.at, "text": entry.text[13:]}
+                if (m := _RESULT_RE.match(entry.text)) is not None:
+                    with contextlib.suppress(ValueError, SyntaxError):
+                        result["params"] = ast.literal_eval(m["params"])
+                    result.update(type=m["type"], reason=m["reason"])
+                results.append(result)
+        return {
+            "format": CALL_LOG_FORMAT,
+            "call_id": call.call_id,
+            "context": call.context,
+            "from": call.from_number,
+            "to": call.to_number,
+            "state": call.state.value,
+            "end_reason": call.end_reason,
+            "sample_rate": SAMPLE_RATE,
+            "duration": round(len(self.recording()) / SAMPLE_RATE, 3),
+            "transcript": [asdict(e) for e in call.transcript],
+            "heard": [asdict(h) for h in self.heard],
+            "caller": [asdict(a) for a in self._actions],
+            "keys": [{"at": round(at, 3), "key": key} for at, key in call.media.keys],
+            "states": states,
+            "results": results,
+        }
+
+    # -- expectations -----------------------------------------------------------------------------
+    async def expect_prompt(
+        self,
+        contains: str | None = None,
+        *,
+        matches: str | re.Pattern[str] | None = None,
+        url: str | None = None,
+        timeout: float = 5.0,
+        recognize: bool = True,
+    ) -> Heard:
+        """Wait until the IVR plays a prompt that matches; return it.
+
+        Args:
+            contains: text the prompt must contain (case, accents and punctuation ignored).
+                TTS prompts are compared by their text; for audio files the speech recogniser
+                checks whether the recording says it (whole sentences or clauses only; see
+                :mod:`relaykit.testing.expect`).
+            matches: a regular expression the TTS text must match (case-insensitive).
+            url: a substring of the audio file's URL.
+            timeout: seconds of call time to wait.
+            recognize: run the speech recogniser on audio files (``contains`` only).
+
+        Each prompt is matched once: the next ``expect_prompt`` looks only at prompts that
+        started after the one returned. Raises :class:`ExpectationError` listing what the IVR
+        played (with times) when nothing matches in time or the call ends.
+        """
+        __tracebackhide__ = True  # pytest shows the test line, not this
+        matcher = PromptMatcher.build(contains, matches, url)
+        started = self._now()
+
+        async def check() -> Heard | None:
+            media = self._call.media.heard
+            for index in range(self._cursor, len(media)):
+                if await self._item_matches(media[index], matcher, recognize):
+                    self._cursor = index + 1
+                    return self.heard[index]
+            return None
+
+        def failure(why: str) -> ExpectationError:
+            return ExpectationError(
+                f"expect_prompt({matcher.describe()}): {why}\n{self._describe_heard(matcher)}"
+            )
+
+        return await self._wait_until(
+            check,
+            timeout,
+            lambda: failure(
+                f"nothing matching was played in {timeout:g} s of call time "
+                f"({started:.2f} s to {self._now():.2f} s)"
+            ),
+            lambda: failure(f"the call ended ({self._call.end_reason}) before a matching prompt"),
+        )
+
+    async def expect_hangup(self, timeout: float = 10.0) -> str:
+        """Wait until the call ends (the IVR hangs up); returns the end reason.
+
+        Raises :class:`ExpectationError` with the last events if the call is still up after
+        ``timeout`` seconds of call time.
+        """
+
+        __tracebackhide__ = True  # pytest shows the test line, not this
+        async def check() -> str | None:
+            return (self._call.end_reason or "hangup") if self._call.ended else None
+
+        return await self._wait_until(
+            check,
+            timeout,
+            lambda: ExpectationError(
+                f"expect_hangup(): the call is still {self.state} after {timeout:g} s of call time"
+                f"\n{self._describe_transcript()}"
+            ),
+            None,
+        )
+
+    async def wait_listening(self, timeout: float = 5.0) -> None:
+        """Wait until the IVR is collecting input (a prompt runs), so keys and speech count."""
+
+        __tracebackhide__ = True  # pytest shows the test line, not this
+        async def check() -> bool | None:
+            return True if self._call.media.prompts else None
+
+        await self._wait_until(
+            check,
+            timeout,
+            lambda: ExpectationError(
+                f"wait_listening(): no prompt was collecting input within {timeout:g} s of call "
+                f"time\n{self._describe_transcript()}"
+            ),
+            lambda: ExpectationError(
+                f"wait_listening(): the call ended ({self._call.end_reason}) before a prompt "
+                f"started\n{self._describe_transcript()}"
+            ),
+            poll=True,
+        )
+
+    async def _wait_until(
+        self,
+        check: Callable[[], Awaitable[_T | None]],
+        timeout: float,
+        on_timeout: Callable[[], Exception],
+        on_ended: Callable[[], Exception] | None,
+        *,
+        poll: bool = False,
+    ) -> _T:
+        """Re-run ``check`` on every transcript change until it returns a value.
+
+        ``timeout`` counts call time (media frames), so a slow machine does not make the wait
+        shorter; a loop-time backstop ends it should the media clock stall.
+        """
+        __tracebackhide__ = True  # pytest shows the test line, not this
+        loop = asyncio.get_running_loop()
+        deadline = self._now() + timeout
+        backstop = loop.time() + 3 * timeout + 10.0
+        while True:
+            self._changed.clear()
+            result = await check()
+            if result is not None:
+                return result
+            if self._call.ended and on_ended is not None:
+                raise on_ended()
+            remaining = deadline - self._now()
+            if remaining <= 0 or loop.time() >= backstop or self._call.ended:
+                raise on_timeout()
+            wait = min(remaining, FRAME_SECONDS) if poll else remaining
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), max(wait, FRAME_SECONDS))
+
+    async def _item_matches(
+        self, item: HeardMedia, matcher: PromptMatcher, recognize: bool
+    ) -> bool:
+        if item.kind == "tts":
+            return matcher.text_matches(item.label)
+        if item.kind != "audio":
+            return False
+        by_url = matcher.url_matches(item.label)
+        if by_url is not None:
+            return by_url and (matcher.contains is None or await self._says(item, matcher))
+        if not recognize or matcher.phrase is None or matcher.matches is not None:
+            return False
+        return await self._says(item, matcher)
+
+    async def _says(self, item: HeardMedia, matcher: PromptMatcher) -> bool:
+        phrase = matcher.phrase
+        samples = item.item.samples
+        if phrase is None or samples is None:
+            return False
+        key = (id(item), phrase)
+        if key not in self._recognized:
+            self._recognized[key] = await self._work(audio_says, self._server.recognizer, samples, phrase)
+        return self._recognized[key] is not None
+
+    def _describe_heard(self, matcher: PromptMatcher) -> str:
+        heard = self.heard
+        if not heard:
+            lines = ["The IVR played nothing."]
+        else:
+            lines = ["The IVR played:"]
+            for index, (h, media) in enumerate(zip(heard, self._call.media.heard, strict=True)):
+                end = "…" if h.end is None else f"{h.end:6.2f}"
+                note = ""
+                if index < self._cursor:
+                    note = "  (matched by an earlier expect_prompt)"
+                elif h.kind == "audio":
+                    confidence = self._recognized.get((id(media), matcher.phrase or ""), "?")
+                    if confidence is None:
+                        note = f"  (speech recognition: does not say {matcher.phrase!r})"
+                shown = repr(h.label) if h.kind == "tts" else h.label
+                lines.append(f"  {h.start:6.2f} – {end} s  {h.kind:<8} {shown}{note}")
+        lines.append(
+            f"Call state: {self.state}"
+            + (f" ({self._call.end_reason})" if self._call.ended else "")
+        )
+        return "\n".join(lines)
+
+    def _describe_transcript(self, last: int = 12) -> str:
+        entries = self._call.transcript[-last:]
+        lines = ["Last events:" if len(self._call.transcript) > last else "Events:"]
+        lines += [f"  {e.at:6.2f} s  {e.actor:>6}  {e.text}" for e in entries]
+        return "\n".join(lines)
+
+    async def _work(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """CPU work (TTS, decoding, recognition): on the loop when the server runs inline."""
+        if getattr(self._server, "inline_media", False):
+            return fn(*args, **kwargs)
+        return await asyncio.to_thread(fn, *args, **kwargs)
 
     def _now(self) -> float:
         return self._server.engine.call_time(self._call.media)

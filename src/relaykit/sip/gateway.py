@@ -1,0 +1,459 @@
+"""The SIP gateway: real phones in and out of a :class:`RelayServer`.
+
+Inbound
+    An INVITE to a routed number (``routes``: dialled user part or URI → RELAY context) gets
+    180 Ringing and is offered to a consumer of that context with ``calling.call.receive``
+    (as a phone device: ``from_number``/``to_number`` are the SIP user parts, so both SDKs
+    take it). ``calling.answer`` sends 200 OK; media flows once answered. A BYE from the
+    phone ends the call with ``end_reason`` ``hangup``, a CANCEL before the answer with
+    ``cancel``, a missing ACK with ``error``. The IVR's ``calling.end`` sends BYE (or, before
+    the answer, a final response that matches the reason: busy → 486, noAnswer → 480,
+    decline/hangup → 603, error → 500). Unrouted numbers get 404, unusable SDP 488, and no
+    consumer within ``offer_timeout`` 480.
+
+Outbound
+    ``calling.begin`` (one device) and ``calling.dial`` (``devices``: groups tried in series,
+    the devices of a group in parallel) place SIP calls to ``sip`` devices
+    (``{"type":"sip","params":{"to":"sip:…","from":"sip:…","timeout":30}}``). State events
+    carry the request's ``tag`` and the device: ``created``, ``ringing`` (180/183),
+    ``answered`` (2xx), then ``ending``/``ended``; a failure ends the call with busy
+    (486/600), decline (603), noAnswer (408/480/487 or the device timeout) or error.
+    ``calling.dial`` also sends ``calling.call.dial`` (``dialing``, then ``answered`` with
+    the winning call, or ``failed``).
+"""
+
+from __future__ import annotations
+
+__all__ = ["SipDevice", "SipGateway", "parse_devices", "parse_routes"]
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ProtocolError, RelayTimeoutError
+from ..server.calls import CallState, ServerCall
+from .g711 import ALAW, ULAW
+from .leg import RtpHub, RtpLeg
+from .message import SipParseError, parse_uri
+from .sdp import Negotiated, SdpError, build_sdp, negotiate, parse_sdp
+from .ua import InboundCall, OutboundCall, SipUserAgent
+
+if TYPE_CHECKING:
+    from ..server.app import RelayServer
+    from ..server.sessions import ServerSession
+
+log = logging.getLogger("relaykit.sip")
+
+DIAL_EVENT = "calling.call.dial"
+OUR_TELEPHONE_EVENT = 101
+_REJECT_STATUS = {"busy": 486, "noAnswer": 480, "decline": 603, "hangup": 603, "error": 500}
+
+
+def _end_reason(status: int) -> str:
+    if status in (486, 600):
+        return "busy"
+    if status == 603:
+        return "decline"
+    if status in (408, 480, 487):
+        return "noAnswer"
+    return "error"
+
+
+@dataclass(frozen=True, slots=True)
+class SipDevice:
+    to: str
+    from_: str
+    timeout: float = 30.0
+    headers: tuple[tuple[str, str], ...] = ()
+    from_name: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": "sip", "params": {"from": self.from_, "to": self.to}}
+
+
+def parse_devices(obj: Any, path: str) -> SipDevice:
+    """One RELAY device object that must be a ``sip`` device. Raises ProtocolError."""
+    if not isinstance(obj, Mapping):
+        raise ProtocolError("must be an object", field=path)
+    if obj.get("type") != "sip":
+        raise ProtocolError('only "sip" devices can be dialled here', field=f"{path}.type")
+    params = obj.get("params")
+    if not isinstance(params, Mapping):
+        raise ProtocolError("must be an object", field=f"{path}.params")
+    to = params.get("to")
+    frm = params.get("from", "sip:relaykit@localhost")
+    for name, value in (("to", to), ("from", frm)):
+        if not isinstance(value, str):
+            raise ProtocolError("must be a sip: URI", field=f"{path}.params.{name}")
+        try:
+            uri = parse_uri(value)
+        except SipParseError:
+            raise ProtocolError("must be a sip: URI", field=f"{path}.params.{name}") from None
+        if uri.scheme not in ("sip",):
+            raise ProtocolError("must be a sip: URI", field=f"{path}.params.{name}")
+    timeout = params.get("timeout", 30)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 600:
+        raise ProtocolError("must be a number of seconds (0-600]", field=f"{path}.params.timeout")
+    headers: list[tuple[str, str]] = []
+    raw_headers = params.get("headers", [])
+    if not isinstance(raw_headers, list):
+        raise ProtocolError("must be a list", field=f"{path}.params.headers")
+    for i, header in enumerate(raw_headers):
+        name = header.get("name") if isinstance(header, Mapping) else None
+        value = header.get("value") if isinstance(header, Mapping) else None
+        if (
+            not isinstance(name, str)
+            or not isinstance(value, str)
+            or not name.startswith("X-")
+            or any(c in name + value for c in "\r\n")
+        ):
+            raise ProtocolError(
+                "must be {name: 'X-…', value: '…'}", field=f"{path}.params.headers[{i}]"
+            )
+        headers.append((name, value))
+    from_name = params.get("from_name")
+    if from_name is not None and (not isinstance(from_name, str) or '"' in from_name):
+        raise ProtocolError("must be a plain string", field=f"{path}.params.from_name")
+    return SipDevice(to, frm, float(timeout), tuple(headers), from_name)  # type: ignore[arg-type]
+
+
+def parse_routes(routes: Mapping[str, str] | Iterable[str]) -> dict[str, str]:
+    """``{"+15559870000": "office"}`` or ``["+15559870000=office", "*=support"]``."""
+    if isinstance(routes, Mapping):
+        items = list(routes.items())
+    else:
+        items = []
+        for text in routes:
+            number, sep, context = text.partition("=")
+            if not sep or not number.strip() or not context.strip():
+                raise ValueError(f"a route is NUMBER=CONTEXT, not {text!r}")
+            items.append((number.strip(), context.strip()))
+    return {k: v for k, v in items}
+
+
+@dataclass(eq=False, slots=True)
+class _SipCall:
+    """What the gateway keeps per call."""
+
+    call: ServerCall
+    rtp: RtpLeg
+    inbound: InboundCall | None = None
+    outbound: OutboundCall | None = None
+    negotiated: Negotiated | None = None
+    remote_media: tuple[str, int] | None = None
+    tag: str | None = None
+    device: SipDevice | None = None
+    ended_by_peer: bool = False
+    closed: bool = False
+    outcome: asyncio.Future[str] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    timer: asyncio.TimerHandle | None = None
+
+
+class SipGateway:
+    """Args:
+    server: the RelayServer whose calls and media these are.
+    host, port: the SIP (and RTP) address; port 0 picks a free one.
+    routes: dialled number or URI → context (``"project/context"`` picks the project when
+        the server has several); ``"*"`` matches any number.
+    offer_timeout: seconds an INVITE waits for a consumer of its context (then 480).
+    t1: SIP timer T1.
+    """
+
+    def __init__(
+        self,
+        server: RelayServer,
+        host: str = "127.0.0.1",
+        port: int = 5060,
+        routes: Mapping[str, str] | Iterable[str] = (),
+        *,
+        offer_timeout: float = 5.0,
+        t1: float = 0.5,
+    ) -> None:
+        self.server = server
+        self.host = host
+        self.routes = parse_routes(routes)
+        self.offer_timeout = offer_timeout
+        self.ua = SipUserAgent(host, port, on_invite=self._on_invite, t1=t1)
+        self.hub = RtpHub(server.engine)
+        self.calls: dict[str, _SipCall] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def port(self) -> int:
+        return self.ua.port
+
+    @property
+    def uri(self) -> str:
+        return f"sip:{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        await self.ua.start()
+        await self.hub.start()
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.ua.close()
+        await self.hub.stop()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- routing -----------------------------------------------------------------------------
+    def route(self, request_uri: str, to_uri: str) -> tuple[str, str] | None:
+        """(project, context) for a dialled URI, or None."""
+        candidates: list[str] = []
+        for text in (request_uri, to_uri):  # the To URI only when the request URI has no user
+            try:
+                uri = parse_uri(text)
+            except SipParseError:
+                continue
+            candidates += [uri.user, f"{uri.scheme}:{uri.user}@{uri.host}", text]
+            if uri.user:
+                break
+        candidates.append("*")
+        for key in candidates:
+            target = self.routes.get(key)
+            if target is None:
+                continue
+            project, sep, context = target.rpartition("/")
+            if not sep:
+                projects = self.server.credentials.projects
+                if len(projects) != 1:
+                    log.warning("! route %s=%s needs project/context", key, target)
+                    return None
+                project = projects[0]
+            return project, context
+        return None
+
+    # -- inbound -----------------------------------------------------------------------------
+    def _on_invite(self, invite: InboundCall) -> None:
+        self._spawn(self._offer(invite))
+
+    async def _offer(self, invite: InboundCall) -> None:
+        target = self.route(invite.request_uri, invite.to_uri)
+        if target is None:
+            invite.reject(404)
+            return
+        try:
+            offer = parse_sdp(invite.offer)
+            negotiated = negotiate(offer)
+        except SdpError as exc:
+            log.info("! %s: %s", invite.call_id, exc)
+            invite.reject(488)
+            return
+        rtp = await RtpLeg.open(self.hub, self.host)
+        invite.ring()
+        invite.on_end = lambda reason: None  # a CANCEL while we wait ends the INVITE only
+        project, context = target
+        try:
+            call = await self.server._sip_offer(
+                project, context, _user(invite.from_uri), _user(invite.to_uri), self.offer_timeout
+            )
+        except (RelayTimeoutError, Exception) as exc:
+            if not isinstance(exc, RelayTimeoutError):
+                log.exception("! offering a SIP call failed")
+            rtp.close()
+            invite.reject(480)
+            return
+        state = _SipCall(call, rtp, inbound=invite, negotiated=negotiated)
+        state.remote_media = (offer.address, offer.port)
+        self.calls[call.call_id] = state
+        invite.on_end = lambda reason: self._peer_ended(state, reason)
+        invite.on_key = lambda key: self._key(state, key)
+        if invite.ended:  # cancelled while the offer was on its way
+            self._peer_ended(state, "cancel")
+
+    def _key(self, state: _SipCall, key: str) -> None:
+        if not state.call.ended:
+            self.server._dispatch(self.server.engine.inject_key(state.call.call_id, key))
+
+    def _peer_ended(self, state: _SipCall, reason: str) -> None:
+        state.ended_by_peer = True
+        self.server._end_call(state.call, reason)
+
+    def _start_media(self, state: _SipCall) -> None:
+        assert state.negotiated is not None and state.remote_media is not None
+        state.rtp.start(
+            state.call.media,
+            state.negotiated.codec,
+            state.negotiated.telephone_event,
+            state.remote_media,
+            on_key=lambda key: self._key(state, key),
+        )
+
+    # -- hooks the server calls ----------------------------------------------------------------
+    def answered(self, call: ServerCall) -> None:
+        """``calling.answer`` on a SIP call: 200 OK with our SDP, media starts."""
+        state = self.calls.get(call.call_id)
+        if state is None or state.inbound is None or state.negotiated is None:
+            return
+        te = state.negotiated.telephone_event
+        sdp = build_sdp(self.host, state.rtp.port, (state.negotiated.codec,), te)
+        state.inbound.answer(sdp)
+        self._start_media(state)
+
+    def ended(self, call: ServerCall, reason: str) -> None:
+        """The call ends (either side): hang up the SIP side unless it ended it, free the RTP."""
+        state = self.calls.get(call.call_id)
+        if state is None or state.closed:
+            return
+        state.closed = True
+        # kept until the ending/ended events are out (decorate_state needs the tag)
+        asyncio.get_running_loop().call_soon(self.calls.pop, call.call_id, None)
+        if state.timer is not None:
+            state.timer.cancel()
+        state.rtp.close()
+        if not state.outcome.done():
+            state.outcome.set_result(reason)
+        if state.ended_by_peer:
+            return
+        if state.inbound is not None:
+            state.inbound.hangup(_REJECT_STATUS.get(reason, 603))
+        elif state.outbound is not None:
+            state.outbound.hangup()
+
+    def decorate_state(self, call: ServerCall, params: dict[str, Any]) -> None:
+        """Add the tag and the sip device to an outbound call's ``calling.call.state``."""
+        state = self.calls.get(call.call_id)
+        if state is not None and state.device is not None:
+            params["device"] = state.device.to_wire()
+            if state.tag is not None:
+                params["tag"] = state.tag
+
+    # -- outbound ------------------------------------------------------------------------------
+    async def begin(self, session: ServerSession, tag: str | None, device: SipDevice) -> _SipCall:
+        """Place one SIP call; returns once the INVITE is sent (states follow as events)."""
+        rtp = await RtpLeg.open(self.hub, self.host)
+        offer = build_sdp(self.host, rtp.port, (ULAW, ALAW), OUR_TELEPHONE_EVENT)
+        try:
+            out = await self.ua.invite(
+                device.to,
+                device.from_,
+                offer,
+                from_name=device.from_name,
+                headers=list(device.headers),
+            )
+        except OSError as exc:
+            rtp.close()
+            raise ProtocolError(f"cannot resolve {device.to!r}: {exc}", field="device") from None
+        call = self.server._sip_outbound(session, device.from_, device.to)
+        state = _SipCall(call, rtp, outbound=out, tag=tag, device=device)
+        self.calls[call.call_id] = state
+        out.on_progress = lambda status: self._ringing(state)
+        out.on_answer = lambda sdp: self._answered(state, sdp)
+        out.on_fail = lambda status, reason: self._failed(state, status)
+        out.on_end = lambda reason: self._peer_ended(state, reason)
+        out.on_key = lambda key: self._key(state, key)
+        loop = asyncio.get_running_loop()
+        state.timer = loop.call_later(device.timeout, self._timed_out, state)
+        self.server._emit_state(call)  # created
+        out.start()
+        return state
+
+    def _ringing(self, state: _SipCall) -> None:
+        if state.call.move_to(CallState.RINGING):
+            self.server._emit_state(state.call)
+
+    def _answered(self, state: _SipCall, sdp: bytes) -> None:
+        if state.call.ended:
+            return
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
+        try:
+            answer = parse_sdp(sdp)
+            state.negotiated = negotiate(answer)
+        except SdpError as exc:
+            log.info("! %s: unusable SDP answer: %s", state.call.call_id, exc)
+            self.server._end_call(state.call, "error")
+            return
+        state.remote_media = (answer.address, answer.port)
+        state.call.move_to(CallState.ANSWERED)
+        self._start_media(state)
+        self.server._emit_state(state.call)
+        if not state.outcome.done():
+            state.outcome.set_result("answered")
+
+    def _failed(self, state: _SipCall, status: int) -> None:
+        state.ended_by_peer = True
+        self.server._end_call(state.call, _end_reason(status))
+
+    def _timed_out(self, state: _SipCall) -> None:
+        state.timer = None
+        if state.call.state in (CallState.CREATED, CallState.RINGING):
+            self.server._end_call(state.call, "noAnswer")
+
+    async def dial(self, session: ServerSession, tag: str, groups: list[list[SipDevice]]) -> None:
+        """``calling.dial``: groups in series, devices of a group in parallel; first answer wins."""
+        node_id = self.server.nodeid
+        self._dial_event(session, {"dial_state": "dialing", "tag": tag, "node_id": node_id})
+        reason = "error"
+        for group in groups:
+            states = [await self.begin(session, tag, device) for device in group]
+            pending = {s.outcome for s in states}
+            winner: _SipCall | None = None
+            while pending and winner is None:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for future in done:
+                    state = next(s for s in states if s.outcome is future)
+                    if future.result() == "answered" and winner is None:
+                        winner = state
+                    elif future.result() != "answered":
+                        reason = future.result()
+            if winner is not None:
+                for state in states:
+                    if state is not winner and not state.call.ended:
+                        self.server._end_call(state.call, "cancel")
+                call = winner.call
+                self._dial_event(
+                    session,
+                    {
+                        "dial_state": "answered",
+                        "tag": tag,
+                        "node_id": node_id,
+                        "call": {
+                            "call_id": call.call_id,
+                            "node_id": call.node_id,
+                            "tag": tag,
+                            "device": winner.device.to_wire() if winner.device else {},
+                            "dial_winner": True,
+                        },
+                    },
+                )
+                return
+        self._dial_event(
+            session,
+            {
+                "dial_state": "failed",
+                "tag": tag,
+                "node_id": node_id,
+                "reason": reason,
+                "source": "sip",
+            },
+        )
+
+    def _dial_event(self, session: ServerSession, params: dict[str, Any]) -> None:
+        session.broadcast(
+            DIAL_EVENT, params, nodeid=self.server.nodeid, space_id=self.server.space_id
+        )
+
+
+def _user(uri: str) -> str:
+    """The user part of a SIP URI (the number), or the whole URI if it has none."""
+    try:
+        parsed = parse_uri(uri)
+    except SipParseError:
+        return uri
+    return parsed.user or uri

@@ -1,0 +1,310 @@
+"""RTP legs: bind a SIP call's RTP socket to its :class:`CallMedia`.
+
+Outbound
+    The media engine hands each call's 20 ms frame (16 kHz) to ``CallMedia.on_outbound``
+    during its tick. The leg only queues it; right after the tick the :class:`RtpHub`
+    resamples every queued frame to 8 kHz in one batch, G.711-encodes them and sends one
+    packet per call. Packets are therefore paced by the media clock, and their RTP
+    timestamps are the media clock too (160 per engine frame): a frame the engine did not
+    render (nothing playing) is simply not sent, and the next packet carries the marker bit
+    (RFC 3551 §4.1 silence suppression).
+
+Inbound
+    Packets go through a per-leg :class:`JitterBuffer`, are decoded, upsampled to 16 kHz (in
+    batches too) and queued with ``CallMedia.push_inbound``; a backlog beyond
+    ``max_backlog`` seconds (a sender whose clock runs fast) is dropped. RFC 4733 telephone
+    events are turned into keys at their first packet (each event, identified by its RTP
+    timestamp, counted once however many packets repeat it), and the in-band audio they
+    cover is muted so the tone detector does not count the same press again.
+
+Symmetric RTP (comedia)
+    We send to the address in the peer's SDP until a packet arrives, then to wherever the
+    peer's packets come from, so a phone behind NAT hears us.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RtpHub", "RtpLeg"]
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..media.engine import CallMedia, MediaEngine
+from .g711 import Codec
+from .jitter import JitterBuffer, JitterFrame
+from .resample import HISTORY, UP_HISTORY, downsample2, upsample2
+from .rtp import DtmfEvent, RtpPacket, is_rtcp, rtp_header
+
+log = logging.getLogger("relaykit.sip.rtp")
+
+SAMPLES_8K = 160  # per 20 ms packet
+_MUTE_TAIL = 320  # samples of audio muted after an RFC 4733 event ends (40 ms)
+_IDLE_FLUSH = 0.06  # seconds without packets before the jitter buffer is emptied
+
+
+class RtpLeg(asyncio.DatagramProtocol):
+    """The RTP side of one call: a UDP socket, a jitter buffer, a codec."""
+
+    def __init__(self, hub: RtpHub) -> None:
+        self.hub = hub
+        self.transport: asyncio.DatagramTransport | None = None
+        self.port = 0
+        self.media: CallMedia | None = None
+        self.codec: Codec | None = None
+        self.telephone_event: int | None = None
+        self.remote: tuple[str, int] | None = None
+        self.on_key: Callable[[str], None] | None = None
+        self.jitter = JitterBuffer()
+        self.ssrc = secrets.randbits(32)
+        self.sequence = secrets.randbits(16)
+        self.ts_base = secrets.randbits(32)
+        self.active = False
+        self.latched = False
+        self.last_rx = 0.0
+        self.sent = 0
+        self.received = 0
+        self.bad_packets = 0
+        self.dropped_backlog = 0
+        self.keys_received: list[str] = []
+        self._last_index: int | None = None
+        self._down = np.zeros(HISTORY, dtype=np.float32)
+        self._up = np.zeros(UP_HISTORY, dtype=np.float32)
+        self._event_ts: int | None = None
+        self._mute_start: int | None = None
+        self._mute_end: int | None = None  # None while the event lasts
+
+    @classmethod
+    async def open(cls, hub: RtpHub, host: str) -> RtpLeg:
+        loop = asyncio.get_running_loop()
+        leg = cls(hub)
+        await loop.create_datagram_endpoint(lambda: leg, local_addr=(host, 0))
+        return leg
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.port = transport.get_extra_info("sockname")[1]
+
+    def start(
+        self,
+        media: CallMedia,
+        codec: Codec,
+        telephone_event: int | None,
+        remote: tuple[str, int],
+        on_key: Callable[[str], None] | None = None,
+    ) -> None:
+        """Media flows from now on (the call is answered)."""
+        self.media = media
+        self.codec = codec
+        self.telephone_event = telephone_event
+        if not self.latched:
+            self.remote = remote
+        self.on_key = on_key
+        self.active = True
+        self.hub.legs.add(self)
+        hub = self.hub
+        media.on_outbound = lambda frame: hub.queue_out(self, frame)
+
+    def close(self) -> None:
+        self.active = False
+        if self.media is not None:
+            self.media.on_outbound = None
+        self.hub.legs.discard(self)
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    # -- outbound ----------------------------------------------------------------------------
+    def send_payload(self, payload: bytes, index: int) -> None:
+        if self.transport is None or self.remote is None or self.codec is None:
+            return
+        marker = self._last_index is None or index != self._last_index + 1
+        self._last_index = index
+        ts = self.ts_base + index * SAMPLES_8K
+        packet = rtp_header(self.codec.payload_type, self.sequence, ts, self.ssrc, marker)
+        self.sequence = (self.sequence + 1) & 0xFFFF
+        self.transport.sendto(packet + payload, self.remote)
+        self.sent += 1
+
+    # -- inbound -----------------------------------------------------------------------------
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if not self.active or is_rtcp(data):
+            return
+        try:
+            packet = RtpPacket.parse(data)
+        except ValueError:
+            self.bad_packets += 1
+            return
+        pt = packet.payload_type
+        assert self.codec is not None
+        if pt != self.codec.payload_type and pt != self.telephone_event:
+            return  # comfort noise, other codecs: ignored
+        source = (addr[0], addr[1])
+        if source != self.remote:
+            self.remote = source  # symmetric RTP: answer where the peer sends from
+            self.latched = True
+        self.received += 1
+        self.last_rx = self.hub.loop_time()
+        if pt == self.codec.payload_type:
+            for frame in self.jitter.add(packet.sequence_number, packet.timestamp, packet.payload):
+                self.hub.queue_in(self, frame)
+        else:
+            for frame in self.jitter.skip(packet.sequence_number):
+                self.hub.queue_in(self, frame)
+            self._event(packet)
+
+    def _event(self, packet: RtpPacket) -> None:
+        try:
+            event = DtmfEvent.parse(packet.payload)
+        except ValueError:
+            self.bad_packets += 1
+            return
+        ts = packet.timestamp
+        if ts != self._event_ts:
+            self._event_ts = ts
+            self._mute_start = ts
+            self._mute_end = None
+            key = event.key
+            if key is not None:
+                self.keys_received.append(key)
+                if self.on_key is not None:
+                    self.on_key(key)
+        if event.end and ts == self._mute_start:
+            self._mute_end = (ts + event.duration + _MUTE_TAIL) & 0xFFFFFFFF
+
+    def muted(self, frame: JitterFrame) -> bool:
+        """Does ``frame`` fall inside an RFC 4733 event (whose tone we must not detect)?"""
+        if self._mute_start is None:
+            return False
+        since = (frame.timestamp - self._mute_start) & 0xFFFFFFFF
+        if since >= 0x80000000:
+            # the frame starts before the event: muted if it overlaps the event's start
+            return (self._mute_start - frame.timestamp) & 0xFFFFFFFF < frame.samples
+        if self._mute_end is None:
+            return since < 8000 * 5  # event still running (at most 5 s)
+        return since < (self._mute_end - self._mute_start) & 0xFFFFFFFF
+
+    def flush_idle(self, now: float) -> None:
+        if len(self.jitter) and now - self.last_rx > _IDLE_FLUSH:
+            for frame in self.jitter.flush():
+                self.hub.queue_in(self, frame)
+
+
+class RtpHub:
+    """Does the RTP work of every leg in batches, once per media tick.
+
+    Args:
+        engine: the server's media engine (its frame counter gives RTP timestamps).
+        max_backlog: seconds of caller audio allowed to queue in the engine before packets
+            are dropped (a clock-drift guard).
+    """
+
+    def __init__(self, engine: MediaEngine, *, max_backlog: float = 0.3) -> None:
+        self.engine = engine
+        self.max_backlog = max_backlog
+        self.legs: set[RtpLeg] = set()
+        self._out: list[tuple[RtpLeg, np.ndarray, int]] = []
+        self._in: list[tuple[RtpLeg, np.ndarray]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.batches = 0
+
+    def loop_time(self) -> float:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop.time()
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sweeper = asyncio.create_task(self._sweep(), name="relaykit-rtp-sweeper")
+
+    async def stop(self) -> None:
+        for leg in list(self.legs):
+            leg.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            now = self.loop_time()
+            for leg in list(self.legs):
+                leg.flush_idle(now)
+
+    # -- outbound ----------------------------------------------------------------------------
+    def queue_out(self, leg: RtpLeg, frame: np.ndarray) -> None:
+        """Called from inside the engine tick; the batch is sent right after it."""
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush_out)
+        self._out.append((leg, frame, self.engine.frame))
+
+    def _flush_out(self) -> None:
+        batch, self._out = self._out, []
+        batch = [b for b in batch if b[0].active]
+        if not batch:
+            return
+        self.batches += 1
+        frames = np.stack([frame for _, frame, _ in batch])
+        history = np.stack([leg._down for leg, _, _ in batch])
+        out, history = downsample2(frames, history)
+        pcmu = np.fromiter((leg.codec.payload_type == 0 for leg, _, _ in batch), bool, len(batch))  # type: ignore[union-attr]
+        codes = np.empty(out.shape, dtype=np.uint8)
+        if pcmu.any():
+            codes[pcmu] = batch[int(np.argmax(pcmu))][0].codec.encode(out[pcmu])  # type: ignore[union-attr]
+        if not pcmu.all():
+            first = int(np.argmin(pcmu))
+            codes[~pcmu] = batch[first][0].codec.encode(out[~pcmu])  # type: ignore[union-attr]
+        for i, (leg, _, index) in enumerate(batch):
+            leg._down = history[i]
+            leg.send_payload(codes[i].tobytes(), index)
+
+    # -- inbound -----------------------------------------------------------------------------
+    def queue_in(self, leg: RtpLeg, frame: JitterFrame) -> None:
+        assert leg.codec is not None
+        if frame.payload is None or leg.muted(frame):
+            samples = np.zeros(frame.samples, dtype=np.int16)
+        else:
+            samples = leg.codec.decode(frame.payload)
+        if not self._in:
+            asyncio.get_running_loop().call_soon(self._flush_in)
+        self._in.append((leg, samples))
+
+    def _flush_in(self) -> None:
+        batch, self._in = self._in, []
+        by_length: dict[int, list[tuple[RtpLeg, np.ndarray]]] = {}
+        for leg, samples in batch:
+            if leg.active and len(samples):
+                by_length.setdefault(len(samples), []).append((leg, samples))
+        for group in by_length.values():
+            # one stream may have several chunks in a batch: keep their order
+            while group:
+                seen: set[int] = set()
+                now_rows: list[tuple[RtpLeg, np.ndarray]] = []
+                later: list[tuple[RtpLeg, np.ndarray]] = []
+                for item in group:
+                    (later if id(item[0]) in seen else now_rows).append(item)
+                    seen.add(id(item[0]))
+                self._upsample(now_rows)
+                group = later
+
+    def _upsample(self, rows: list[tuple[RtpLeg, np.ndarray]]) -> None:
+        chunks = np.stack([samples for _, samples in rows])
+        history = np.stack([leg._up for leg, _ in rows])
+        out, history = upsample2(chunks, history)
+        for i, (leg, _) in enumerate(rows):
+            leg._up = history[i]
+            media = leg.media
+            if media is None:
+                continue
+            if media.inbound_pending > self.max_backlog:
+                leg.dropped_backlog += 1
+                continue
+            media.push_inbound(out[i])

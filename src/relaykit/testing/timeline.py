@@ -1,0 +1,360 @@
+"""Call timelines: one picture of a call from its event log (JSON) and its stereo WAV.
+
+From top to bottom, on one time axis: what the caller sent (key presses, speech, files) as
+labelled spans, with the keys the IVR detected as markers; the caller's audio; the IVR's audio;
+the IVR's media items as labelled spans; and call states and prompt results as annotated
+vertical lines through every row. Labels are measured before anything is drawn and packed
+into as many rows as they need, so none overlaps another.
+
+``render_timeline(log, samples, "call.png")`` draws one; ``load_call("call.json")`` reads a log
+written by :meth:`VirtualCaller.save_wav` (or the plugin's artifacts) and the WAV beside it.
+The command line does both: ``relaykit timeline call.json -o call.png``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["load_call", "render_timeline"]
+
+import json
+import wave
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_CALLER = "#00897b"  # teal
+_IVR = "#7b1fa2"  # purple
+_STATE = "#455a64"  # blue grey
+_GOOD = "#2e7d32"
+_BAD = "#c62828"
+_NOTE = "#ef6c00"
+_FONT = 9.0  # points
+_DPI = 150
+_LANE_IN = 0.24  # inches per row of labels
+_WAVE_IN = 1.1
+_LEFT_IN, _RIGHT_IN = 1.0, 0.35  # margins, inches
+_PAD_PX = 8  # horizontal room between two labels of one row
+_MAX_LABEL_FRACTION = 0.45  # a label is cut (…) beyond this share of the plot width
+
+
+def load_call(path: str | Path) -> tuple[dict[str, Any], np.ndarray | None]:
+    """The event log at ``path`` and its recording ((n, 2) int16, or None if missing)."""
+    path = Path(path)
+    log = json.loads(path.read_text())
+    if not isinstance(log, dict) or "transcript" not in log:
+        raise ValueError(f"{path}: not a relaykit call log (no transcript)")
+    wav = path.with_name(log["wav"]) if log.get("wav") else path.with_suffix(".wav")
+    samples = None
+    if wav.exists():
+        with wave.open(str(wav), "rb") as f:
+            raw = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2")
+            samples = raw.reshape(-1, f.getnchannels())
+    return log, samples
+
+
+@dataclass(slots=True)
+class _Label:
+    x: float  # where the text starts (seconds)
+    end: float  # where the item ends (a span) or x (a point)
+    text: str
+    color: str
+    span: bool = False
+    row: int = 0
+    width: float = 0.0  # seconds the text takes
+    flip: bool = False  # drawn to the left of x (no room on the right)
+
+    @property
+    def left(self) -> float:
+        return self.x - self.width if self.flip else self.x
+
+
+def _packed(
+    labels: list[_Label], measure: Any, sec_per_px: float, limit: float, xmax: float
+) -> int:
+    """Give each label a row so that no two in one row overlap; returns the number of rows.
+
+    A label longer than ``limit`` seconds is cut with "…"; one that would run past ``xmax`` is
+    cut to the room left, or drawn to the left of its point when that room is too small.
+    """
+    for label in labels:
+        label.text = _fit(label.text, measure, limit / sec_per_px)
+        room = (xmax - label.x) / sec_per_px - _PAD_PX
+        if measure(label.text) > room:
+            if room >= 150:
+                label.text = _fit(label.text, measure, room)
+            else:
+                label.flip = True
+        label.width = measure(label.text) * sec_per_px
+    ends: list[float] = []
+    for label in sorted(labels, key=lambda lb: (lb.left, lb.end)):
+        right = max(label.end, label.left + label.width) + _PAD_PX * sec_per_px
+        for row, end in enumerate(ends):
+            if end <= label.left:
+                label.row, ends[row] = row, right
+                break
+        else:
+            label.row = len(ends)
+            ends.append(right)
+    return len(ends)
+
+
+def _fit(text: str, measure: Any, max_px: float) -> str:
+    if measure(text) <= max_px:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if measure(text[:mid].rstrip() + "…") <= max_px:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo].rstrip() + "…"
+
+
+def _merge_points(points: Sequence[tuple[float, str, str]], within: float) -> list[_Label]:
+    """Vertical-line events close in time share one label ("ending · ended (hangup)")."""
+    merged: list[_Label] = []
+    for at, text, color in sorted(points, key=lambda p: p[0]):
+        if merged and at - merged[-1].x <= within:
+            last = merged[-1]
+            if last.text.startswith("ending") and text.startswith("ended"):
+                last.text = text  # "ending (hangup)" then "ended (hangup)": say it once
+                continue
+            last.text = f"{last.text} · {text}"
+            if color != _STATE:
+                last.color = color
+        else:
+            merged.append(_Label(at, at, text, color))
+    return merged
+
+
+def _result_label(result: dict[str, Any]) -> tuple[str, str]:
+    kind = result.get("type")
+    params = result.get("params") or {}
+    reason = result.get("reason")
+    if kind == "digit":
+        value = str(params.get("digits", ""))
+        term = params.get("terminator")
+        text = f"digits {value!r}" + (f" + {term}" if term else "")
+    elif kind == "speech":
+        text = f"speech {params.get('text', '')!r}"
+        if "confidence" in params:
+            text += f" ({float(params['confidence']):.0f}%)"
+    elif kind is not None:
+        text = str(kind)
+    else:
+        return f"result: {result.get('text', '')}", _NOTE
+    good = kind in ("digit", "speech")
+    return f"result: {text}" + (f" [{reason}]" if reason else ""), _GOOD if good else _BAD
+
+
+def _action_label(action: dict[str, Any]) -> str:
+    kind, label = action.get("kind", ""), str(action.get("label", ""))
+    if kind == "press":
+        return f"presses {label}"
+    if kind == "say":
+        return f"says “{label}”"
+    if kind == "play":
+        return f"plays {label}"
+    return "sends audio"
+
+
+def _media_label(item: dict[str, Any]) -> str:
+    kind, label = item.get("kind", ""), str(item.get("label", ""))
+    if kind == "tts":
+        return f"“{label}”"
+    if kind == "audio":
+        return "♪ " + (label.rstrip("/").rsplit("/", 1)[-1] or label)
+    if kind == "ringtone":
+        return f"ringtone {label}"
+    return f"{kind} {label}".strip()
+
+
+def render_timeline(
+    log: dict[str, Any],
+    samples: np.ndarray | None,
+    out: str | Path,
+    *,
+    title: str | None = None,
+) -> Path:
+    """Draw the call described by ``log`` (see :meth:`VirtualCaller.event_log`) to ``out``.
+
+    ``samples`` is the stereo recording ((n, 2) int16 at the log's sample rate: caller left,
+    IVR right) or None to draw the events alone. The format follows ``out``'s suffix.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib import pyplot as plt
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.gridspec import GridSpec
+
+    rate = int(log.get("sample_rate", 16000))
+    n = 0 if samples is None else len(samples)
+    ends = [float(log.get("duration") or 0.0), n / rate]
+    for key in ("heard", "caller"):
+        ends += [float(i.get("end") or i.get("start") or 0.0) for i in log.get(key, [])]
+    ends += [float(e.get("at", 0.0)) for e in log.get("transcript", [])]
+    duration = max([1.0, *ends])
+    duration = float(np.ceil(duration * 10) / 10 + 0.1)
+
+    width_in = float(np.clip(9.0 + 0.3 * duration, 12.0, 30.0))
+    plot_px = (width_in - _LEFT_IN - _RIGHT_IN) * _DPI
+    sec_per_px = duration / plot_px
+    limit = duration * _MAX_LABEL_FRACTION
+
+    fig = plt.figure(figsize=(width_in, 4.0), dpi=_DPI)
+    renderer = fig.canvas.get_renderer()
+    font = FontProperties(size=_FONT)
+
+    def measure(text: str) -> float:
+        w, _, _ = renderer.get_text_width_height_descent(text, font, ismath=False)
+        return float(w)
+
+    # -- labels: caller actions and keys, IVR media, call events
+    caller_spans = [
+        _Label(float(a["start"]), float(a["end"]), _action_label(a), _CALLER, span=True)
+        for a in log.get("caller", [])
+        if a.get("kind") != "silence"
+    ]
+    keys = [
+        _Label(float(k["at"]), float(k["at"]), str(k["key"]), _IVR) for k in log.get("keys", [])
+    ]
+    media = [
+        _Label(
+            float(h["start"]),
+            float(h["end"] if h.get("end") is not None else duration),
+            _media_label(h),
+            _IVR,
+            span=True,
+        )
+        for h in log.get("heard", [])
+        if h.get("kind") != "silence"
+    ]
+    points: list[tuple[float, str, str]] = []
+    for state in log.get("states", []):
+        text = str(state.get("text", ""))
+        if " calls " in text:
+            text = "call offered"
+        points.append((float(state.get("at", 0.0)), text, _STATE))
+    for result in log.get("results", []):
+        text, color = _result_label(result)
+        points.append((float(result.get("at", 0.0)), text, color))
+    for entry in log.get("transcript", []):
+        if entry.get("actor") == "ivr" and "barge-in" in str(entry.get("text", "")):
+            points.append((float(entry["at"]), "barge-in", _NOTE))
+    events = _merge_points(points, within=2 * sec_per_px * _PAD_PX)
+
+    caller_rows = _packed(caller_spans, measure, sec_per_px, limit, duration)
+    key_rows = _packed(keys, measure, sec_per_px, limit, duration)
+    media_rows = _packed(media, measure, sec_per_px, limit, duration)
+    event_rows = _packed(events, measure, sec_per_px, limit, duration)
+
+    rows = [
+        ("caller", max(caller_rows, 1) + max(key_rows, 1), "lane"),
+        ("caller audio", None, "wave"),
+        ("IVR audio", None, "wave"),
+        ("IVR", max(media_rows, 1), "lane"),
+        ("events", max(event_rows, 1), "lane"),
+    ]
+    heights = [_WAVE_IN if lanes is None else (lanes + 0.6) * _LANE_IN for _, lanes, _ in rows]
+    top_in, bottom_in = 0.55, 0.5
+    height_in = sum(heights) + top_in + bottom_in + 0.1 * len(rows)
+    fig.set_size_inches(width_in, height_in)
+    grid = GridSpec(
+        len(rows),
+        1,
+        figure=fig,
+        height_ratios=heights,
+        left=_LEFT_IN / width_in,
+        right=1 - _RIGHT_IN / width_in,
+        top=1 - top_in / height_in,
+        bottom=bottom_in / height_in,
+        hspace=0.1 * len(rows) / sum(heights),
+    )
+    axes = [fig.add_subplot(grid[i, 0]) for i in range(len(rows))]
+    for ax, (name, _, _kind) in zip(axes, rows, strict=True):
+        ax.set_xlim(0, duration)
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=_FONT, labelpad=8)
+        ax.tick_params(axis="x", labelsize=_FONT - 1)
+        ax.set_yticks([])
+        ax.grid(axis="x", color="#e0e0e0", linewidth=0.6)
+        ax.set_axisbelow(True)
+        for side in ("top", "right", "left"):
+            ax.spines[side].set_visible(False)
+        if ax is not axes[-1]:
+            ax.tick_params(axis="x", labelbottom=False, length=0)
+    axes[-1].set_xlabel("call time (s)", fontsize=_FONT)
+
+    # -- waveforms
+    for ax, channel, color in ((axes[1], 0, _CALLER), (axes[2], 1, _IVR)):
+        ax.set_ylim(-1.05, 1.05)
+        ax.axhline(0, color="#bdbdbd", linewidth=0.5)
+        if samples is None or n == 0:
+            ax.text(0.01, 0.5, "no recording", transform=ax.transAxes, fontsize=_FONT,
+                    color="#9e9e9e", va="center")  # fmt: skip
+            continue
+        x = samples[:, min(channel, samples.shape[1] - 1)].astype(np.float32)
+        bins = max(1, int(plot_px))
+        per = max(1, int(np.ceil(len(x) / bins)))
+        padded = np.pad(x, (0, per * int(np.ceil(len(x) / per)) - len(x)))
+        blocks = padded.reshape(-1, per)
+        peak = max(float(np.abs(x).max()), 1000.0)
+        t = (np.arange(len(blocks)) * per + per / 2) / rate
+        ax.fill_between(t, blocks.min(axis=1) / peak, blocks.max(axis=1) / peak,
+                        color=color, linewidth=0, alpha=0.85)  # fmt: skip
+
+    # -- labelled spans and markers
+    def draw_spans(ax: Any, labels: list[_Label], rows_n: int, base: int = 0) -> None:
+        ax.set_ylim(-0.2, rows_n + base + 0.4)
+        for label in labels:
+            y = rows_n - 1 - label.row + base + 0.5  # first row on top
+            if label.span:
+                ax.barh(y - 0.3, label.end - label.x, left=label.x, height=0.14,
+                        color=label.color, alpha=0.35, linewidth=0)  # fmt: skip
+                ax.plot([label.x, label.x], [y - 0.4, y + 0.1], color=label.color, linewidth=1)
+            ax.text(label.x, y - 0.12, label.text, fontsize=_FONT, color=label.color,
+                    va="bottom", ha="right" if label.flip else "left")  # fmt: skip
+
+    caller_n = max(caller_rows, 1)
+    draw_spans(axes[0], caller_spans, caller_n, base=max(key_rows, 1))
+    axes[0].set_ylim(-0.2, caller_n + max(key_rows, 1) + 0.4)
+    for key in keys:  # keys the IVR detected: a tick and the key, in the bottom rows
+        y = max(key_rows, 1) - 1 - key.row + 0.5
+        axes[0].plot([key.x], [y - 0.25], marker="v", markersize=4, color=_IVR, linewidth=0)
+        axes[0].text(key.x + 2 * sec_per_px, y - 0.12, key.text, fontsize=_FONT - 0.5,
+                     color=_IVR, va="bottom", ha="left")  # fmt: skip
+    draw_spans(axes[3], media, max(media_rows, 1))
+
+    ax = axes[4]
+    ax.set_ylim(-0.2, max(event_rows, 1) + 0.4)
+    for event in events:
+        y = max(event_rows, 1) - 1 - event.row + 0.5
+        shift = -3 * sec_per_px if event.flip else 3 * sec_per_px
+        ax.text(event.x + shift, y - 0.12, event.text, fontsize=_FONT, color=event.color,
+                va="bottom", ha="right" if event.flip else "left")  # fmt: skip
+    for event in events:
+        for other in axes:
+            other.axvline(event.x, color=event.color, linewidth=0.9, alpha=0.7,
+                          linestyle="-" if event.color != _STATE else "--")  # fmt: skip
+
+    if title is None:
+        state = str(log.get("state", ""))
+        reason = log.get("end_reason")
+        title = (
+            f"call {str(log.get('call_id', ''))[:8]} · context {log.get('context', '?')!r} · "
+            f"{log.get('from', '?')} → {log.get('to', '?')} · {duration - 0.1:.1f} s · "
+            f"{state}{f' ({reason})' if reason and state == 'ended' else ''}"
+        )
+    fig.suptitle(title, x=_LEFT_IN / width_in, ha="left", fontsize=_FONT + 2, y=1 - 0.2 / height_in)
+    legend = "teal: caller · purple: IVR · dashed: call state · green/red: prompt result"
+    fig.text(0.1 / width_in, 0.12 / height_in, legend, ha="left", fontsize=_FONT - 1,
+             color="#757575")  # fmt: skip
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=_DPI)
+    plt.close(fig)
+    return out

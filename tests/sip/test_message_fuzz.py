@@ -1,0 +1,182 @@
+"""SIP parsing: well-formed messages, and malformed ones that must never crash anything."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from relaykit.sip.message import (
+    SipParseError,
+    SipRequest,
+    SipResponse,
+    parse_message,
+    parse_name_addr,
+    parse_uri,
+)
+from tests.helpers import WAIT
+from tests.sip.test_user_agent import SDP, Phone
+
+INVITE = (
+    "INVITE sip:+15559870000@127.0.0.1:5060;user=phone SIP/2.0\r\n"
+    "v: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1;rport, "
+    "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-0\r\n"
+    'f: "Alice, A." <sip:alice@127.0.0.1>;tag=a1\r\n'
+    "t: <sip:+15559870000@127.0.0.1>\r\n"
+    "i: abc@127.0.0.1\r\n"
+    "CSeq: 7 INVITE\r\n"
+    "m: <sip:alice@127.0.0.1:5061>\r\n"
+    "Subject: a folded\r\n  header\r\n"
+    "c: application/sdp\r\n"
+    f"l: {len(SDP)}\r\n\r\n{SDP}"
+).encode()
+
+
+def test_compact_forms_folding_and_comma_lists_are_understood():
+    message = parse_message(INVITE)
+    assert isinstance(message, SipRequest)
+    assert (message.method, message.uri, message.call_id, message.cseq) == (
+        "INVITE",
+        "sip:+15559870000@127.0.0.1:5060;user=phone",
+        "abc@127.0.0.1",
+        (7, "INVITE"),
+    )
+    assert len(message.get_all("Via")) == 2 and message.branch == "z9hG4bK-1"
+    assert message.get("Subject") == "a folded header"
+    assert parse_name_addr(message.get("From") or "").tag == "a1"
+    assert message.body == SDP.encode()
+
+
+def test_body_is_cut_at_content_length():
+    data = INVITE + b"trailing junk"
+    assert parse_message(data).body == SDP.encode()
+
+
+def test_response_is_parsed():
+    data = INVITE.replace(
+        b"INVITE sip:+15559870000@127.0.0.1:5060;user=phone SIP/2.0", b"SIP/2.0 180 Ringing"
+    )
+    message = parse_message(data)
+    assert isinstance(message, SipResponse) and (message.status, message.reason) == (180, "Ringing")
+
+
+def test_serialized_request_parses_back():
+    message = parse_message(INVITE)
+    again = parse_message(bytes(message))
+    assert again.headers == message.headers and again.body == message.body
+
+
+def test_uris_are_parsed():
+    uri = parse_uri("sip:+1555@[::1]:5070;transport=udp?subject=x")
+    assert (uri.user, uri.host, uri.port, uri.params) == (
+        "+1555",
+        "::1",
+        5070,
+        {"transport": "udp"},
+    )
+    assert parse_uri("sip:example.com").address() == ("example.com", 5060)
+    for bad in ("http://x", "sip:", "sip:a@b:99999", "sip:a@b:x"):
+        with pytest.raises(SipParseError):
+            parse_uri(bad)
+
+
+def test_errors_after_the_core_headers_carry_the_request_for_a_400():
+    with pytest.raises(SipParseError) as info:
+        parse_message(INVITE.replace(b"CSeq: 7 INVITE", b"CSeq: 7 BYE"))
+    assert info.value.request is not None and info.value.request.method == "INVITE"
+    with pytest.raises(SipParseError) as info:
+        parse_message(INVITE.replace(b"i: abc@127.0.0.1\r\n", b""))
+    assert info.value.request is None  # no Call-ID: no response can be built
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2000))
+def test_random_bytes_only_ever_raise_sip_parse_error(data):
+    with contextlib.suppress(SipParseError):
+        parse_message(data)
+
+
+@st.composite
+def mutated(draw):
+    """The INVITE with a few random byte edits: deletions, insertions, substitutions."""
+    data = bytearray(INVITE)
+    for _ in range(draw(st.integers(1, 8))):
+        pos = draw(st.integers(0, len(data) - 1))
+        action = draw(st.sampled_from(["delete", "insert", "replace", "cut"]))
+        byte = draw(st.sampled_from([0, 9, 10, 13, 32, 44, 58, 59, 60, 62, 61, 34, 255, 65]))
+        if action == "delete":
+            del data[pos]
+        elif action == "insert":
+            data.insert(pos, byte)
+        elif action == "replace":
+            data[pos] = byte
+        else:
+            del data[pos:]
+        if not data:
+            break
+    return bytes(data)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated())
+def test_mutated_messages_only_ever_raise_sip_parse_error(data):
+    try:
+        message = parse_message(data)
+    except SipParseError:
+        return
+    bytes(message)  # whatever parsed must serialize
+
+
+@pytest.mark.asyncio
+async def test_live_agent_survives_thousands_of_mutated_datagrams(server, caplog):
+    """A seeded mutation loop against the running server: no exception escapes, answerable
+    malformed requests get 400, and a valid OPTIONS is still answered afterwards."""
+    caplog.set_level(logging.ERROR, logger="relaykit")
+    rng = random.Random(20261126)
+    phone = Phone(server.sip.port)
+    templates = [
+        phone.request("OPTIONS"),
+        phone.request("BYE", to_tag="x"),
+        phone.request("INVITE", uri="sip:+19990000000@127.0.0.1", body=SDP),  # unrouted: 404
+        phone.request("CANCEL"),
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKx\r\n"
+        b"From: <sip:a@b>;tag=1\r\n"
+        b"To: <sip:b@c>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+    ]
+    try:
+        for i in range(3000):
+            data = bytearray(rng.choice(templates))
+            for _ in range(rng.randint(1, 6)):
+                pos = rng.randrange(len(data))
+                op = rng.random()
+                if op < 0.3:
+                    del data[pos]
+                elif op < 0.6:
+                    data.insert(pos, rng.choice(b'\x00\t\r\n :;,<>="\xff@'))
+                elif op < 0.9:
+                    data[pos] = rng.randrange(256)
+                else:
+                    del data[pos:]
+                if not data:
+                    data = bytearray(b"x")
+            phone.send(bytes(data))
+            if i % 20 == 0:
+                await asyncio.sleep(0.002)  # let the server read (no socket-buffer drops)
+        await asyncio.sleep(0.2)
+        ua = server.sip.ua
+        assert ua.bad_requests > 100  # many mutants were answerable: 400 for each
+        phone.send(phone.request("OPTIONS", call_id="after-the-storm"))
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(WAIT):
+            while True:
+                data = await loop.sock_recv(phone.sock, 65535)
+                if b"after-the-storm" in data and data.startswith(b"SIP/2.0 200"):
+                    break
+    finally:
+        phone.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

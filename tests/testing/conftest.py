@@ -1,0 +1,3 @@
+"""The plugin's tests run pytest inside pytest (pytester)."""
+
+pytest_plugins = ["pytester"]
