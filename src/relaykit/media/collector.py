@@ -85,6 +85,11 @@ class Collector:
     def done(self) -> bool:
         return self.result is not None
 
+    @property
+    def has_timer(self) -> bool:
+        """A digit or initial timeout is armed (tick() can end the prompt)."""
+        return self._digit_deadline is not None or self._initial_deadline is not None
+
     # -- inputs -----------------------------------------------------------------------------
     def media_finished(self, now: float) -> list[CollectOutput]:
         if not self.done and not self.media_done:

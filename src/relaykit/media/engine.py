@@ -388,21 +388,25 @@ class MediaEngine:
         events: list[EngineEvent] = []
         callbacks: list[Callable[[], None]] = []
         calls = list(self._calls.values())
+        frame_no = self.frame
 
         # 1. inbound audio, and the batch of calls the DTMF detector must hear this frame
-        inbound: dict[str, np.ndarray | None] = {}
+        inbound: list[np.ndarray | None] = []
         det_calls: list[CallMedia] = []
         det_frames: list[np.ndarray] = []
         for call in calls:
-            frame, done = call._read_inbound()
-            callbacks += done
-            inbound[call.call_id] = frame
-            if frame is not None:
+            if call.inbound:
+                frame, done = call._read_inbound()
+                if done:
+                    callbacks += done
                 call.quiet_frames = 0
-            elif call.quiet_frames < _QUIET_FRAMES_BEFORE_IDLE:
-                call.quiet_frames += 1
             else:
-                continue
+                frame = None
+                if call.quiet_frames >= _QUIET_FRAMES_BEFORE_IDLE:
+                    inbound.append(None)
+                    continue
+                call.quiet_frames += 1
+            inbound.append(frame)
             det_calls.append(call)
             det_frames.append(_SILENCE if frame is None else frame)
 
@@ -422,24 +426,21 @@ class MediaEngine:
                     )
                     prompt.speech = []
 
-        # 3. voice activity for speech prompts, then prompt timers
-        for call in calls:
+        # 3. speech and timers of running prompts; 4. outbound audio and recording
+        for call, frame in zip(calls, inbound, strict=True):
             if call.prompts:
-                now = self.call_time(call)
+                now = (frame_no - call.start_frame) * FRAME_SECONDS
                 for control_id, prompt in list(call.prompts.items()):
                     if prompt.vad is not None:
-                        events += self._listen(call, control_id, prompt, inbound[call.call_id], now)
-                    events += self._collect_events(
-                        call, control_id, prompt.collector.tick(now), now
-                    )
-
-        # 4. outbound audio and recording
-        for call in calls:
-            out = self._render(call, events)
-            if call.on_outbound is not None and out is not None:
+                        events += self._listen(call, control_id, prompt, frame, now)
+                    if prompt.collector.has_timer:
+                        outputs = prompt.collector.tick(now)
+                        if outputs:
+                            events += self._collect_events(call, control_id, outputs, now)
+            out = self._render(call, events) if call.playbacks or call.prompts else None
+            if out is not None and call.on_outbound is not None:
                 call.on_outbound(out)
             if call.record:
-                frame = inbound[call.call_id]
                 call._rec_in.append(_SILENCE if frame is None else frame)
                 call._rec_out.append(_SILENCE if out is None else out)
 
@@ -450,8 +451,6 @@ class MediaEngine:
 
     # -- internals ----------------------------------------------------------------------------
     def _render(self, call: CallMedia, events: list[EngineEvent]) -> np.ndarray | None:
-        if not call.playbacks and not call.prompts:
-            return None
         active = [p for p in call.playbacks.values() if not p.done]
         active += [p.playback for p in call.prompts.values() if not p.playback.done]
         if not active:
