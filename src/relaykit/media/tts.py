@@ -301,6 +301,17 @@ class EspeakTts:
             self._store(key, audio)
         return audio
 
+    def cached(
+        self, text: str, *, language: str | None = None, gender: str | None = None
+    ) -> np.ndarray | None:
+        """The audio for ``text`` if it is in the cache, else None; never synthesises."""
+        try:
+            voice = self.voice_for(language, gender)
+        except MediaError:
+            return None
+        text = text.replace("\0", " ")
+        return self._lookup((text, voice, text.lstrip().startswith("<speak")))
+
     def clear_cache(self) -> None:
         with self._cache_lock:
             self._cache.clear()

@@ -64,9 +64,15 @@ class MediaLoader:
                 elif isinstance(m, RingtoneMedia):
                     samples = sources.ringtone(m.name.lower(), m.duration)
                 elif isinstance(m, TtsMedia):
-                    samples = await self._run(
-                        self.tts.synthesize, m.text, language=m.language, gender=m.gender
+                    # A prompt already synthesised needs no trip to a worker thread.
+                    peek = getattr(self.tts, "cached", None)
+                    samples = (
+                        None if peek is None else peek(m.text, language=m.language, gender=m.gender)
                     )
+                    if samples is None:
+                        samples = await self._run(
+                            self.tts.synthesize, m.text, language=m.language, gender=m.gender
+                        )
                 elif isinstance(m, AudioMedia):
                     samples = await self._run(sources.load_audio, m.url, timeout=self.fetch_timeout)
                 else:  # pragma: no cover - parse_media admits nothing else
