@@ -35,6 +35,35 @@ def test_serve_without_credentials_exits_with_a_clear_message():
     assert "--project and --token" in result.output
 
 
+def test_serve_reads_credentials_from_a_file_and_never_prints_tokens(tmp_path):
+    """--credentials FILE: the projects are listed, the tokens are not."""
+    creds = tmp_path / "creds.txt"
+    creds.write_text("alpha:secret-a\nbeta:secret-b\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relaykit", "serve", "--port", "0", "--credentials", str(creds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "alpha, beta" in line
+        assert "secret" not in line
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_serve_with_a_broken_credentials_file_says_where():
+    """A malformed credentials file is refused with its line number."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write("no colon here\n")
+    result = CliRunner().invoke(app, ["serve", "--credentials", f.name])
+    assert result.exit_code == 2
+    assert ":1: expected project:token" in result.output
+
+
 def test_serve_prints_its_url_and_accepts_a_client():
     """`relaykit serve --port 0` prints ws://127.0.0.1:PORT and answers blade.connect there."""
     import asyncio

@@ -15,6 +15,7 @@ from rich.console import Console
 from typer.core import TyperCommand
 
 from ..server import RelayServer
+from ..server.auth import load_credentials
 from ..server.calls import TranscriptEntry
 
 app = typer.Typer(
@@ -45,6 +46,11 @@ def serve(
     token: str = typer.Option(
         None, envvar="RELAYKIT_TOKEN", help="Token for the project (or RELAYKIT_TOKEN)."
     ),
+    credentials: Path = typer.Option(
+        None,
+        envvar="RELAYKIT_CREDENTIALS",
+        help='File of credentials: JSON {"project": "token"} or project:token lines.',
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every connection."),
     sip: str = typer.Option(None, help="Answer SIP phones on UDP HOST:PORT (e.g. 127.0.0.1:5060)."),
     route: list[str] = typer.Option(
@@ -53,9 +59,19 @@ def serve(
 ) -> None:
     """Serve RELAY v2 on ws://HOST:PORT until Ctrl-C (and SIP phones with --sip)."""
     console = Console()
-    if not project or not token:
+    pairs: dict[str, str] = {}
+    if credentials is not None:
+        try:
+            pairs.update(load_credentials(credentials))
+        except (OSError, ValueError) as exc:
+            console.print(f"[red]--credentials: {exc}[/red]")
+            raise typer.Exit(2) from None
+    if project and token:
+        pairs[project] = token
+    if not pairs:
         console.print(
-            "[red]--project and --token (or RELAYKIT_PROJECT/RELAYKIT_TOKEN) are required[/red]"
+            "[red]--project and --token (or RELAYKIT_PROJECT/RELAYKIT_TOKEN), or --credentials "
+            "FILE, are required[/red]"
         )
         raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
@@ -76,11 +92,11 @@ def serve(
 
     async def run() -> None:
         async with RelayServer(
-            host, port, credentials={project: token}, sip=sip_address, sip_routes=routes
+            host, port, credentials=pairs, sip=sip_address, sip_routes=routes
         ) as server:
             console.print(
                 f"RELAY server listening on [bold]{server.url}[/bold] "
-                f"(project {project!r}); Ctrl-C to stop"
+                f"(projects: {', '.join(sorted(pairs))}); Ctrl-C to stop"
             )
             if server.sip is not None:
                 shown = ", ".join(f"{n} → {c}" for n, c in routes.items()) or "none"
