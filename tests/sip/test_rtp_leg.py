@@ -91,6 +91,7 @@ async def answered_call(server, run_ivr, ivr) -> tuple[asyncio.Queue, Phone, Rtp
     to_tag = (ok.get("To") or "").split("tag=")[1]
     phone.send(phone.request("ACK", to_tag=to_tag, call_id="rtp-call", cseq="1 ACK"))
     answer = parse_sdp(ok.body)
+    phone.to_tag = to_tag  # type: ignore[attr-defined]
     return outcomes, phone, RtpPhone((answer.address, answer.port))
 
 
@@ -141,3 +142,37 @@ async def test_media_is_sent_where_the_phone_sends_from(server, run_ivr):
     seqs = {(b.sequence_number - a.sequence_number) & 0xFFFF for a, b in pairs}
     assert steps == {160} and seqs == {1}
     assert len({p.ssrc for p in packets}) == 1
+
+
+async def test_sip_info_keys_reach_the_prompt(server, run_ivr):
+    """Phones set to SIP INFO DTMF (application/dtmf-relay) are heard too."""
+
+    async def ivr(call: Call):
+        await call.answer()
+        return await call.prompt(
+            "digits", [{"type": "silence", "duration": 0.1}], digits_max=2, digits_timeout=5
+        )
+
+    outcomes, phone, rtp = await answered_call(server, run_ivr, ivr)
+    try:
+        async with asyncio.timeout(WAIT):  # keys count once the prompt runs
+            while not any(c.components for c in server.calls.values()):
+                await asyncio.sleep(0.01)
+        for n, key in enumerate("58", start=2):
+            body = f"Signal={key}\r\nDuration=160\r\n"
+            phone.send(
+                phone.request(
+                    "INFO",
+                    to_tag=phone.to_tag,  # type: ignore[attr-defined]
+                    call_id="rtp-call",
+                    cseq=f"{n} INFO",
+                    body=body,
+                    content_type="application/dtmf-relay",
+                )
+            )
+            assert (await phone.response(200)).status == 200
+        result = await outcome(outcomes)
+    finally:
+        phone.close()
+        rtp.close()
+    assert result.result == "58"

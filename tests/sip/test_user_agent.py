@@ -45,6 +45,7 @@ class Phone:
         cseq: str | None = None,
         body: str = "",
         extra: str = "",
+        content_type: str = "application/sdp",
     ) -> bytes:
         self.n += 1
         to = f"<sip:{IVR_NUMBER}@{LOOPBACK}>" + (f";tag={to_tag}" if to_tag else "")
@@ -59,7 +60,7 @@ class Phone:
             f"Contact: <sip:tester@{LOOPBACK}:{self.local}>\r\n"
             "Max-Forwards: 70\r\n"
             f"{extra}"
-            + ("Content-Type: application/sdp\r\n" if body else "")
+            + (f"Content-Type: {content_type}\r\n" if body else "")
             + f"Content-Length: {len(body.encode())}\r\n\r\n{body}"
         )
         return text.encode()

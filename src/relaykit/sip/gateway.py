@@ -261,7 +261,7 @@ class SipGateway:
             call = await self.server._sip_offer(
                 project, context, _user(invite.from_uri), _user(invite.to_uri), self.offer_timeout
             )
-        except (RelayTimeoutError, Exception) as exc:
+        except Exception as exc:  # no consumer in time (RelayTimeoutError) or a limit
             if not isinstance(exc, RelayTimeoutError):
                 log.exception("! offering a SIP call failed")
             rtp.close()

@@ -40,6 +40,7 @@ import contextlib
 import ipaddress
 import logging
 import secrets
+import socket
 from collections.abc import Callable
 from enum import Enum
 from typing import Any
@@ -591,7 +592,8 @@ class SipUserAgent(asyncio.DatagramProtocol):
         uri = parse_uri(to_uri)
         host, port = uri.address()
         if not _is_ip(host):
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=2)  # DGRAM
+            loop = asyncio.get_running_loop()
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
             host = infos[0][4][0]
         call = OutboundCall(
             self, to_uri, from_uri, to_uri, sdp, (host, port), from_name=from_name, headers=headers
