@@ -16,10 +16,11 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import OPENBLAS_SETTING
+from benchmarks import OPENBLAS_SETTING, experiments
 from benchmarks._common import (
     ensure_peer_python,
     loadavg,
@@ -99,6 +100,18 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line, rule, *body])
 
 
+Column = tuple[str, Callable[[dict[str, Any]], str]]
+
+
+def col(header: str, key: str, digits: int = 1, unit: str = "") -> Column:
+    """A table column showing ``record[key]`` formatted by :func:`f`."""
+    return header, lambda r: f(r.get(key), digits, unit)
+
+
+def records_table(columns: list[Column], records: list[dict[str, Any]]) -> str:
+    return table([h for h, _ in columns], [[cell(r) for _, cell in columns] for r in records])
+
+
 def holds_media(r: dict[str, Any]) -> bool:
     return (
         "error" not in r
@@ -115,44 +128,33 @@ def holds_speech(r: dict[str, Any]) -> bool:
 
 
 def concurrency_table(results: list[dict[str, Any]], speech: bool) -> str:
-    headers = [
-        "N",
-        "server CPU",
-        "consumer CPU",
-        "other procs",
-        "peak RSS server",
-        "peak RSS consumer",
-        "lateness p50",
-        "p99",
-        "max",
-        ">20 ms late",
-        "correct",
-        "result delay p50 / p99" if speech else "key→SDK p50 / p99",
-        "holds",
+    holds = holds_speech if speech else holds_media
+    columns = [
+        ("N", lambda r: str(r.get("n", "?"))),
+        col("server CPU", "server_cpu_pct", 0, " %"),
+        col("consumer CPU", "consumer_cpu_pct", 0, " %"),
+        col("other procs", "other_cpu_pct", 0, " %"),
+        col("peak RSS server", "peak_rss_mib", 0, " MiB"),
+        col("peak RSS consumer", "consumer_peak_rss_mib", 0, " MiB"),
+        col("lateness p50", "late_p50_ms", 1, " ms"),
+        col("p99", "late_p99_ms", 1, " ms"),
+        col("max", "late_max_ms", 1, " ms"),
+        (">20 ms late", lambda r: f"{r['late_frames']}/{r['ticks']}"),
+        ("correct", lambda r: f"{r['correct']}/{r['n']}"),
+        (
+            "result delay p50 / p99" if speech else "key→SDK p50 / p99",
+            lambda r: f"{f(r['lat_p50_ms'], 0)} / {f(r['lat_p99_ms'], 0)} ms",
+        ),
+        ("holds", lambda r: "yes" if holds(r) else "no"),
     ]
-    rows = []
-    for r in results:
-        if "error" in r:
-            rows.append([str(r.get("n", "?")), f"failed: {r['error']}"] + [""] * 11)
-            continue
-        rows.append(
-            [
-                str(r["n"]),
-                f(r["server_cpu_pct"], 0, " %"),
-                f(r["consumer_cpu_pct"], 0, " %"),
-                f(r["other_cpu_pct"], 0, " %"),
-                f(r["peak_rss_mib"], 0, " MiB"),
-                f(r["consumer_peak_rss_mib"], 0, " MiB"),
-                f(r["late_p50_ms"], 1, " ms"),
-                f(r["late_p99_ms"], 1, " ms"),
-                f(r["late_max_ms"], 1, " ms"),
-                f"{r['late_frames']}/{r['ticks']}",
-                f"{r['correct']}/{r['n']}",
-                f"{f(r['lat_p50_ms'], 0)} / {f(r['lat_p99_ms'], 0)} ms",
-                "yes" if (holds_speech(r) if speech else holds_media(r)) else "no",
-            ]
-        )
-    return table(headers, rows)
+    blank = [""] * (len(columns) - 2)
+    rows = [
+        [str(r.get("n", "?")), f"failed: {r['error']}", *blank]
+        if "error" in r
+        else [cell(r) for _, cell in columns]
+        for r in results
+    ]
+    return table([h for h, _ in columns], rows)
 
 
 def largest(results: list[dict[str, Any]], ok: Any) -> int | None:
@@ -161,88 +163,70 @@ def largest(results: list[dict[str, Any]], ok: Any) -> int | None:
 
 
 # -- the report ----------------------------------------------------------------------------------
-def report(results: dict[str, Any], args: argparse.Namespace, info: dict[str, Any]) -> str:
-    out: list[str] = []
-    mode = "quick" if args.quick else "full"
-    out.append(f"# relaykit benchmarks ({mode}) — {info['date']}")
+def sdk_label(key: str, experiment: str | None) -> str:
+    return {
+        "ours": "relaykit SDK",
+        "exp": f"relaykit SDK + {experiment}",
+        "peer": "signalwire 2.1.1",
+    }[key]
+
+
+def engine_section(r: dict[str, Any]) -> list[str]:
+    out = ["", "## Media engine alone (CPU time of one thread; no sockets, no events)", ""]
+    out.append(
+        "Every call: a TTS prompt playing, the caller's line carrying audio (in the DTMF batch "
+        "every tick), no keys. The numpy sketch does the physical minimum for the same calls: "
+        "slice each inbound frame, stack, the same batch DTMF detector, slice each outbound "
+        "frame. The vectorised sketch keeps every call's offsets in numpy arrays and gathers all "
+        "frames at once (one fancy index per source buffer), so what is left is the DTMF "
+        "detector. An idle call is answered with nothing playing and a silent line."
+    )
     out.append("")
-    out.append(
-        f"Command: `{info['command']}`"
-        + (f" (experiment: {args.experiment})" if args.experiment else "")
-    )
-    m = info["machine"]
-    out.append(
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM, Linux "
-        f"{m['kernel']}, Python {m['python']}, numpy {m['numpy']}; {OPENBLAS_SETTING} set by "
-        f"the benchmark for every process (OPENBLAS_CORETYPE={m['openblas_coretype'] or 'unset'})."
-    )
-    la = info["load_before"]
-    busy = ", ".join(info["busy_before"]) or "none above 1 %"
-    out.append(
-        f"Load before the run: loadavg {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}; busiest other "
-        f"processes: {busy}. 'other procs' in a row is the CPU that other processes used "
-        "during that row (100 % = one core)."
-    )
-    out.append(f"Code: {info['code']}.")
-    out.append(f"Total wall time: {info['elapsed_s']:.0f} s.")
-
-    if "engine" in results:
-        out += ["", "## Media engine alone (CPU time of one thread; no sockets, no events)", ""]
-        out.append(
-            "Every call: a TTS prompt playing, the caller's line carrying audio (in the DTMF batch "
-            "every tick), no keys. The numpy sketch does the physical minimum for the same calls: "
-            "slice each inbound frame, stack, the same batch DTMF detector, slice each outbound "
-            "frame. An idle call is answered with nothing playing and a silent line."
-        )
-        out.append("")
-        r = results["engine"]
-        if "error" in r:
-            out.append(f"failed: {r['error']}")
-        else:
-            rows = [
-                [
-                    str(row["n"]),
-                    f(row["engine_ms"], 2, " ms"),
-                    f(row["engine_core_pct"], 0, " %"),
-                    f(row["engine_us_per_call"], 1, " µs"),
-                    f(row["sketch_ms"], 2, " ms"),
-                    f(row["sketch_core_pct"], 0, " %"),
-                    f(row["idle_us_per_call"], 2, " µs"),
-                ]
-                for row in r["rows"]
-            ]
-            out.append(
+    if "error" in r:
+        return [*out, f"failed: {r['error']}"]
+    columns = [
+        ("calls", lambda row: str(row["n"])),
+        col("engine per tick", "engine_ms", 2, " ms"),
+        col("of one core", "engine_core_pct", 0, " %"),
+        col("per call", "engine_us_per_call", 1, " µs"),
+        col("numpy sketch per tick", "sketch_ms", 2, " ms"),
+        col("of one core", "sketch_core_pct", 0, " %"),
+        col("vectorised sketch per tick", "vector_ms", 2, " ms"),
+        col("per call", "vector_us_per_call", 2, " µs"),
+        col("idle call", "idle_us_per_call", 2, " µs"),
+    ]
+    out.append(records_table(columns, r["rows"]))
+    for row in r["rows"]:
+        if row.get("profile"):
+            out += [
+                "",
+                f"Where the engine's time goes at {row['n']} calls (cProfile own time, "
+                "rescaled to the unprofiled tick):",
+                "",
                 table(
-                    [
-                        "calls",
-                        "engine per tick",
-                        "of one core",
-                        "per call",
-                        "numpy sketch per tick",
-                        "of one core",
-                        "idle call",
-                    ],
-                    rows,
-                )
-            )
-            for row in r["rows"]:
-                if row.get("profile"):
-                    out += [
-                        "",
-                        f"Where the engine's time goes at {row['n']} calls (cProfile own time, "
-                        "rescaled to the unprofiled tick):",
-                        "",
-                    ]
-                    out.append(
-                        table(
-                            ["function", "µs per call per tick", "share"],
-                            [[p[0], f(p[1], 2), f(p[2], 1, " %")] for p in row["profile"]],
-                        )
-                    )
+                    ["function", "µs per call per tick", "share"],
+                    [[p[0], f(p[1], 2), f(p[2], 1, " %")] for p in row["profile"]],
+                ),
+            ]
+    return out
 
-    if "media" in results:
-        rs = results["media"]
-        out += ["", "## Media concurrency: digit prompts", ""]
+
+def concurrency_section(rs: list[dict[str, Any]], speech: bool) -> list[str]:
+    if speech:
+        out = ["", "## Speech concurrency: speech prompts", ""]
+        out.append(
+            "As above with `prompt_tts('speech', 'Say sales or support', speech_hints=[...])`; "
+            "each caller says 'sales' or 'support' (espeak-ng voice) at a random moment in a 2 s "
+            "window. The speech decoding processes are started and warmed before the run. Result "
+            "delay: SDK has the result − (end of the word + the 1 s end_silence_timeout), i.e. "
+            "the time spent beyond what the protocol makes it wait. Holds: lateness p99 ≤ "
+            f"{LATENESS_GOAL_MS:g} ms, every word right, result delay p99 ≤ "
+            f"{SPEECH_DELAY_GOAL_MS:g} ms. Server CPU includes the decoding processes."
+        )
+        best = largest(rs, holds_speech)
+        verdict = f"Largest N that holds in real time: **{best}** (goal ≥ 50)."
+    else:
+        out = ["", "## Media concurrency: digit prompts", ""]
         out.append(
             "N calls arrive at 200/s; each IVR (relaykit SDK, separate process) answers and runs "
             "`prompt_tts('digits', PIN prompt, digits_max=10, digits_terminators='#')`; once all "
@@ -250,194 +234,176 @@ def report(results: dict[str, Any], args: argparse.Namespace, info: dict[str, An
             "in a 2 s window. record_calls=False. Lateness: how late each 20 ms tick ran, from the "
             "first call to the last result. key→SDK: '#' tone onset → the SDK has the result."
         )
-        out.append("")
-        out.append(concurrency_table(rs, speech=False))
         best = largest(rs, holds_media)
-        out += [
-            "",
+        verdict = (
             f"Largest N that holds (p99 lateness ≤ {LATENESS_GOAL_MS:g} ms and every prompt "
-            f"correct): **{best if best is not None else 'none'}** (floor 1000, target 2000).",
-        ]
+            f"correct): **{best}** (floor 1000, target 2000)."
+        )
+    return [*out, "", concurrency_table(rs, speech), "", verdict]
 
-    if "speech" in results:
-        rs = results["speech"]
-        out += ["", "## Speech concurrency: speech prompts", ""]
+
+LATENCY_ROWS = (
+    ("'#' tone onset → terminal collect event in the SDK", "key_sdk"),
+    ("  of which audio until the detector decides (media clock)", "key_detect"),
+    ("  of which detection tick → event in the SDK (server + socket + SDK)", "key_deliver"),
+    ("first key detected → prompt playback stopped (barge-in, media clock)", "barge_clock"),
+    ("first tone onset → IVR audio silent (from the call recording)", "barge_recording"),
+)
+
+
+def latency_section(lat: dict[str, Any], rtt: dict[str, Any], experiment: str | None) -> list[str]:
+    out = ["", "## Latency", ""]
+    rows = []
+    if "error" in lat:
+        out.append(f"latency failed: {lat['error']}")
+    elif lat:
         out.append(
-            "As above with `prompt_tts('speech', 'Say sales or support', speech_hints=[...])`; "
-            "each caller says 'sales' or 'support' (espeak-ng voice) at a random moment in a 2 s "
-            "window. Result delay: SDK has the result − (end of the word + the 1 s "
-            "end_silence_timeout), i.e. the time spent beyond what the protocol makes it wait. "
-            f"Holds: lateness p99 ≤ {LATENESS_GOAL_MS:g} ms, every word right, result delay "
-            f"p99 ≤ {SPEECH_DELAY_GOAL_MS:g} ms."
+            f"{lat['samples']} calls, {lat['batch']} at a time, record_calls=True; the caller keys "
+            "a PIN and '#' 0.5 s into the TTS prompt (barge-in). Audio arrives in real time: a "
+            f"frame's first sample 20 ms before its tick is due. Correct: "
+            f"{lat['correct']}/{lat['samples']}."
         )
         out.append("")
-        out.append(concurrency_table(rs, speech=True))
-        best = largest(rs, holds_speech)
-        out += [
-            "",
-            f"Largest N that holds in real time: **{best if best is not None else 'none'}** "
-            "(goal ≥ 50).",
-        ]
-
-    if "latency" in results or "rtt" in results:
-        out += ["", "## Latency", ""]
-        rows = []
-        r = results.get("latency", {})
-        if "error" in r:
-            out.append(f"latency failed: {r['error']}")
-        elif r:
-            out.append(
-                f"{r['samples']} calls, {r.get('batch', '?')} at a time, record_calls=True; the "
-                "caller keys a PIN and '#' 0.5 s into the TTS prompt (barge-in). Audio arrives in "
-                f"real time: a frame's first sample 20 ms before its tick is due. Correct: "
-                f"{r['correct']}/{r['samples']}."
-            )
-            out.append("")
-            for label, key in (
-                ("'#' tone onset → terminal collect event in the SDK", "key_sdk"),
-                ("  of which audio until the detector decides (media clock)", "key_detect"),
-                (
-                    "  of which detection tick → event in the SDK (server + socket + SDK)",
-                    "key_deliver",
-                ),
-                (
-                    "first key detected → prompt playback stopped (barge-in, media clock)",
-                    "barge_clock",
-                ),
-                (
-                    "first tone onset → IVR audio silent (from the call recording)",
-                    "barge_recording",
-                ),
-            ):
-                p50, p95, p99 = r[key]
-                rows.append([label, f(p50, 1, " ms"), f(p95, 1, " ms"), f(p99, 1, " ms")])
-        r = results.get("rtt", {})
-        if "error" in r:
-            out.append(f"rtt failed: {r['error']}")
-        elif r:
-            for label, key in (("relaykit SDK", "ours"), ("signalwire 2.1.1", "peer")):
-                if key in r:
-                    p50, p99, count = r[key]
-                    rows.append(
-                        [
-                            f"command round trip on loopback, {label} "
-                            f"(calling.play.volume ×{count})",
-                            f(p50, 3, " ms"),
-                            "",
-                            f(p99, 3, " ms"),
-                        ]
-                    )
-                elif key == "peer":
-                    rows.append(
-                        [
-                            f"command round trip, {label}: skipped ({r.get('peer_skipped')})",
-                            "",
-                            "",
-                            "",
-                        ]
-                    )
-        out.append(table(["measure", "p50", "p95", "p99"], rows))
-
-    if "throughput" in results:
-        r = results["throughput"]
-        out += ["", "## SDK throughput vs the peer (same server, same run)", ""]
-        if "error" in r:
-            out.append(f"failed: {r['error']}")
-        else:
-            out.append(
-                f"One consumer process drives {r['calls']} calls, each running one-digit "
-                "`prompt_tts` after another; the caller keys a digit (50 ms tone) as each "
-                f"prompt starts. {r['seconds']:g} s per SDK after a warm-up. The machine is "
-                "saturated (server + consumer + other processes), so prompts/s is bound by CPU."
-            )
-            out.append("")
-            rows = []
-            for label, key in (("relaykit SDK", "ours"), ("signalwire 2.1.1", "peer")):
-                t = r.get(key)
-                if t is None:
-                    rows.append([label, f"skipped ({r.get('peer_skipped', '?')})"] + [""] * 5)
-                    continue
-                per = t["consumer_cpu_ms_per_prompt"]
+        for label, key in LATENCY_ROWS:
+            rows.append([label, *(f(v, 1, " ms") for v in lat[key])])
+    if "error" in rtt:
+        out.append(f"rtt failed: {rtt['error']}")
+    elif rtt:
+        for key in ("ours", "exp", "peer"):
+            label = f"command round trip on loopback, {sdk_label(key, experiment)}"
+            if key in rtt:
+                p50, p99, count = rtt[key]
                 rows.append(
                     [
-                        label,
-                        f(t["prompts_per_s"], 0),
-                        f"{t['successful']}/{t['prompts']}",
-                        f(t["consumer_cpu_pct"], 0, " %"),
-                        f(per, 3, " ms"),
-                        f(1000 / per if per else None, 0),
-                        f(t["server_cpu_ms_per_prompt"], 3, " ms"),
-                        f(t["server_cpu_pct"], 0, " %"),
-                        f(t["other_cpu_pct"], 0, " %"),
-                        f(t["late_p99_ms"], 0, " ms"),
+                        f"{label} (calling.play.volume ×{count})",
+                        f(p50, 3, " ms"),
+                        "",
+                        f(p99, 3, " ms"),
                     ]
                 )
-            out.append(
-                table(
-                    [
-                        "SDK",
-                        "prompts/s",
-                        "successful",
-                        "consumer CPU",
-                        "consumer CPU per prompt",
-                        "prompts/s per consumer core",
-                        "server CPU per prompt",
-                        "server CPU",
-                        "other procs",
-                        "lateness p99",
-                    ],
-                    rows,
-                )
-            )
-            if "ours" in r and "peer" in r and r["peer"]["prompts_per_s"]:
-                ratio = r["ours"]["prompts_per_s"] / r["peer"]["prompts_per_s"]
-                ours_ms = r["ours"]["consumer_cpu_ms_per_prompt"]
-                peer_ms = r["peer"]["consumer_cpu_ms_per_prompt"]
-                cpu_ratio = peer_ms / ours_ms if ours_ms and peer_ms else None
-                results["throughput"]["ratio"] = ratio
-                results["throughput"]["cpu_ratio"] = cpu_ratio
-                out += [
-                    "",
-                    f"Ratio relaykit / signalwire 2.1.1: **{ratio:.2f}×** prompts per second "
-                    f"(goal ≥ 1.5×); per consumer core (1 / consumer CPU per prompt): "
-                    f"**{f(cpu_ratio, 2)}×**. The turns run ours, peer, peer, ours.",
-                ]
+            elif key == "peer":
+                rows.append([f"{label}: skipped ({rtt.get('peer_skipped')})", "", "", ""])
+    out.append(table(["measure", "p50", "p95", "p99"], rows))
+    return out
 
-    if "idle" in results:
-        r = results["idle"]
-        out += ["", "## Memory per idle call", ""]
-        if "error" in r:
-            out.append(f"failed: {r['error']}")
-        else:
-            out.append(
-                f"{r['n']} calls answered by the relaykit consumer, nothing playing, held "
-                f"{r['hold_s']:g} s; RSS growth after gc, divided by the number of calls "
-                f"(record_calls={r['record_calls']}, the server's default)."
+
+def throughput_section(r: dict[str, Any], experiment: str | None) -> list[str]:
+    out = ["", "## SDK throughput vs the peer (same server, same run)", ""]
+    if "error" in r:
+        return [*out, f"failed: {r['error']}"]
+    out.append(
+        f"One consumer process drives {r['calls']} calls, each running one-digit `prompt_tts` "
+        "after another; the caller keys a digit (50 ms tone) as each prompt starts. "
+        f"{r['seconds']:g} s per SDK after a warm-up, in turns A, B, B, A. The machine is "
+        "saturated (server + consumer + other processes), so prompts/s is bound by CPU."
+    )
+    out.append("")
+    records = []
+    for key in ("ours", "exp", "peer"):
+        if key in r:
+            per = r[key]["consumer_cpu_ms_per_prompt"]
+            records.append(
+                {
+                    **r[key],
+                    "sdk": sdk_label(key, experiment),
+                    "per_core": 1000 / per if per else None,
+                    "ok": f"{r[key]['successful']}/{r[key]['prompts']}",
+                }
             )
+        elif key == "peer":
+            records.append({"sdk": f"{sdk_label(key, experiment)}: skipped ({r['peer_skipped']})"})
+    columns = [
+        ("SDK", lambda t: t["sdk"]),
+        col("prompts/s", "prompts_per_s", 0),
+        col("successful", "ok"),
+        col("consumer CPU", "consumer_cpu_pct", 0, " %"),
+        col("consumer CPU per prompt", "consumer_cpu_ms_per_prompt", 3, " ms"),
+        col("prompts/s per consumer core", "per_core", 0),
+        col("server CPU per prompt", "server_cpu_ms_per_prompt", 3, " ms"),
+        col("server CPU", "server_cpu_pct", 0, " %"),
+        col("other procs", "other_cpu_pct", 0, " %"),
+        col("lateness p99", "late_p99_ms", 0, " ms"),
+    ]
+    out.append(records_table(columns, records))
+    other = "exp" if "exp" in r else "peer"
+    if "ours" in r and other in r and r[other]["prompts_per_s"]:
+        ratio = r["ours"]["prompts_per_s"] / r[other]["prompts_per_s"]
+        ours_ms = r["ours"]["consumer_cpu_ms_per_prompt"]
+        other_ms = r[other]["consumer_cpu_ms_per_prompt"]
+        cpu_ratio = other_ms / ours_ms if ours_ms and other_ms else None
+        if other == "peer":
+            r["ratio"], r["cpu_ratio"] = ratio, cpu_ratio
             out.append("")
             out.append(
-                table(
-                    [
-                        "calls",
-                        "server per call",
-                        "consumer per call",
-                        "server CPU (idle calls)",
-                        "lateness p99",
-                    ],
-                    [
-                        [
-                            str(r["n"]),
-                            f(r["server_kib_per_call"], 1, " KiB"),
-                            f(r["consumer_kib_per_call"], 1, " KiB"),
-                            f(r["server_cpu_pct"], 1, " %"),
-                            f(r["late_p99_ms"], 1, " ms"),
-                        ]
-                    ],
-                )
+                f"Ratio relaykit / signalwire 2.1.1: **{ratio:.2f}×** prompts per second "
+                f"(goal ≥ 1.5×); per consumer core (1 / consumer CPU per prompt): "
+                f"**{f(cpu_ratio, 2)}×**."
             )
+        else:
+            gain = {
+                k: 100 * (1 - r["exp"][k] / r["ours"][k])
+                for k in ("server_cpu_ms_per_prompt", "consumer_cpu_ms_per_prompt")
+                if r["exp"][k] and r["ours"][k]
+            }
+            out.append("")
+            out.append(
+                f"{experiment} against the tree: {100 * (1 / ratio - 1):+.1f} % prompts/s, "
+                f"{-gain.get('consumer_cpu_ms_per_prompt', 0):+.1f} % consumer CPU per prompt, "
+                f"{-gain.get('server_cpu_ms_per_prompt', 0):+.1f} % server CPU per prompt."
+            )
+    return out
 
-    out += ["", "## Goals", ""]
-    out.append(table(["goal", "measured", "met"], goals(results)))
+
+def idle_section(r: dict[str, Any]) -> list[str]:
+    out = ["", "## Memory per idle call", ""]
+    if "error" in r:
+        return [*out, f"failed: {r['error']}"]
+    out.append(
+        f"{r['n']} calls answered by the relaykit consumer, nothing playing, held "
+        f"{r['hold_s']:g} s; RSS growth after gc, divided by the number of calls "
+        f"(record_calls={r['record_calls']}, the server's default)."
+    )
+    columns = [
+        ("calls", lambda t: str(t["n"])),
+        col("server per call", "server_kib_per_call", 1, " KiB"),
+        col("consumer per call", "consumer_kib_per_call", 1, " KiB"),
+        col("server CPU (idle calls)", "server_cpu_pct", 1, " %"),
+        col("lateness p99", "late_p99_ms", 1, " ms"),
+    ]
+    return [*out, "", records_table(columns, [r])]
+
+
+def report(results: dict[str, Any], args: argparse.Namespace, info: dict[str, Any]) -> str:
+    mode = "quick" if args.quick else "full"
+    m, la = info["machine"], info["load_before"]
+    busy = ", ".join(info["busy_before"]) or "none above 1 %"
+    out = [
+        f"# relaykit benchmarks ({mode}) — {info['date']}",
+        "",
+        f"Command: `{info['command']}`"
+        + (f" (experiment: {args.experiment})" if args.experiment else ""),
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM, Linux "
+        f"{m['kernel']}, Python {m['python']}, numpy {m['numpy']}; {OPENBLAS_SETTING} set by "
+        f"the benchmark for every process (OPENBLAS_CORETYPE={m['openblas_coretype'] or 'unset'}).",
+        f"Load before the run: loadavg {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}; busiest other "
+        f"processes: {busy}. 'other procs' in a row is the CPU that other processes used "
+        "during that row (100 % = one core).",
+        f"Code: {info['code']}.",
+        f"Total wall time: {info['elapsed_s']:.0f} s.",
+    ]
+    if "engine" in results:
+        out += engine_section(results["engine"])
+    if "media" in results:
+        out += concurrency_section(results["media"], speech=False)
+    if "speech" in results:
+        out += concurrency_section(results["speech"], speech=True)
+    if "latency" in results or "rtt" in results:
+        out += latency_section(results.get("latency", {}), results.get("rtt", {}), args.experiment)
+    if "throughput" in results:
+        out += throughput_section(results["throughput"], args.experiment)
+    if "idle" in results:
+        out += idle_section(results["idle"])
+    out += ["", "## Goals", "", table(["goal", "measured", "met"], goals(results))]
     return "\n".join(out)
 
 
@@ -517,7 +483,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated sections: {','.join(SECTIONS)}")
     parser.add_argument("--sizes", help="media sizes, e.g. 10,100,500,1000,2000")
     parser.add_argument("--speech-sizes", help="speech sizes, e.g. 10,25,50,75,100")
-    parser.add_argument("--experiment", help="patch in an optimisation (benchmarks/experiments.py)")
+    parser.add_argument(
+        "--experiment",
+        help="patch in proposed optimisations (comma-separated): "
+        + ", ".join([*experiments.SERVER, *experiments.SDK]),
+    )
     parser.add_argument("--no-peer", action="store_true", help="skip signalwire 2.1.1")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     parser.add_argument("--output", type=Path, help="also write the report (markdown) here")
@@ -532,6 +502,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    try:
+        experiments.names(args.experiment)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     started = time.monotonic()
     info: dict[str, Any] = {
@@ -543,7 +517,8 @@ def main(argv: list[str] | None = None) -> int:
         "code": code_state(),
     }
     peer = False
-    if not args.no_peer and {"rtt", "throughput"} & set(sections):
+    # an experiment's rtt and throughput rows run the tree against the variant, not the peer
+    if not args.no_peer and not args.experiment and {"rtt", "throughput"} & set(sections):
         if args.quick:
             peer = peer_python() is not None
             if not peer:
@@ -557,27 +532,32 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  peer skipped: {exc}", file=sys.stderr)
 
     exp = {"experiment": args.experiment} if args.experiment else {}
+    rows: dict[str, list[tuple[dict[str, Any], float]]] = {
+        "engine": [({"scenario": "engine", **plan["engine"]}, 600)],
+        "media": [
+            ({"scenario": "concurrency", "kind": "digits", "n": n, **exp}, 120 + n * 0.2)
+            for n in plan["media"]
+        ],
+        "speech": [
+            ({"scenario": "concurrency", "kind": "speech", "n": n, **exp}, 120 + n * 0.2)
+            for n in plan["speech"]
+        ],
+        "latency": [({"scenario": "latency", **plan["latency"], **exp}, 300)],
+        "rtt": [({"scenario": "rtt", **plan["rtt"], "peer": peer, **exp}, 300)],
+        "throughput": [
+            ({"scenario": "throughput", **plan["throughput"], "peer": peer, **exp}, 300)
+        ],
+        "idle": [({"scenario": "idle", **plan["idle"]}, 300)],
+    }
     results: dict[str, Any] = {}
     for section in sections:
-        if section == "engine":
-            results["engine"] = run_worker({"scenario": "engine", **plan["engine"], **exp}, 600)
-        elif section in ("media", "speech"):
-            kind = "digits" if section == "media" else "speech"
-            results[section] = []
-            for n in plan[section]:
-                spec = {"scenario": "concurrency", "kind": kind, "n": n, **exp}
-                r = run_worker(spec, 120 + n * 0.2)
-                r.setdefault("n", n)
-                results[section].append(r)
-        elif section == "latency":
-            results["latency"] = run_worker({"scenario": "latency", **plan["latency"], **exp}, 300)
-        elif section == "rtt":
-            results["rtt"] = run_worker({"scenario": "rtt", **plan["rtt"], "peer": peer}, 300)
-        elif section == "throughput":
-            spec = {"scenario": "throughput", **plan["throughput"], "peer": peer}
-            results["throughput"] = run_worker(spec, 300)
-        elif section == "idle":
-            results["idle"] = run_worker({"scenario": "idle", **plan["idle"]}, 300)
+        done = []
+        for spec, timeout in rows[section]:
+            r = run_worker(spec, timeout)
+            if "n" in spec:
+                r.setdefault("n", spec["n"])
+            done.append(r)
+        results[section] = done if section in ("media", "speech") else done[0]
     info["elapsed_s"] = time.monotonic() - started
 
     text = report(results, args, info)

@@ -73,37 +73,51 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def tree_cpu_seconds(exclude: set[int]) -> float:
-    """CPU seconds of this process and its live helpers (process pools), minus ``exclude``
-    and their descendants."""
+def helpers(exclude: set[int]) -> list[int]:
+    """This process's live descendants (process pools), minus ``exclude`` and theirs."""
     skip = set(exclude)
     for pid in exclude:
         skip.update(descendants(pid))
+    return [pid for pid in descendants(os.getpid()) if pid not in skip]
+
+
+def tree_cpu_seconds(exclude: set[int]) -> float:
+    """CPU seconds of this process and its :func:`helpers`."""
     total = time.process_time()
-    for pid in descendants(os.getpid()):
-        if pid not in skip:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                total += cpu_seconds(pid)
+    for pid in helpers(exclude):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += cpu_seconds(pid)
+    return total
+
+
+def tree_peak_rss_kib(exclude: set[int]) -> int:
+    """Peak RSS of this process plus those of its :func:`helpers` (an upper bound of the
+    peak of the sum)."""
+    total = status_kib("VmHWM")
+    for pid in helpers(exclude):
+        with contextlib.suppress(OSError, ValueError):
+            total += status_kib("VmHWM", pid)
     return total
 
 
 def status_kib(key: str, pid: int | str = "self") -> int:
     """A ``kB`` line of /proc/<pid>/status: VmHWM (peak RSS), VmRSS, ..."""
-    with open(f"/proc/{pid}/status") as f:
+    return proc_field(f"/proc/{pid}/status", key)
+
+
+def proc_field(path: str, key: str) -> int:
+    """The number after ``key:`` in a /proc file of such lines (status, meminfo); 0 if absent."""
+    with open(path) as f:
         for line in f:
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     return 0
 
 
-def reset_peak_rss() -> bool:
-    """Reset this process's VmHWM to its current RSS (Linux ≥ 4.0); False when refused."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
+def pid_after(seconds: float) -> int:
+    """Sleep, then name the process: run in a pool, it shows which workers are up."""
+    time.sleep(seconds)
+    return os.getpid()
 
 
 class SystemCpu:
@@ -164,7 +178,7 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    mem_kib = status_like("/proc/meminfo", "MemTotal")
+    mem_kib = proc_field("/proc/meminfo", "MemTotal")
     import numpy
 
     return {
@@ -177,14 +191,6 @@ def machine() -> dict[str, Any]:
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
         "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
     }
-
-
-def status_like(path: str, key: str) -> int:
-    with open(path) as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 # -- the signalwire 2.1.1 venv --------------------------------------------------------------------
@@ -282,6 +288,7 @@ class App:
         mode: str,
         options: Mapping[str, Any] | None = None,
         python: str | Path = sys.executable,
+        experiment: str | None = None,
     ) -> App:
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
         env.update(
@@ -295,6 +302,7 @@ class App:
                 "OPENBLAS_NUM_THREADS": "1",
                 "PYTHONUNBUFFERED": "1",
                 "LOG_LEVEL": "WARNING",  # the v2 SDK's own log level
+                "BENCH_EXPERIMENT": experiment or "",  # SDK-side experiments (relaykit app)
             }
         )
         proc = await asyncio.create_subprocess_exec(

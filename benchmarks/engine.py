@@ -4,7 +4,8 @@ Every call is in the state that dominates a load run: a prompt's TTS playing out
 line carrying audio (so the call is in the DTMF batch every tick), no keys. The *sketch* does
 the physical minimum for the same calls: slice each call's inbound frame, stack them, run the
 same batch DTMF detector, slice each call's outbound frame. The difference between the two is
-the engine's own Python overhead per call and per tick.
+the engine's own Python overhead per call and per tick. The *vectorised sketch* keeps the
+offsets in numpy arrays and gathers all frames at once: what is left is the DTMF detector.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 import cProfile
 import pstats
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 import benchmarks  # noqa: F401  (OPENBLAS_NUM_THREADS first)
 from relaykit.media.dtmf import DtmfDetector
@@ -52,23 +55,23 @@ def build_engine(n: int, audio: np.ndarray, line: np.ndarray, *, idle: bool = Fa
     return engine
 
 
-def time_ticks(engine: MediaEngine, ticks: int) -> float:
-    """CPU seconds per tick (median of 5 runs of ``ticks // 5`` ticks, after a warm-up).
+def cpu_per_tick(tick: Callable[[], object], ticks: int) -> float:
+    """CPU seconds per call of ``tick`` (median of 5 runs of ``ticks // 5``, after a warm-up).
 
     CPU time of this thread, not wall time, so other processes on the machine do not count."""
     for _ in range(10):
-        engine.tick()
+        tick()
     per: list[float] = []
     chunk = max(1, ticks // 5)
     for _ in range(5):
         t = time.thread_time()
         for _ in range(chunk):
-            engine.tick()
+            tick()
         per.append((time.thread_time() - t) / chunk)
     return sorted(per)[len(per) // 2]
 
 
-def time_sketch(n: int, audio: np.ndarray, line: np.ndarray, ticks: int) -> float:
+def sketch_tick(n: int, audio: np.ndarray, line: np.ndarray) -> Callable[[], None]:
     """The physical minimum for the same calls: slicing in and out, and the batch detector."""
     det = DtmfDetector()
     channels = np.array([det.add_channel() for _ in range(n)], dtype=np.intp)
@@ -85,16 +88,26 @@ def time_sketch(n: int, audio: np.ndarray, line: np.ndarray, ticks: int) -> floa
             offsets[i] += f
         del out
 
-    for _ in range(10):
-        tick()
-    per: list[float] = []
-    chunk = max(1, ticks // 5)
-    for _ in range(5):
-        t = time.thread_time()
-        for _ in range(chunk):
-            tick()
-        per.append((time.thread_time() - t) / chunk)
-    return sorted(per)[len(per) // 2]
+    return tick
+
+
+def vector_tick(n: int, audio: np.ndarray, line: np.ndarray) -> Callable[[], np.ndarray]:
+    """The same with every call's offsets in numpy arrays: one gather per source buffer (here one
+    for the line, one for the prompt) instead of a slice per call; what a tick that touches a
+    call in Python only at its next event (item or chunk end, deadline, key) would cost."""
+    det = DtmfDetector()
+    channels = np.array([det.add_channel() for _ in range(n)], dtype=np.intp)
+    inbound = sliding_window_view(line, SAMPLES_PER_FRAME)
+    outbound = sliding_window_view(audio, SAMPLES_PER_FRAME)
+    offsets = np.zeros(n, dtype=np.intp)  # in step here; per call in general
+
+    def tick() -> np.ndarray:
+        det.process(channels, inbound[offsets])
+        out = outbound[offsets]
+        offsets[:] += SAMPLES_PER_FRAME
+        return out
+
+    return tick
 
 
 def profile_ticks(engine: MediaEngine, ticks: int, per_tick: float, n: int) -> list[list[Any]]:
@@ -121,84 +134,30 @@ def profile_ticks(engine: MediaEngine, ticks: int, per_tick: float, n: int) -> l
     ]
 
 
-class _Variant:
-    """Switch the media classes between the tree's code and an experiment's patches."""
-
-    def __init__(self, experiment: str) -> None:
-        from benchmarks import experiments
-        from relaykit.media import collector, engine, playback
-
-        self.classes = [
-            engine.MediaEngine,
-            engine.CallMedia,
-            playback.Playback,
-            collector.Collector,
-        ]
-        before = [dict(vars(c)) for c in self.classes]
-        experiments.apply(experiment, None)
-        after = [dict(vars(c)) for c in self.classes]
-        self.base = [
-            {k: b.get(k) for k in a if a[k] is not b.get(k)}
-            for b, a in zip(before, after, strict=True)
-        ]
-        self.patched = [{k: a[k] for k in d} for d, a in zip(self.base, after, strict=True)]
-
-    def use(self, patched: bool) -> None:
-        for cls, attrs in zip(self.classes, self.patched if patched else self.base, strict=True):
-            for name, value in attrs.items():
-                if value is None:
-                    if hasattr(cls, name):
-                        delattr(cls, name)
-                else:
-                    setattr(cls, name, value)
-
-
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     sizes: list[int] = spec.get("sizes", [1000])
     ticks: int = spec.get("ticks", 250)
-    rounds = 3 if spec.get("experiment") else 1
-    seconds = (ticks * 3 * rounds + 200) * FRAME_SECONDS + 5
+    seconds = (ticks * 3 + 200) * FRAME_SECONDS + 5
     audio = _prompt_audio(seconds)
     line = np.zeros(len(audio), dtype=np.int16)
     line.flags.writeable = False
-    variant = _Variant(spec["experiment"]) if spec.get("experiment") else None
-    if variant is not None:
-        variant.use(False)
     rows = []
     for n in sizes:
-        engine = build_engine(n, audio, line)
-        row: dict[str, Any] = {"n": n}
-        if variant is not None:
-            # baseline and variant in turn on the same calls, so load swings hit both alike
-            base, patched = [], []
-            for _ in range(rounds):
-                base.append(time_ticks(engine, ticks))
-                variant.use(True)
-                patched.append(time_ticks(engine, ticks))
-                variant.use(False)
-            tick = sorted(base)[rounds // 2]
-            fast = sorted(patched)[rounds // 2]
-            row.update(
-                {
-                    "experiment_ms": fast * 1e3,
-                    "experiment_us_per_call": fast / n * 1e6,
-                    "experiment_gain_pct": 100 * (1 - fast / tick),
-                }
-            )
-        else:
-            tick = time_ticks(engine, ticks)
-        sketch = time_sketch(n, audio, line, ticks)
-        idle = time_ticks(build_engine(n, audio, line, idle=True), ticks)
-        row.update(
-            {
-                "engine_ms": tick * 1e3,
-                "engine_core_pct": 100 * tick / FRAME_SECONDS,
-                "engine_us_per_call": tick / n * 1e6,
-                "sketch_ms": sketch * 1e3,
-                "sketch_core_pct": 100 * sketch / FRAME_SECONDS,
-                "idle_us_per_call": idle / n * 1e6,
-            }
-        )
+        tick = cpu_per_tick(build_engine(n, audio, line).tick, ticks)
+        sketch = cpu_per_tick(sketch_tick(n, audio, line), ticks)
+        vector = cpu_per_tick(vector_tick(n, audio, line), ticks)
+        idle = cpu_per_tick(build_engine(n, audio, line, idle=True).tick, ticks)
+        row: dict[str, Any] = {
+            "n": n,
+            "engine_ms": tick * 1e3,
+            "engine_core_pct": 100 * tick / FRAME_SECONDS,
+            "engine_us_per_call": tick / n * 1e6,
+            "sketch_ms": sketch * 1e3,
+            "sketch_core_pct": 100 * sketch / FRAME_SECONDS,
+            "vector_ms": vector * 1e3,
+            "vector_us_per_call": vector / n * 1e6,
+            "idle_us_per_call": idle / n * 1e6,
+        }
         if spec.get("profile_n") == n:
             row["profile"] = profile_ticks(build_engine(n, audio, line), ticks // 2, tick, n)
         rows.append(row)

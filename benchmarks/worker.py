@@ -18,6 +18,7 @@ Conventions used by every scenario:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import inspect
 import json
@@ -25,7 +26,7 @@ import logging
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import numpy as np
@@ -40,8 +41,10 @@ from benchmarks._common import (
     ms,
     peer_python,
     percentile,
+    pid_after,
     status_kib,
     tree_cpu_seconds,
+    tree_peak_rss_kib,
 )
 from relaykit import RelayServer
 from relaykit.media.dtmf import generate_dtmf
@@ -80,6 +83,7 @@ class Bench:
     """A RelayServer whose clock ticks are timed: due time and start of every frame, busy time."""
 
     def __init__(self, *, record_calls: bool, experiment: str | None = None) -> None:
+        """``experiment``: server-side experiments patched in for the whole run."""
         self.server = RelayServer(credentials={PROJECT: TOKEN}, **server_options(record_calls))
         self.due: dict[int, float] = {}
         self.started: dict[int, float] = {}
@@ -87,7 +91,6 @@ class Bench:
         self.watch: set[str] = set()  # call ids whose key and barge-in events are kept
         self.marks: list[tuple[int, Any]] = []  # (frame, event)
         self._tick_start = 0.0
-        self.experiment = experiment
         engine = self.server.engine
         tick, dispatch = engine.tick, self.server._dispatch
         server = self.server
@@ -115,8 +118,7 @@ class Bench:
 
         engine.tick = timed_tick  # type: ignore[method-assign]
         self.server._dispatch = timed_dispatch  # type: ignore[method-assign]
-        if experiment:
-            experiments.apply(experiment, self.server)
+        experiments.apply_server(experiment)
 
     async def __aenter__(self) -> Bench:
         await self.server.start()
@@ -129,6 +131,25 @@ class Bench:
         """When sample ``sample`` of a chunk pushed at ``frame`` arrived (monotonic seconds)."""
         f = frame + sample // SAMPLES_PER_FRAME
         return self.due[f] - FRAME_SECONDS + (sample % SAMPLES_PER_FRAME) / 16000
+
+    async def start_speech_workers(self, timeout: float = 60.0) -> None:
+        """Start the speech decoding processes and wait until each has warmed its recogniser.
+
+        The server does this on a helper thread when its first speech prompt begins; here it
+        happens before anything is measured, as the TTS cache is warmed before a run."""
+        speech = self.server.speech
+        if speech.processes <= 0:
+            return
+        pool = speech._workers()  # the server's pool, made on first use
+        loop = asyncio.get_running_loop()
+        seen: set[int] = set()
+        deadline = loop.time() + timeout
+        while len(seen) < speech.processes and loop.time() < deadline:
+            # a worker busy initialising takes nothing: once every pid has answered, all are up
+            jobs = [loop.run_in_executor(pool, pid_after, 0.05) for _ in range(speech.processes)]
+            seen.update(await asyncio.gather(*jobs))
+        if len(seen) < speech.processes:
+            log(f"only {len(seen)} of {speech.processes} speech processes up after {timeout:g}s")
 
     def push(self, caller: VirtualCaller, *chunks: np.ndarray) -> int:
         """Queue audio on the caller's idle line; returns the frame that reads its first sample."""
@@ -222,7 +243,14 @@ class Window:
         }
 
 
-async def _start_app(bench: Bench, script: str, mode: str, context: str, **options: Any) -> App:
+async def _start_app(
+    bench: Bench,
+    script: str,
+    mode: str,
+    context: str,
+    experiment: str | None = None,
+    **options: Any,
+) -> App:
     python = sys.executable
     if script.startswith("signalwire"):
         peer = peer_python()
@@ -230,9 +258,18 @@ async def _start_app(bench: Bench, script: str, mode: str, context: str, **optio
             raise RuntimeError("the signalwire 2.1.1 venv is missing")
         python = str(peer)
     app = await App.start(
-        script, url=bench.server.url, context=context, mode=mode, options=options, python=python
+        script,
+        url=bench.server.url,
+        context=context,
+        mode=mode,
+        options=options,
+        python=python,
+        experiment=experiment,
     )
-    await app.wait_event("ready", timeout=60)
+    ready = await app.wait_event("ready", timeout=60)
+    if experiment and ready.get("experiment") != experiment:
+        await app.stop()
+        raise RuntimeError(f"{script} did not apply the experiment {experiment!r}")
     return app
 
 
@@ -268,8 +305,8 @@ async def concurrency(spec: dict[str, Any]) -> dict[str, Any]:
         tts.synthesize(PIN_PROMPT if kind == "digits" else MENU_PROMPT)  # warm the cache
         words = {w: _trimmed(tts.synthesize(w)) for w in WORDS}
         if kind == "speech":
-            await asyncio.to_thread(server.recognizer.warm_up)  # type: ignore[attr-defined]
-        app = await _start_app(bench, "relaykit_ivr.py", kind, "bench")
+            await bench.start_speech_workers()
+        app = await _start_app(bench, "relaykit_ivr.py", kind, "bench", spec.get("experiment"))
         gc.collect()
         rss0 = status_kib("VmRSS")
         window = Window(bench, app)
@@ -311,7 +348,7 @@ async def concurrency(spec: dict[str, Any]) -> dict[str, Any]:
             if isinstance(r, BaseException):
                 failures.append(repr(r))
         stats = window.stop()
-        peak = status_kib("VmHWM")
+        peak = tree_peak_rss_kib({app.pid})  # with the speech decoding processes, if any
         app_peak = app.peak_rss_kib()
         summary = await _summary(app, want_calls=len(plan))
         await _hangup_all(callers)
@@ -368,7 +405,7 @@ async def latency(spec: dict[str, Any]) -> dict[str, Any]:
     async with Bench(record_calls=True, experiment=spec.get("experiment")) as bench:
         server = bench.server
         server.loader.tts.synthesize(PIN_PROMPT)
-        app = await _start_app(bench, "relaykit_ivr.py", "digits", "bench")
+        app = await _start_app(bench, "relaykit_ivr.py", "digits", "bench", spec.get("experiment"))
         window = Window(bench, app)
         window.start()
         plan: dict[str, dict[str, Any]] = {}
@@ -449,21 +486,50 @@ async def latency(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# -- 4c: SDK command round trip ------------------------------------------------------------------
+# -- 4c and 5a: the SDKs in turn against one server ------------------------------------------------
+SCRIPTS = {"ours": "relaykit_ivr.py", "exp": "relaykit_ivr.py", "peer": "signalwire_ivr.py"}
+
+
+def contenders(spec: dict[str, Any], out: dict[str, Any]) -> list[str]:
+    """Who takes turns: the tree ("ours") and, with an experiment, the variant ("exp");
+    otherwise the signalwire 2.1.1 peer when asked for and installed."""
+    if spec.get("experiment"):
+        out["experiment"] = spec["experiment"]
+        out["peer_skipped"] = "experiment run: the tree against the variant"
+        return ["ours", "exp"]
+    if spec.get("peer") and peer_python() is not None:
+        return ["ours", "peer"]
+    out["peer_skipped"] = "venv missing" if spec.get("peer") else "not asked"
+    return ["ours"]
+
+
+@contextlib.asynccontextmanager
+async def turn(
+    bench: Bench, label: str, spec: dict[str, Any], mode: str, context: str, **options: Any
+) -> AsyncIterator[App]:
+    """One contender's app, running; for "exp" the experiment is patched into both sides."""
+    experiment = spec.get("experiment") if label == "exp" else None
+    undo = experiments.apply_server(experiment)
+    try:
+        app = await _start_app(bench, SCRIPTS[label], mode, context, experiment, **options)
+        try:
+            yield app
+        finally:
+            await app.stop()
+    finally:
+        undo()
+
+
 async def rtt(spec: dict[str, Any]) -> dict[str, Any]:
     count: int = spec["count"]
     out: dict[str, Any] = {"scenario": "rtt", "count": count}
     async with Bench(record_calls=False) as bench:
-        for label, script in (("ours", "relaykit_ivr.py"), ("peer", "signalwire_ivr.py")):
-            if label == "peer" and (not spec.get("peer") or peer_python() is None):
-                out["peer_skipped"] = "venv missing" if spec.get("peer") else "not asked"
-                continue
-            app = await _start_app(bench, script, "rtt", f"rtt-{label}", count=count)
-            caller = await bench.server.dial_in(f"rtt-{label}", timeout=30)
-            await app.wait_event("rtt_done", timeout=120)
-            summary = await _summary(app)
-            await caller.hangup()
-            await app.stop()
+        for label in contenders(spec, out):
+            async with turn(bench, label, spec, "rtt", f"rtt-{label}", count=count) as app:
+                caller = await bench.server.dial_in(f"rtt-{label}", timeout=30)
+                await app.wait_event("rtt_done", timeout=120)
+                summary = await _summary(app)
+                await caller.hangup()
             rtts = summary["rtts"]
             out[label] = [ms(percentile(rtts, q)) for q in (50, 99)] + [len(rtts)]
     return out
@@ -506,91 +572,78 @@ async def idle(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# -- 5a: SDK throughput, ours and the peer, against the same server -------------------------------
+# -- 5a: SDK throughput ----------------------------------------------------------------------------
+def _presser(
+    server: RelayServer, caller: VirtualCaller, digits: str, keys: dict[str, np.ndarray]
+) -> Callable[[TranscriptEntry], None]:
+    """A caller who keys the next of ``digits`` as soon as each new prompt's TTS starts."""
+    count = 0
+    media = server.calls[caller.call_id].media
+
+    def on_entry(entry: TranscriptEntry) -> None:
+        nonlocal count
+        if entry.actor == "ivr" and entry.text.startswith("plays tts"):
+            media.push_inbound(keys[digits[count % len(digits)]])
+            count += 1
+
+    return on_entry
+
+
 async def throughput(spec: dict[str, Any]) -> dict[str, Any]:
-    """One consumer process, ``calls`` calls, one-digit prompts back to back; ours and the peer
-    take turns (ours, peer, peer, ours) so that a drift in machine load hits both alike."""
+    """One consumer process, ``calls`` calls, one-digit prompts back to back. The contenders
+    take turns (A, B, B, A) so that a drift in machine load hits both alike."""
     calls: int = spec["calls"]
     seconds: float = spec["seconds"]
     out: dict[str, Any] = {"scenario": "throughput", "calls": calls, "seconds": seconds}
     # 50 ms tones, 30 ms gaps, never the same digit twice in a row: a caller is never what
     # limits the rate, so prompts per second are bound by CPU (the SDK's or the server's)
     digit_keys = {k: generate_dtmf(k, tone_ms=50, gap_ms=30) for k in "0123456789"}
-    order = ["ours"]
-    if spec.get("peer") and peer_python() is not None:
-        order = ["ours", "peer", "peer", "ours"]
-    else:
-        out["peer_skipped"] = "venv missing" if spec.get("peer") else "not asked"
-    scripts = {"ours": "relaykit_ivr.py", "peer": "signalwire_ivr.py"}
-    totals: dict[str, dict[str, Any]] = {}
+    labels = contenders(spec, out)
+    order = [*labels, *reversed(labels)] if len(labels) > 1 else labels
+    counters = ("prompts", "successful", "wall", "server", "consumer", "other")
+    totals = {label: dict.fromkeys(counters, 0.0) | {"late": [], "errors": []} for label in labels}
     async with Bench(record_calls=False) as bench:
         server = bench.server
         server.loader.tts.synthesize(DIGIT_PROMPT)
-        for turn, label in enumerate(order):
-            context = f"tp-{label}-{turn}"
-            app = await _start_app(bench, scripts[label], "loop", context)
-            callers: list[VirtualCaller] = []
-
-            def presser(caller: VirtualCaller, digits: str) -> Callable[[TranscriptEntry], None]:
-                count = [0]
-                media = server.calls[caller.call_id].media
-
-                def on_entry(entry: TranscriptEntry) -> None:
-                    # each new prompt's TTS start: the caller keys the next digit at once
-                    if entry.actor == "ivr" and entry.text.startswith("plays tts"):
-                        media.push_inbound(digit_keys[digits[count[0] % len(digits)]])
-                        count[0] += 1
-
-                return on_entry
-
-            for i in range(calls):
-                caller = await server.dial_in(context, timeout=30)
-                k = i % 10
-                caller.on_transcript(presser(caller, "1234567890"[k:] + "1234567890"[:k]))
-                callers.append(caller)
-            await asyncio.sleep(1.0)  # warm up
-            window = Window(bench, app)
-            first = await app.command("report", "summary")
-            window.start()
-            await asyncio.sleep(seconds / order.count(label))
-            last = await app.command("report", "summary")
-            stats = window.stop()
-            await _hangup_all(callers)
-            await app.stop()
+        for i, label in enumerate(order):
+            context = f"tp-{label}-{i}"
+            async with turn(bench, label, spec, "loop", context) as app:
+                callers: list[VirtualCaller] = []
+                for c in range(calls):
+                    caller = await server.dial_in(context, timeout=30)
+                    k = c % 10
+                    digits = "1234567890"[k:] + "1234567890"[:k]
+                    caller.on_transcript(_presser(server, caller, digits, digit_keys))
+                    callers.append(caller)
+                await asyncio.sleep(1.0)  # warm up
+                window = Window(bench, app)
+                first = await app.command("report", "summary")
+                window.start()
+                await asyncio.sleep(seconds / order.count(label))
+                last = await app.command("report", "summary")
+                stats = window.stop()
+                await _hangup_all(callers)
             await asyncio.sleep(0.5)
-            t = totals.setdefault(
-                label,
-                {
-                    "prompts": 0,
-                    "successful": 0,
-                    "wall": 0.0,
-                    "server": 0.0,
-                    "consumer": 0.0,
-                    "other": 0.0,
-                    "late_p99": [],
-                    "errors": [],
-                },
-            )
-            t["prompts"] += last["prompts"] - first["prompts"]
-            t["successful"] += last["successful"] - first["successful"]
+            t = totals[label]
+            for key in ("prompts", "successful"):
+                t[key] += last[key] - first[key]
             t["wall"] += last["t"] - first["t"]
-            t["server"] += stats["server_cpu_pct"] / 100 * stats["wall_s"]
-            t["consumer"] += stats["consumer_cpu_pct"] / 100 * stats["wall_s"]
-            t["other"] += stats["other_cpu_pct"] / 100 * stats["wall_s"]
-            t["late_p99"].append(stats["late_p99_ms"])
+            for key in ("server", "consumer", "other"):
+                t[key] += stats[f"{key}_cpu_pct"] / 100 * stats["wall_s"]
+            t["late"].append(stats["late_p99_ms"])
             t["errors"] += last["errors"]
     for label, t in totals.items():
-        n, wall = t["prompts"], t["wall"]
+        n, wall = int(t["prompts"]), t["wall"]
         out[label] = {
             "prompts": n,
-            "successful": t["successful"],
+            "successful": int(t["successful"]),
             "prompts_per_s": n / wall if wall else 0.0,
             "server_cpu_pct": 100 * t["server"] / wall,
             "consumer_cpu_pct": 100 * t["consumer"] / wall,
             "other_cpu_pct": 100 * t["other"] / wall,
             "server_cpu_ms_per_prompt": 1000 * t["server"] / n if n else None,
             "consumer_cpu_ms_per_prompt": 1000 * t["consumer"] / n if n else None,
-            "late_p99_ms": max((x for x in t["late_p99"] if x is not None), default=None),
+            "late_p99_ms": max((x for x in t["late"] if x is not None), default=None),
             "errors": t["errors"][:10],
         }
     return out
@@ -599,7 +652,7 @@ async def throughput(spec: dict[str, Any]) -> dict[str, Any]:
 async def engine_only(spec: dict[str, Any]) -> dict[str, Any]:
     from benchmarks import engine
 
-    return engine.run(spec)  # an experiment is timed against the tree's code, in turn
+    return engine.run(spec)
 
 
 SCENARIOS = {

@@ -55,6 +55,30 @@ class Results:
 RESULTS = Results()
 
 
+def keep_result(call_id, result, detail, reason=None):
+    """A call's prompt result: type, value, ``detail`` (terminator or confidence), reason, time."""
+    RESULTS.calls[call_id] = [result.prompt_type, result.result, detail, reason, time.monotonic()]
+
+
+def count_prompt(result):
+    """One more prompt done in ``loop`` mode."""
+    RESULTS.prompts += 1
+    RESULTS.successful += bool(result.successful)
+
+
+async def time_volume_commands(action, count):
+    """``rtt`` mode: ``count`` volume commands on a running play, each timed; then stop it."""
+    for _ in range(count):
+        start = time.perf_counter()
+        outcome = await action.volume(0)
+        RESULTS.rtts.append(time.perf_counter() - start)
+        if not outcome.successful:
+            RESULTS.errors.append("volume command failed")
+            break
+    await action.stop()
+    emit("rtt_done")
+
+
 def guarded(handler):
     """Wrap ``on_incoming_call`` so an exception is counted, never lost in a task."""
 

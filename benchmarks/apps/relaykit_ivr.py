@@ -7,11 +7,15 @@ Modes (``BENCH_MODE``):
 ``idle``    answer and do nothing more (memory per idle call)
 ``loop``    answer, then one-digit ``prompt_tts`` after another until the call ends (throughput)
 ``rtt``     answer, start a long silence, then time ``OPTIONS["count"]`` volume commands
+
+``BENCH_EXPERIMENT`` names SDK-side experiments (``benchmarks/experiments.py``) to patch in.
 """
 
 import asyncio
 import os
+import sys
 import time
+from pathlib import Path
 
 os.environ["OPENBLAS_NUM_THREADS"] = "1"  # before relaykit imports numpy
 
@@ -27,11 +31,20 @@ from _appkit import (
     TOKEN,
     URL,
     command_loop,
+    count_prompt,
     emit,
     guarded,
+    keep_result,
+    time_volume_commands,
 )
 
 from relaykit import Consumer
+
+if os.environ.get("BENCH_EXPERIMENT"):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from benchmarks.experiments import apply_sdk
+
+    apply_sdk(os.environ["BENCH_EXPERIMENT"])
 
 
 class BenchIvr(Consumer):
@@ -39,7 +52,7 @@ class BenchIvr(Consumer):
         if not getattr(self, "_reported_ready", False):
             self._reported_ready = True
             asyncio.get_running_loop().create_task(command_loop(self.stop))
-            emit("ready", sdk="relaykit")
+            emit("ready", sdk="relaykit", experiment=os.environ.get("BENCH_EXPERIMENT"))
 
     @guarded
     async def on_incoming_call(self, call):
@@ -53,13 +66,7 @@ class BenchIvr(Consumer):
                 initial_timeout=OPTIONS.get("initial_timeout", 60.0),
                 digits_timeout=OPTIONS.get("digits_timeout", 5.0),
             )
-            RESULTS.calls[call.id] = [
-                result.prompt_type,
-                result.result,
-                result.terminator,
-                result.reason,
-                time.monotonic(),
-            ]
+            keep_result(call.id, result, result.terminator, result.reason)
         elif MODE == "speech":
             result = await call.prompt_tts(
                 "speech",
@@ -67,13 +74,7 @@ class BenchIvr(Consumer):
                 speech_hints=["sales", "support"],
                 initial_timeout=OPTIONS.get("initial_timeout", 60.0),
             )
-            RESULTS.calls[call.id] = [
-                result.prompt_type,
-                result.result,
-                result.confidence,
-                result.reason,
-                time.monotonic(),
-            ]
+            keep_result(call.id, result, result.confidence, result.reason)
         elif MODE == "idle":
             RESULTS.calls[call.id] = [call.state, time.monotonic()]
         elif MODE == "loop":
@@ -83,19 +84,10 @@ class BenchIvr(Consumer):
                 )
                 if call.ended:
                     break
-                RESULTS.prompts += 1
-                RESULTS.successful += result.successful
+                count_prompt(result)
         elif MODE == "rtt":
             action = await call.play_silence_async(600)
-            for _ in range(int(OPTIONS.get("count", 1000))):
-                start = time.perf_counter()
-                outcome = await action.volume(0)
-                RESULTS.rtts.append(time.perf_counter() - start)
-                if not outcome.successful:
-                    RESULTS.errors.append("volume command failed")
-                    break
-            await action.stop()
-            emit("rtt_done")
+            await time_volume_commands(action, int(OPTIONS.get("count", 1000)))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ the SDK differs. Modes: ``loop`` (throughput), ``rtt`` (command round trip), ``d
 
 import asyncio
 import os
-import time
 
 from _appkit import (
     CONTEXT,
@@ -15,12 +14,14 @@ from _appkit import (
     OPTIONS,
     PIN_PROMPT,
     PROJECT,
-    RESULTS,
     TOKEN,
     URL,
     command_loop,
+    count_prompt,
     emit,
     guarded,
+    keep_result,
+    time_volume_commands,
 )
 from signalwire.relay.consumer import Consumer
 
@@ -54,13 +55,7 @@ class PeerIvr(Consumer):
                 initial_timeout=OPTIONS.get("initial_timeout", 60.0),
                 digits_timeout=OPTIONS.get("digits_timeout", 5.0),
             )
-            RESULTS.calls[call.id] = [
-                result.prompt_type,
-                result.result,
-                result.terminator,
-                None,
-                time.monotonic(),
-            ]
+            keep_result(call.id, result, result.terminator)
         elif MODE == "loop":
             while not call.ended:
                 result = await call.prompt_tts(
@@ -68,19 +63,10 @@ class PeerIvr(Consumer):
                 )
                 if call.ended:
                     break
-                RESULTS.prompts += 1
-                RESULTS.successful += bool(result.successful)
+                count_prompt(result)
         elif MODE == "rtt":
             action = await call.play_silence_async(600)
-            for _ in range(int(OPTIONS.get("count", 1000))):
-                start = time.perf_counter()
-                outcome = await action.volume(0)
-                RESULTS.rtts.append(time.perf_counter() - start)
-                if not outcome.successful:
-                    RESULTS.errors.append("volume command failed")
-                    break
-            await action.stop()
-            emit("rtt_done")
+            await time_volume_commands(action, int(OPTIONS.get("count", 1000)))
 
 
 if __name__ == "__main__":
