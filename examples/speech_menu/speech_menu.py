@@ -11,23 +11,39 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 
-from relaykit import Call, Consumer
+import soundfile
 
-GREETING = (
-    (Path(__file__).parent / "greeting.wav").resolve().as_uri()
-)  # "Thank you for calling Acme."
+from relaykit import Call, Consumer
+from relaykit.media.tts import EspeakTts
+
 MENU = "Say sales or support. Or press 1 for sales, 2 for support."
 KEYS = {"1": "sales", "2": "support"}
+
+
+def greeting_file() -> Path:
+    """The recorded greeting, "Thank you for calling Acme." (made once with the TTS voice)."""
+    path = Path(tempfile.gettempdir()) / "relaykit-examples" / "greeting.wav"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        samples = EspeakTts().synthesize("Thank you for calling Acme.", gender="female")
+        partial = path.with_name(f"greeting.{os.getpid()}.part")
+        soundfile.write(partial, samples, 16000, format="WAV", subtype="PCM_16")
+        os.replace(partial, path)  # whole file or none, whoever writes it
+    return path
 
 
 class SpeechMenu(Consumer):
     contexts = ("menu",)
 
+    def setup(self) -> None:
+        self.greeting = greeting_file().as_uri()  # a real WAV file, played as audio media
+
     async def on_incoming_call(self, call: Call) -> None:
         await call.answer()
-        await call.play_audio(GREETING)
+        await call.play_audio(self.greeting)
         for _ in range(2):
             result = await call.prompt_tts(
                 "both",

@@ -28,6 +28,7 @@ async def test_pressing_2_connects_to_support(relay_server, relay_call, relay_iv
     await call.expect_hangup()
 
 
+@pytest.mark.relaykit(fast=True)  # ~25 s of call time in well under a second
 async def test_silence_gets_a_second_chance_then_goodbye(relay_server, relay_ivr):
     """A silent caller hears the menu twice, then goodbye; the transcript tells the story."""
     await relay_ivr(SpeechMenu)

@@ -1,5 +1,20 @@
-"""Testing tools: the virtual caller."""
+"""Testing tools: the virtual caller, its expectations, the remote caller and call timelines.
 
-from .caller import Heard, VirtualCaller
+The pytest plugin (``relaykit.testing.plugin``) is loaded by pytest through its entry point;
+it is not imported here, so that importing relaykit never imports pytest.
+"""
 
-__all__ = ["Heard", "VirtualCaller"]
+from .caller import CallerAction, Heard, VirtualCaller
+from .expect import ExpectationError
+from .remote import RemoteCaller
+from .timeline import load_call, render_timeline
+
+__all__ = [
+    "CallerAction",
+    "ExpectationError",
+    "Heard",
+    "RemoteCaller",
+    "VirtualCaller",
+    "load_call",
+    "render_timeline",
+]

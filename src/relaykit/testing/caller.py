@@ -194,17 +194,26 @@ class VirtualCaller:
         """Stay silent for ``seconds`` of call time."""
         await self._send(np.zeros(round(seconds * SAMPLE_RATE), dtype=np.int16), "silence", "")
 
-    async def send_audio(self, samples: np.ndarray) -> None:
-        """Send 16 kHz int16 audio into the call; returns when it has all been played."""
-        await self._send(samples, "audio", "")
+    async def send_audio(self, samples: np.ndarray, *, label: str | None = None) -> None:
+        """Send 16 kHz int16 audio into the call; returns when it has all been played.
+
+        With ``label`` (a file name, say) the transcript notes "plays LABEL".
+        """
+        if label is not None:
+            self._call.note(self._now(), "caller", f"plays {label}")
+        await self._send(samples, "audio" if label is None else "play", label or "")
 
     async def _send(self, samples: np.ndarray, kind: str, label: str) -> None:
         if self._call.ended:
             raise CallEndedError("the call has ended")
-        start = self._now() + self._call.media.inbound_pending
-        self._actions.append(
-            CallerAction(kind, label, round(start, 3), round(start + len(samples) / SAMPLE_RATE, 3))
-        )
+        start = round(self._now() + self._call.media.inbound_pending, 3)
+        end = round(start + len(samples) / SAMPLE_RATE, 3)
+        last = self._actions[-1] if self._actions else None
+        if kind == "audio" and last is not None and last.kind != "silence" and last.end == start:
+            # unlabelled audio right behind other audio continues it (a file sent in chunks)
+            self._actions[-1] = CallerAction(last.kind, last.label, last.start, end)
+        else:
+            self._actions.append(CallerAction(kind, label, start, end))
         done = asyncio.get_running_loop().create_future()
 
         def finished() -> None:
@@ -299,7 +308,7 @@ class VirtualCaller:
         timeout: float = 5.0,
         recognize: bool = True,
     ) -> Heard:
-        """Wait until the IVR plays a prompt that matches; return it.
+        """Wait until the IVR starts playing a prompt that matches; return it (``end`` None).
 
         Args:
             contains: text the prompt must contain (case, accents and punctuation ignored).
@@ -350,6 +359,7 @@ class VirtualCaller:
         """
 
         __tracebackhide__ = True  # pytest shows the test line, not this
+
         async def check() -> str | None:
             return (self._call.end_reason or "hangup") if self._call.ended else None
 
@@ -367,6 +377,7 @@ class VirtualCaller:
         """Wait until the IVR is collecting input (a prompt runs), so keys and speech count."""
 
         __tracebackhide__ = True  # pytest shows the test line, not this
+
         async def check() -> bool | None:
             return True if self._call.media.prompts else None
 
@@ -437,7 +448,9 @@ class VirtualCaller:
             return False
         key = (id(item), phrase)
         if key not in self._recognized:
-            self._recognized[key] = await self._work(audio_says, self._server.recognizer, samples, phrase)
+            self._recognized[key] = await self._work(
+                audio_says, self._server.recognizer, samples, phrase
+            )
         return self._recognized[key] is not None
 
     def _describe_heard(self, matcher: PromptMatcher) -> str:

@@ -68,7 +68,7 @@ _CLOCK = pytest.StashKey["_FastClock"]()
 _WRITTEN = pytest.StashKey[list[tuple[str, list[Path]]]]()
 
 _NO_LOOPTIME = (
-    "relaykit fast mode needs the looptime package: pip install looptime "
+    "relaykit fast mode needs the looptime package: pip install 'looptime>=0.9' "
     "(or pip install 'relaykit[test]')"
 )
 _NO_PYTEST_ASYNCIO = (
@@ -133,9 +133,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _require_looptime() -> None:
     try:
-        import looptime  # noqa: F401
+        import looptime
     except ImportError as exc:
         raise pytest.UsageError(_NO_LOOPTIME) from exc
+    if not hasattr(looptime.LoopTimeEventLoop, "looptime_enabled"):
+        raise pytest.UsageError(f"{_NO_LOOPTIME}; version 0.9 or later")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -347,6 +349,19 @@ async def relay_server(request: pytest.FixtureRequest) -> AsyncIterator[PytestRe
 IvrApp = type[Consumer] | Consumer | Callable[..., Awaitable[Any]]
 
 
+class _HookErrors(logging.Handler):
+    """Collects exceptions that a Consumer's hooks raised (the SDK logs them, then goes on)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.failures: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.module == "consumer":
+            formatter = logging.Formatter()
+            self.failures.append(formatter.formatException(record.exc_info).rstrip())
+
+
 class _Running:
     def __init__(self, name: str, task: asyncio.Task[Any], consumer: Consumer | None) -> None:
         self.name = name
@@ -367,6 +382,9 @@ async def relay_ivr(
     ``contexts`` (default: the consumer's) are received.
     """
     running: list[_Running] = []
+    hook_errors = _HookErrors()
+    client_log = logging.getLogger("relaykit.client")
+    client_log.addHandler(hook_errors)
 
     async def start(
         app: IvrApp,
@@ -404,12 +422,16 @@ async def relay_ivr(
             with contextlib.suppress(asyncio.CancelledError):
                 await waiter
             exc = None if task.cancelled() else task.exception()
+            running.pop()  # reported here; nothing left to stop
             raise RuntimeError(f"IVR {name} stopped before it was ready") from exc
         waiter.result()  # a RelayTimeoutError if the contexts never came
         return consumer if consumer is not None else task
 
-    yield start
-    problems = []
+    try:
+        yield start
+    finally:
+        client_log.removeHandler(hook_errors)
+    problems = [f"the IVR raised:\n{failure}" for failure in hook_errors.failures]
     for run in reversed(running):
         if run.consumer is not None:
             await run.consumer.stop()

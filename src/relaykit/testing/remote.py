@@ -10,7 +10,8 @@ answered, in order, by ``{"id": 1, "result": ...}`` or ``{"id": 1, "error": {"ki
 "message": ...}}``; the server also sends ``{"method": "transcript", "params": {"at", "actor",
 "text"}}`` notifications. The first request must be ``auth`` (``project``, ``token``), within
 :data:`AUTH_TIMEOUT` seconds. Methods: ``dial`` (``context``, ``from``, ``to``, ``timeout``),
-``wait_answered``, ``press``, ``say``, ``silence``, ``audio`` (base64 16 kHz int16 PCM),
+``wait_answered``, ``press``, ``say``, ``silence``, ``audio`` (base64 16 kHz int16 PCM;
+``label`` names it in the transcript; ``wait: false`` queues it and answers at once),
 ``expect_prompt``, ``expect_hangup``, ``wait_listening``, ``hangup``, ``heard``, ``log`` (the
 event log) and ``recording`` (the stereo WAV, base64). Error kinds: ``auth``, ``invalid``,
 ``timeout``, ``expectation``, ``ended``, ``state``, ``internal``.
@@ -21,7 +22,13 @@ event log) and ``recording`` (the stereo WAV, base64). Error kinds: ``auth``, ``
 
 from __future__ import annotations
 
-__all__ = ["AUTH_TIMEOUT", "MAX_AUDIO_SECONDS", "CallerEndpoint", "RemoteCaller"]
+__all__ = [
+    "AUDIO_CHUNK_SECONDS",
+    "AUTH_TIMEOUT",
+    "MAX_AUDIO_SECONDS",
+    "CallerEndpoint",
+    "RemoteCaller",
+]
 
 import asyncio
 import base64
@@ -59,6 +66,7 @@ log = logging.getLogger("relaykit.server")
 AUTH_TIMEOUT = 10.0  # seconds a new /caller socket has to authenticate
 MAX_AUDIO_SECONDS = 300.0  # longest silence or audio one request may send
 MAX_WAIT_SECONDS = 600.0  # longest timeout a request may ask for
+AUDIO_CHUNK_SECONDS = 8.0  # RemoteCaller sends audio in pieces this long (frames stay < 1 MiB)
 
 
 class _Refused(Exception):
@@ -106,6 +114,7 @@ class _CallerSession:
         self.project: str | None = None
         self.caller: VirtualCaller | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._address = str(ws.remote_address[0]) if ws.remote_address else "unknown"
 
@@ -160,6 +169,8 @@ class _CallerSession:
 
     def close(self) -> None:
         """The socket is gone: stop the transcript feed and hang up a call still up."""
+        for task in self._tasks:
+            task.cancel()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -275,7 +286,14 @@ class _CallerSession:
                 raise _Refused("invalid", "params.pcm: base64 of 16-bit PCM") from exc
             if len(samples) > MAX_AUDIO_SECONDS * SAMPLE_RATE:
                 raise _Refused("invalid", f"params.pcm: at most {MAX_AUDIO_SECONDS:g} s")
-            await caller.send_audio(samples.astype(np.int16))
+            label = _text(params, "label", required=False)
+            sending = caller.send_audio(samples.astype(np.int16), label=label)
+            if params.get("wait", True):
+                await sending
+            else:  # queued behind earlier audio; the next chunk follows without a gap
+                task = asyncio.ensure_future(sending)
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
             return {}
         if method == "expect_prompt":
             heard = await caller.expect_prompt(
@@ -483,17 +501,29 @@ class RemoteCaller:
     async def silence(self, seconds: float) -> None:
         await self._request("silence", {"seconds": seconds})
 
-    async def send_audio(self, samples: np.ndarray) -> None:
-        """Send 16 kHz int16 mono audio; returns once it has been played into the call."""
-        pcm = np.asarray(samples, dtype="<i2").tobytes()
-        await self._request("audio", {"pcm": base64.b64encode(pcm).decode()})
+    async def send_audio(self, samples: np.ndarray, *, label: str | None = None) -> None:
+        """Send 16 kHz int16 mono audio; returns once it has been played into the call.
+
+        Long audio goes in chunks of :data:`AUDIO_CHUNK_SECONDS`, queued back to back.
+        """
+        pcm = np.asarray(samples, dtype="<i2").reshape(-1)
+        step = round(AUDIO_CHUNK_SECONDS * SAMPLE_RATE)
+        starts = range(0, max(len(pcm), 1), step)
+        for n, start in enumerate(starts):
+            chunk = pcm[start : start + step].tobytes()
+            params: dict[str, Any] = {"pcm": base64.b64encode(chunk).decode()}
+            if n == 0 and label is not None:
+                params["label"] = label
+            if n < len(starts) - 1:
+                params["wait"] = False
+            await self._request("audio", params)
 
     async def play_wav(self, path: str | Path) -> None:
         """Send a local recording (any format soundfile reads, any rate)."""
         from ..media.sources import load_audio
 
         samples = await asyncio.to_thread(load_audio, str(path))
-        await self.send_audio(samples)
+        await self.send_audio(samples, label=Path(path).name)
 
     async def expect_prompt(
         self,

@@ -13,16 +13,19 @@ The command line does both: ``relaykit timeline call.json -o call.png``.
 
 from __future__ import annotations
 
-__all__ = ["load_call", "render_timeline"]
+__all__ = ["load_call", "render_timeline", "timeline_figure"]
 
 import json
 import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _CALLER = "#00897b"  # teal
 _IVR = "#7b1fa2"  # purple
@@ -30,11 +33,13 @@ _STATE = "#455a64"  # blue grey
 _GOOD = "#2e7d32"
 _BAD = "#c62828"
 _NOTE = "#ef6c00"
+_PRIORITY = (_STATE, _NOTE, _GOOD, _BAD)  # the colour a merged label takes
+_BOX = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.15}  # over lines
 _FONT = 9.0  # points
 _DPI = 150
 _LANE_IN = 0.24  # inches per row of labels
 _WAVE_IN = 1.1
-_LEFT_IN, _RIGHT_IN = 1.0, 0.35  # margins, inches
+_LEFT_IN, _RIGHT_IN = 1.0, 1.6  # margins, inches; labels near the end run into the right one
 _PAD_PX = 8  # horizontal room between two labels of one row
 _MAX_LABEL_FRACTION = 0.45  # a label is cut (…) beyond this share of the plot width
 
@@ -44,7 +49,7 @@ def load_call(path: str | Path) -> tuple[dict[str, Any], np.ndarray | None]:
     path = Path(path)
     log = json.loads(path.read_text())
     if not isinstance(log, dict) or "transcript" not in log:
-        raise ValueError(f"{path}: not a relaykit call log (no transcript)")
+        raise ValueError("not a relaykit call log (no transcript)")
     wav = path.with_name(log["wav"]) if log.get("wav") else path.with_suffix(".wav")
     samples = None
     if wav.exists():
@@ -63,33 +68,36 @@ class _Label:
     span: bool = False
     row: int = 0
     width: float = 0.0  # seconds the text takes
-    flip: bool = False  # drawn to the left of x (no room on the right)
+    offset: float = 0.0  # seconds from x to where the text starts (< 0: no room on the right)
 
     @property
     def left(self) -> float:
-        return self.x - self.width if self.flip else self.x
+        return min(self.x, self.x + self.offset)
 
 
 def _packed(
-    labels: list[_Label], measure: Any, sec_per_px: float, limit: float, xmax: float
+    labels: list[_Label],
+    measure: Any,
+    sec_per_px: float,
+    limit: float,
+    xmax: float,
+    gap_px: float = 0.0,
 ) -> int:
     """Give each label a row so that no two in one row overlap; returns the number of rows.
 
-    A label longer than ``limit`` seconds is cut with "…"; one that would run past ``xmax`` is
-    cut to the room left, or drawn to the left of its point when that room is too small.
+    Text starts ``gap_px`` right of its point. A label longer than ``limit`` seconds is cut
+    with "…"; one that would run past ``xmax`` is moved left until it ends there.
     """
     for label in labels:
         label.text = _fit(label.text, measure, limit / sec_per_px)
-        room = (xmax - label.x) / sec_per_px - _PAD_PX
-        if measure(label.text) > room:
-            if room >= 150:
-                label.text = _fit(label.text, measure, room)
-            else:
-                label.flip = True
         label.width = measure(label.text) * sec_per_px
+        label.offset = gap_px * sec_per_px
+        overrun = label.x + label.offset + label.width - xmax
+        if overrun > 0:
+            label.offset -= overrun
     ends: list[float] = []
     for label in sorted(labels, key=lambda lb: (lb.left, lb.end)):
-        right = max(label.end, label.left + label.width) + _PAD_PX * sec_per_px
+        right = max(label.end, label.x + label.offset + label.width) + _PAD_PX * sec_per_px
         for row, end in enumerate(ends):
             if end <= label.left:
                 label.row, ends[row] = row, right
@@ -117,13 +125,13 @@ def _merge_points(points: Sequence[tuple[float, str, str]], within: float) -> li
     """Vertical-line events close in time share one label ("ending · ended (hangup)")."""
     merged: list[_Label] = []
     for at, text, color in sorted(points, key=lambda p: p[0]):
-        if merged and at - merged[-1].x <= within:
+        if merged and at - merged[-1].x <= within and merged[-1].color in (color, _GOOD, _BAD):
             last = merged[-1]
             if last.text.startswith("ending") and text.startswith("ended"):
                 last.text = text  # "ending (hangup)" then "ended (hangup)": say it once
                 continue
             last.text = f"{last.text} · {text}"
-            if color != _STATE:
+            if _PRIORITY.index(color) > _PRIORITY.index(last.color):
                 last.color = color
         else:
             merged.append(_Label(at, at, text, color))
@@ -182,14 +190,24 @@ def render_timeline(
     """Draw the call described by ``log`` (see :meth:`VirtualCaller.event_log`) to ``out``.
 
     ``samples`` is the stereo recording ((n, 2) int16 at the log's sample rate: caller left,
-    IVR right) or None to draw the events alone. The format follows ``out``'s suffix.
+    IVR right) or None to draw the events alone. The format follows ``out``'s suffix (PNG,
+    SVG, PDF).
     """
-    import matplotlib
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    timeline_figure(log, samples, title=title).savefig(out, dpi=_DPI)
+    return out
 
-    matplotlib.use("Agg", force=False)
-    from matplotlib import pyplot as plt
+
+def timeline_figure(
+    log: dict[str, Any], samples: np.ndarray | None, *, title: str | None = None
+) -> Figure:
+    """The timeline as a matplotlib :class:`~matplotlib.figure.Figure` (no pyplot involved)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from matplotlib.font_manager import FontProperties
     from matplotlib.gridspec import GridSpec
+    from matplotlib.ticker import MultipleLocator
 
     rate = int(log.get("sample_rate", 16000))
     n = 0 if samples is None else len(samples)
@@ -201,12 +219,14 @@ def render_timeline(
     duration = float(np.ceil(duration * 10) / 10 + 0.1)
 
     width_in = float(np.clip(9.0 + 0.3 * duration, 12.0, 30.0))
+    step = next((s for s in (0.5, 1, 2, 5, 10, 20, 30, 60) if duration / s <= 16), 120.0)
     plot_px = (width_in - _LEFT_IN - _RIGHT_IN) * _DPI
     sec_per_px = duration / plot_px
     limit = duration * _MAX_LABEL_FRACTION
+    text_end = duration + (_RIGHT_IN * _DPI - 10) * sec_per_px  # labels may use the margin
 
-    fig = plt.figure(figsize=(width_in, 4.0), dpi=_DPI)
-    renderer = fig.canvas.get_renderer()
+    fig = Figure(figsize=(width_in, 4.0), dpi=_DPI)
+    renderer = FigureCanvasAgg(fig).get_renderer()
     font = FontProperties(size=_FONT)
 
     def measure(text: str) -> float:
@@ -247,10 +267,10 @@ def render_timeline(
             points.append((float(entry["at"]), "barge-in", _NOTE))
     events = _merge_points(points, within=2 * sec_per_px * _PAD_PX)
 
-    caller_rows = _packed(caller_spans, measure, sec_per_px, limit, duration)
-    key_rows = _packed(keys, measure, sec_per_px, limit, duration)
-    media_rows = _packed(media, measure, sec_per_px, limit, duration)
-    event_rows = _packed(events, measure, sec_per_px, limit, duration)
+    caller_rows = _packed(caller_spans, measure, sec_per_px, limit, text_end, gap_px=3)
+    key_rows = _packed(keys, measure, sec_per_px, limit, text_end, gap_px=2)
+    media_rows = _packed(media, measure, sec_per_px, limit, text_end, gap_px=3)
+    event_rows = _packed(events, measure, sec_per_px, limit, text_end, gap_px=3)
 
     rows = [
         ("caller", max(caller_rows, 1) + max(key_rows, 1), "lane"),
@@ -277,6 +297,8 @@ def render_timeline(
     axes = [fig.add_subplot(grid[i, 0]) for i in range(len(rows))]
     for ax, (name, _, _kind) in zip(axes, rows, strict=True):
         ax.set_xlim(0, duration)
+        ax.xaxis.set_major_locator(MultipleLocator(step))
+        ax.xaxis.set_minor_locator(MultipleLocator(step / (5 if step in (1, 10) else 4)))
         ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=_FONT, labelpad=8)
         ax.tick_params(axis="x", labelsize=_FONT - 1)
         ax.set_yticks([])
@@ -315,8 +337,8 @@ def render_timeline(
                 ax.barh(y - 0.3, label.end - label.x, left=label.x, height=0.14,
                         color=label.color, alpha=0.35, linewidth=0)  # fmt: skip
                 ax.plot([label.x, label.x], [y - 0.4, y + 0.1], color=label.color, linewidth=1)
-            ax.text(label.x, y - 0.12, label.text, fontsize=_FONT, color=label.color,
-                    va="bottom", ha="right" if label.flip else "left")  # fmt: skip
+            ax.text(label.x + label.offset, y - 0.12, label.text, fontsize=_FONT,
+                    color=label.color, va="bottom", ha="left", bbox=_BOX, zorder=5)  # fmt: skip
 
     caller_n = max(caller_rows, 1)
     draw_spans(axes[0], caller_spans, caller_n, base=max(key_rows, 1))
@@ -324,17 +346,16 @@ def render_timeline(
     for key in keys:  # keys the IVR detected: a tick and the key, in the bottom rows
         y = max(key_rows, 1) - 1 - key.row + 0.5
         axes[0].plot([key.x], [y - 0.25], marker="v", markersize=4, color=_IVR, linewidth=0)
-        axes[0].text(key.x + 2 * sec_per_px, y - 0.12, key.text, fontsize=_FONT - 0.5,
-                     color=_IVR, va="bottom", ha="left")  # fmt: skip
+        axes[0].text(key.x + key.offset, y - 0.12, key.text, fontsize=_FONT - 0.5,
+                     color=_IVR, va="bottom", ha="left", bbox=_BOX, zorder=5)  # fmt: skip
     draw_spans(axes[3], media, max(media_rows, 1))
 
     ax = axes[4]
     ax.set_ylim(-0.2, max(event_rows, 1) + 0.4)
     for event in events:
         y = max(event_rows, 1) - 1 - event.row + 0.5
-        shift = -3 * sec_per_px if event.flip else 3 * sec_per_px
-        ax.text(event.x + shift, y - 0.12, event.text, fontsize=_FONT, color=event.color,
-                va="bottom", ha="right" if event.flip else "left")  # fmt: skip
+        ax.text(event.x + event.offset, y - 0.12, event.text, fontsize=_FONT,
+                color=event.color, va="bottom", ha="left", bbox=_BOX, zorder=5)  # fmt: skip
     for event in events:
         for other in axes:
             other.axvline(event.x, color=event.color, linewidth=0.9, alpha=0.7,
@@ -349,12 +370,11 @@ def render_timeline(
             f"{state}{f' ({reason})' if reason and state == 'ended' else ''}"
         )
     fig.suptitle(title, x=_LEFT_IN / width_in, ha="left", fontsize=_FONT + 2, y=1 - 0.2 / height_in)
-    legend = "teal: caller · purple: IVR · dashed: call state · green/red: prompt result"
+    legend = (
+        "teal: caller · purple: IVR · dashed: call state · green/red: prompt result · "
+        "orange: barge-in"
+    )
     fig.text(0.1 / width_in, 0.12 / height_in, legend, ha="left", fontsize=_FONT - 1,
              color="#757575")  # fmt: skip
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=_DPI)
-    plt.close(fig)
-    return out
+    return fig
