@@ -251,6 +251,19 @@ class RelayServer:
             if len(self.credentials) != 1:
                 raise ValueError("project= is required when the server has several projects")
             project = self.credentials.projects[0]
+        call = await self._offer(project, context, from_number, to_number, timeout, "")
+        return VirtualCaller(self, call)
+
+    async def _offer(
+        self,
+        project: str,
+        context: str,
+        from_number: str,
+        to_number: str,
+        timeout: float,
+        via: str,
+    ) -> ServerCall:
+        """Create an inbound call and offer it (calling.call.receive) to a consumer of context."""
         session = await self._wait_receiver(project, context, timeout)
         media = self.engine.add_call(str(uuid.uuid4()), record=self.record_calls)
         call = ServerCall(
@@ -265,8 +278,9 @@ class RelayServer:
         )
         self.calls[call.call_id] = call
         self._calls_present.set()
-        caller = VirtualCaller(self, call)
-        call.note(0.0, "call", f"{from_number} calls {to_number}; offered to context {context!r}")
+        call.note(
+            0.0, "call", f"{from_number} calls {to_number}{via}; offered to context {context!r}"
+        )
         session.broadcast(
             calling.CALL_RECEIVE,
             calling.call_receive_event(
@@ -280,7 +294,7 @@ class RelayServer:
             space_id=self.space_id,
             context=context,
         )
-        return caller
+        return call
 
     async def _wait_receiver(self, project: str, context: str, timeout: float) -> ServerSession:
         loop = asyncio.get_running_loop()
@@ -493,35 +507,7 @@ class RelayServer:
         self, project: str, context: str, from_number: str, to_number: str, timeout: float
     ) -> ServerCall:
         """An INVITE became a call: offer it to a consumer of ``context`` (as dial_in does)."""
-        session = await self._wait_receiver(project, context, timeout)
-        media = self.engine.add_call(str(uuid.uuid4()), record=self.record_calls)
-        call = ServerCall(
-            project,
-            context,
-            from_number,
-            to_number,
-            self.nodeid,
-            media,
-            call_id=media.call_id,
-            session=session,
-        )
-        self.calls[call.call_id] = call
-        self._calls_present.set()
-        call.note(0.0, "call", f"{from_number} calls {to_number} (SIP); offered to {context!r}")
-        session.broadcast(
-            calling.CALL_RECEIVE,
-            calling.call_receive_event(
-                call_id=call.call_id,
-                node_id=call.node_id,
-                context=context,
-                from_number=from_number,
-                to_number=to_number,
-            ),
-            nodeid=self.nodeid,
-            space_id=self.space_id,
-            context=context,
-        )
-        return call
+        return await self._offer(project, context, from_number, to_number, timeout, " (SIP)")
 
     def _sip_outbound(self, session: ServerSession, from_uri: str, to_uri: str) -> ServerCall:
         """A call placed with calling.begin/dial: owned by the requesting session."""
