@@ -353,6 +353,8 @@ class Client:
         finally:
             self._replies.pop(request_id, None)
             self._peer.forget(request_id)
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved: a drop may have failed it while we sent
 
     async def _wait_ready(self, timeout: float | None) -> None:
         try:

@@ -38,7 +38,7 @@ from ..media.tts import EspeakTts, TtsEngine
 from ..media.vad import VoiceActivityDetector
 from ..protocol import blade, calling
 from ..protocol.jsonrpc import Request
-from ..sip.gateway import SipGateway, parse_devices
+from ..sip.gateway import SipGateway, parse_begin, parse_dial
 from .auth import AuthThrottle, Credentials
 from .calls import CallState, Component, ServerCall
 from .connection import Connection
@@ -265,19 +265,7 @@ class RelayServer:
     ) -> ServerCall:
         """Create an inbound call and offer it (calling.call.receive) to a consumer of context."""
         session = await self._wait_receiver(project, context, timeout)
-        media = self.engine.add_call(str(uuid.uuid4()), record=self.record_calls)
-        call = ServerCall(
-            project,
-            context,
-            from_number,
-            to_number,
-            self.nodeid,
-            media,
-            call_id=media.call_id,
-            session=session,
-        )
-        self.calls[call.call_id] = call
-        self._calls_present.set()
+        call = self._new_call(session, context, from_number, to_number, "inbound")
         call.note(
             0.0, "call", f"{from_number} calls {to_number}{via}; offered to context {context!r}"
         )
@@ -294,6 +282,26 @@ class RelayServer:
             space_id=self.space_id,
             context=context,
         )
+        return call
+
+    def _new_call(
+        self, session: ServerSession, context: str, from_: str, to: str, direction: str
+    ) -> ServerCall:
+        """A call owned by ``session``, with its media on the engine's clock."""
+        media = self.engine.add_call(str(uuid.uuid4()), record=self.record_calls)
+        call = ServerCall(
+            session.project,
+            context,
+            from_,
+            to,
+            self.nodeid,
+            media,
+            session=session,
+            direction=direction,
+            call_id=media.call_id,
+        )
+        self.calls[call.call_id] = call
+        self._calls_present.set()
         return call
 
     async def _wait_receiver(self, project: str, context: str, timeout: float) -> ServerSession:
@@ -513,21 +521,8 @@ class RelayServer:
         """A call placed with calling.begin/dial: owned by the requesting session."""
         if self._calls_of(session) >= self.max_calls_per_session:
             raise LimitExceededError(f"session has {self._calls_of(session)} calls, the limit")
-        media = self.engine.add_call(str(uuid.uuid4()), record=self.record_calls)
         context = next(iter(session.contexts), "")
-        call = ServerCall(
-            session.project,
-            context,
-            from_uri,
-            to_uri,
-            self.nodeid,
-            media,
-            session=session,
-            direction="outbound",
-            call_id=media.call_id,
-        )
-        self.calls[call.call_id] = call
-        self._calls_present.set()
+        call = self._new_call(session, context, from_uri, to_uri, "outbound")
         call.note(0.0, "call", f"{from_uri} calls {to_uri} (SIP, outbound)")
         return call
 
@@ -535,10 +530,7 @@ class RelayServer:
         """calling.begin (§5.5) with one sip device."""
         if self.sip is None:
             raise ProtocolError("outbound calls need the SIP gateway (sip=...)", field="device")
-        tag = params.get("tag")
-        if tag is not None and not isinstance(tag, str):
-            raise ProtocolError("must be a string", field="tag")
-        device = parse_devices(params.get("device"), "device")
+        tag, device = parse_begin(params)
         state = await self.sip.begin(session, tag, device)
         result = blade.relay_result(200, "Trying")
         result.update(call_id=state.call.call_id, node_id=self.nodeid)
@@ -548,20 +540,8 @@ class RelayServer:
         """calling.dial (§5.5): device groups in series, each group's devices in parallel."""
         if self.sip is None:
             raise ProtocolError("outbound calls need the SIP gateway (sip=...)", field="devices")
-        tag = params.get("tag")
-        if not isinstance(tag, str) or not tag:
-            raise ProtocolError("must be a non-empty string", field="tag")
-        groups = params.get("devices")
-        if not isinstance(groups, list) or not groups:
-            raise ProtocolError("must be a non-empty list of device lists", field="devices")
-        parsed = []
-        for i, group in enumerate(groups):
-            if not isinstance(group, list) or not group:
-                raise ProtocolError("must be a non-empty list of devices", field=f"devices[{i}]")
-            parsed.append([parse_devices(d, f"devices[{i}][{j}]") for j, d in enumerate(group)])
-        task = asyncio.get_running_loop().create_task(self.sip.dial(session, tag, parsed))
-        self.sip._tasks.add(task)
-        task.add_done_callback(self.sip._tasks.discard)
+        tag, groups = parse_dial(params)
+        self.sip.start_dial(session, tag, groups)
         return blade.relay_result(200, "Dialing")
 
     # -- connections and sessions -----------------------------------------------------------

@@ -24,7 +24,14 @@ Outbound
 
 from __future__ import annotations
 
-__all__ = ["SipDevice", "SipGateway", "parse_devices", "parse_routes"]
+__all__ = [
+    "SipDevice",
+    "SipGateway",
+    "parse_begin",
+    "parse_devices",
+    "parse_dial",
+    "parse_routes",
+]
 
 import asyncio
 import contextlib
@@ -118,6 +125,30 @@ def parse_devices(obj: Any, path: str) -> SipDevice:
     if from_name is not None and (not isinstance(from_name, str) or '"' in from_name):
         raise ProtocolError("must be a plain string", field=f"{path}.params.from_name")
     return SipDevice(to, frm, float(timeout), tuple(headers), from_name)  # type: ignore[arg-type]
+
+
+def parse_begin(params: Mapping[str, Any]) -> tuple[str | None, SipDevice]:
+    """``calling.begin`` params: an optional ``tag`` and one sip ``device``."""
+    tag = params.get("tag")
+    if tag is not None and not isinstance(tag, str):
+        raise ProtocolError("must be a string", field="tag")
+    return tag, parse_devices(params.get("device"), "device")
+
+
+def parse_dial(params: Mapping[str, Any]) -> tuple[str, list[list[SipDevice]]]:
+    """``calling.dial`` params: a ``tag`` and ``devices``, groups tried in series."""
+    tag = params.get("tag")
+    if not isinstance(tag, str) or not tag:
+        raise ProtocolError("must be a non-empty string", field="tag")
+    groups = params.get("devices")
+    if not isinstance(groups, list) or not groups:
+        raise ProtocolError("must be a non-empty list of device lists", field="devices")
+    parsed = []
+    for i, group in enumerate(groups):
+        if not isinstance(group, list) or not group:
+            raise ProtocolError("must be a non-empty list of devices", field=f"devices[{i}]")
+        parsed.append([parse_devices(d, f"devices[{i}][{j}]") for j, d in enumerate(group)])
+    return tag, parsed
 
 
 def parse_routes(routes: Mapping[str, str] | Iterable[str]) -> dict[str, str]:
@@ -394,6 +425,12 @@ class SipGateway:
         state.timer = None
         if state.call.state in (CallState.CREATED, CallState.RINGING):
             self.server._end_call(state.call, "noAnswer")
+
+    def start_dial(self, session: ServerSession, tag: str, groups: list[list[SipDevice]]) -> None:
+        """Run :meth:`dial` in the background; the command is answered at once."""
+        task = asyncio.get_running_loop().create_task(self.dial(session, tag, groups))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def dial(self, session: ServerSession, tag: str, groups: list[list[SipDevice]]) -> None:
         """``calling.dial``: groups in series, devices of a group in parallel; first answer wins."""
