@@ -27,8 +27,8 @@ from benchmarks._common import (
     machine,
     peer_python,
     top_processes,
-    venv_dir,
 )
+from tests.compat.v2 import VenvError, venv_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 LATENESS_GOAL_MS = 20.0
@@ -528,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  preparing the signalwire 2.1.1 venv at {venv_dir()}", file=sys.stderr)
                 ensure_peer_python()
                 peer = True
-            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            except (OSError, VenvError, subprocess.SubprocessError) as exc:
                 print(f"  peer skipped: {exc}", file=sys.stderr)
 
     exp = {"experiment": args.experiment} if args.experiment else {}

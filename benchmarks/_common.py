@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import math
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from tests.compat.v2 import ensure_venv, installed_python
 
 APPS = Path(__file__).parent / "apps"
 PROJECT = "bench-project"
@@ -193,73 +193,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-# -- the signalwire 2.1.1 venv --------------------------------------------------------------------
-# The same venv, the same lock and the same "does it import signalwire 2.1.1" check as the compat
-# suite (tests/compat/v2.py), so whichever runs first builds it once for both.
-SIGNALWIRE_VERSION = "2.1.1"
-DEFAULT_VENV = Path.home() / ".cache" / "relaykit" / f"compat-signalwire-{SIGNALWIRE_VERSION}"
-_CHECK = (
-    "import importlib.metadata as m, signalwire.relay.consumer, signalwire.relay.client; "
-    "print(m.version('signalwire'))"
-)
-
-
-def venv_dir() -> Path:
-    return Path(os.environ.get("RELAYKIT_COMPAT_VENV") or DEFAULT_VENV).expanduser()
-
-
-def peer_python() -> Path | None:
-    """The venv's python if it imports signalwire 2.1.1, else None (nothing is built)."""
-    python = venv_dir() / "bin" / "python"
-    if not python.exists():
-        return None
-    try:
-        done = subprocess.run(
-            [str(python), "-c", _CHECK], capture_output=True, text=True, timeout=60
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    ok = done.returncode == 0 and done.stdout.strip() == SIGNALWIRE_VERSION
-    return python if ok else None
-
-
-def ensure_peer_python() -> Path:
-    """The venv's python, building the venv (``pip install signalwire==2.1.1``) when missing."""
-    python = peer_python()
-    if python is not None:
-        return python
-    venv = venv_dir()
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    with open(venv.parent / f".{venv.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # the compat suite may be building it right now
-        try:
-            python = peer_python()
-            if python is not None:
-                return python
-            shutil.rmtree(venv, ignore_errors=True)
-            env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-            env.pop("VIRTUAL_ENV", None)
-            for cmd in (
-                [sys.executable, "-m", "venv", str(venv)],
-                [
-                    str(venv / "bin" / "python"),
-                    "-m",
-                    "pip",
-                    "install",
-                    "--disable-pip-version-check",
-                    "--no-input",
-                    f"signalwire=={SIGNALWIRE_VERSION}",
-                ],
-            ):
-                done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-                if done.returncode != 0:
-                    raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    python = peer_python()
-    if python is None:
-        raise RuntimeError(f"{venv} still does not import signalwire {SIGNALWIRE_VERSION}")
-    return python
+# -- the peer: signalwire 2.1.1 in the compat suite's venv (one builder for both) ---------------
+peer_python = installed_python
+ensure_peer_python = ensure_venv
 
 
 # -- consumer apps --------------------------------------------------------------------------------

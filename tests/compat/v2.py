@@ -80,6 +80,12 @@ def _run(command: Sequence[str], what: str) -> None:
         )
 
 
+def installed_python(venv: Path | None = None) -> Path | None:
+    """The venv's python if it already imports signalwire 2.1.1, else None (nothing is built)."""
+    python = _python(venv or venv_dir())
+    return python if _has_signalwire(python) else None
+
+
 def ensure_venv(venv: Path | None = None) -> Path:
     """The python of a venv holding ``signalwire==2.1.1``; made (about 20 s) when missing."""
     venv = venv or venv_dir()
