@@ -176,9 +176,7 @@ class Call:
         return PlayAction(component)
 
     async def play(self, media_list: Sequence[Mapping[str, Any]], volume: float = 0) -> PlayResult:
-        action = await self.play_async(media_list, volume)
-        await action._component.wait()
-        return action.result
+        return await (await self.play_async(media_list, volume)).wait()
 
     async def play_audio_async(self, url: str, volume: float = 0) -> PlayAction:
         return await self.play_async([{"type": "audio", "url": url}], volume)
@@ -231,9 +229,7 @@ class Call:
     async def prompt(
         self, prompt_type: str, media_list: Sequence[Mapping[str, Any]], **kwargs: Any
     ) -> PromptResult:
-        action = await self.prompt_async(prompt_type, media_list, **kwargs)
-        await action._component.wait()
-        return action.result
+        return await (await self.prompt_async(prompt_type, media_list, **kwargs)).wait()
 
     async def prompt_audio_async(self, prompt_type: str, url: str, **kwargs: Any) -> PromptAction:
         return await self.prompt_async(prompt_type, [{"type": "audio", "url": url}], **kwargs)
@@ -246,9 +242,7 @@ class Call:
         return await self.prompt_async(prompt_type, [media], **kwargs)
 
     async def prompt_tts(self, prompt_type: str, text: str, **kwargs: Any) -> PromptResult:
-        action = await self.prompt_tts_async(prompt_type, text, **kwargs)
-        await action._component.wait()
-        return action.result
+        return await (await self.prompt_tts_async(prompt_type, text, **kwargs)).wait()
 
     async def prompt_ringtone_async(
         self, prompt_type: str, name: str, **kwargs: Any
@@ -257,9 +251,7 @@ class Call:
         return await self.prompt_async(prompt_type, [media], **kwargs)
 
     async def prompt_ringtone(self, prompt_type: str, name: str, **kwargs: Any) -> PromptResult:
-        action = await self.prompt_ringtone_async(prompt_type, name, **kwargs)
-        await action._component.wait()
-        return action.result
+        return await (await self.prompt_ringtone_async(prompt_type, name, **kwargs)).wait()
 
     # -- event routing (called by Calling) ----------------------------------------------------
     def _register(self, component: Component) -> None:
