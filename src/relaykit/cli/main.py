@@ -8,8 +8,8 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
+from typing import Any
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperCommand
@@ -141,7 +141,7 @@ def demo(
 class _StepsInOrder(TyperCommand):
     """Keeps the raw arguments, so ``call`` can run its steps in the order they were given."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # ctx: typer's Context
         ctx.meta["relaykit.args"] = list(args)
         return super().parse_args(ctx, args)
 
@@ -204,7 +204,7 @@ def call(
     valued = {
         name
         for param in ctx.command.params
-        if isinstance(param, click.Option) and not param.is_flag
+        if param.param_type_name == "option" and not getattr(param, "is_flag", False)
         for name in param.opts
     }
     steps = ordered_steps(ctx.meta.get("relaykit.args", []), valued | set(STEP_OPTIONS))
