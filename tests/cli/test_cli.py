@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
 from relaykit.cli.main import app
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def _readme_demo_transcript() -> list[str]:
+    """The transcript lines the README shows for ``relaykit demo``, without their times."""
+    quick_start = README.read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = quick_start.split("```\n   0.00s", 1)[1].split("```", 1)[0]
+    lines = re.findall(r"^\s*[\d.]+s\s+(\w+\s+.+)$", "   0.00s" + block, flags=re.M)
+    return [" ".join(line.split()) for line in lines]
 
 
 def test_help_lists_the_commands():
@@ -25,6 +37,20 @@ def test_demo_prints_the_transcript_and_the_result_427(tmp_path):
     assert "presses 427#" in result.output
     assert "detects key 4" in result.output
     assert "result='427'" in result.output
+    # The prompt asks for pound, and pound (not the third digit) ends it.
+    assert "terminator='#' reason='terminator'" in " ".join(result.output.split())
+    assert "detects key #" in result.output
+
+
+def test_the_readme_shows_what_the_demo_prints(tmp_path):
+    """Every line of the README's demo transcript is what `relaykit demo` really prints."""
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    printed = " ".join(result.output.split())
+    expected = _readme_demo_transcript()
+    assert len(expected) >= 10
+    missing = [line for line in expected if line not in printed]
+    assert missing == [], f"README lines the demo does not print: {missing}"
     assert list(tmp_path.glob("demo-call-*.wav"))
 
 

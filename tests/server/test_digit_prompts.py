@@ -253,3 +253,60 @@ async def test_dtmf_tones_in_the_ivrs_own_prompt_are_not_taken_as_keys(server, r
     await server.dial_in(context="office")
     result = await outcome(outcomes)
     assert (result.prompt_type, result.reason) == ("no_input", "initial_timeout")
+
+
+async def test_a_prompt_ended_by_the_hangup_returns_after_the_call_is_known_to_end(server, run_ivr):
+    """When the caller hangs up mid-prompt, ``call.ended`` is already true as the prompt returns.
+
+    The server sends ``ending`` before the prompt's terminal collect, so ``if call.ended:``
+    right after a prompt is reliable (no play on a call that is gone).
+    """
+
+    async def ivr(call: Call):
+        await call.answer()
+        result = await call.prompt_tts("digits", PIN_PROMPT, digits_max=4)
+        return result, call.ended, call.state
+
+    outcomes = await run_ivr(ivr)
+    for _ in range(5):
+        caller = await server.dial_in(context="office")
+        await caller.wait_answered()
+        await caller.press("4")
+        await caller.hangup()
+        result, ended, state = await outcome(outcomes)
+        assert (result.prompt_type, result.reason, result.result) == ("error", "hangup", "4")
+        assert ended, f"call.ended was false when the prompt returned (state {state!r})"
+
+
+async def test_hangup_events_arrive_ending_then_terminal_collect_then_ended(raw_client, server):
+    """On the wire: ``ending``, the prompt's terminal ``collect``, then ``ended``."""
+    client = await raw_client()
+    await client.handshake()
+    await client.execute("signalwire.receive", {"contexts": ["office"]})
+    dial = asyncio.create_task(server.dial_in(context="office"))
+    offer = await client.event("calling.call.receive")
+    caller = await dial
+    ref = {"call_id": offer["call_id"], "node_id": offer["node_id"]}
+    await client.execute("calling.answer", ref)
+    await client.execute(
+        "calling.play_and_collect",
+        {
+            **ref,
+            "control_id": "p1",
+            "play": [{"type": "silence", "params": {"duration": 5}}],
+            "collect": {"digits": {"max": 4}},
+        },
+    )
+    await caller.hangup()
+    order: list[str] = []
+    while "ended" not in order:
+        frame = client.events.pop(0) if client.events else await client.recv()
+        if frame.get("method") != "blade.broadcast":
+            continue
+        kind = frame["params"]["params"]["event_type"]
+        inner = frame["params"]["params"]["params"]
+        if kind == "calling.call.state" and inner["call_state"] in ("ending", "ended"):
+            order.append(inner["call_state"])
+        elif kind == "calling.call.collect" and inner.get("final", True):
+            order.append("collect")
+    assert order == ["ending", "collect", "ended"]

@@ -14,7 +14,8 @@ from ..client import Call, Consumer, PromptResult
 from ..server import RelayServer
 from ..server.calls import TranscriptEntry
 
-PIN_PROMPT = "Please enter your 3 digit PIN, then press pound"
+PIN_LENGTH = 3
+PIN_PROMPT = f"Please enter your {PIN_LENGTH} digit PIN, then press pound"
 
 
 class PinIvr(Consumer):
@@ -28,15 +29,21 @@ class PinIvr(Consumer):
 
     async def on_incoming_call(self, call: Call) -> None:
         await call.answer()
+        # Room for one key more than the PIN, so the pound key (not the third digit) ends entry.
         result = await call.prompt_tts(
-            prompt_type="digits", text=PIN_PROMPT, digits_max=3, digits_terminators="#"
+            prompt_type="digits",
+            text=PIN_PROMPT,
+            digits_max=PIN_LENGTH + 1,
+            digits_terminators="#",
         )
         self.results.put_nowait(result)
-        if result.successful:
+        if call.ended:
+            return
+        if result.successful and len(result.result or "") == PIN_LENGTH:
             spaced = " ".join(result.result or "")
             await call.play_tts(f"You entered {spaced}. Goodbye.")
         else:
-            await call.play_tts("We did not get your PIN. Goodbye.")
+            await call.play_tts(f"That was not a {PIN_LENGTH} digit PIN. Goodbye.")
         await call.hangup()
 
 

@@ -496,17 +496,21 @@ class RelayServer:
         self._emit(call, calling.CALL_STATE, params)
 
     def _end_call(self, call: ServerCall, reason: str) -> None:
-        """Terminate components, then ``ending`` and ``ended``; every waiter wakes up."""
+        """``ending``, then every component's terminal event, then ``ended``.
+
+        Causal order: a client that gets a prompt's result because the call ended already
+        knows the call is ending (``call.ended`` is true in both SDKs).
+        """
         if call.ended:
             return
         call.end_reason = reason
         if self.sip is not None:
             self.sip.ended(call, reason)
+        call.move_to(CallState.ENDING)
+        self._emit_state(call)
         self._dispatch(self.engine.end_call(call.call_id))
         for task in call.loaders:
             task.cancel()
-        call.move_to(CallState.ENDING)
-        self._emit_state(call)
         call.move_to(CallState.ENDED)
         self._emit_state(call)
         call.components.clear()

@@ -54,7 +54,7 @@ from .caller import VirtualCaller
 
 try:
     import pytest_asyncio
-except ImportError:  # pragma: no cover - relaykit[test] installs it
+except ImportError:  # pragma: no cover - relaykit[pytest] installs it
     pytest_asyncio = None  # type: ignore[assignment]
 
 log = logging.getLogger("relaykit.testing")
@@ -67,14 +67,8 @@ _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 _CLOCK = pytest.StashKey["_FastClock"]()
 _WRITTEN = pytest.StashKey[list[tuple[str, list[Path]]]]()
 
-_NO_LOOPTIME = (
-    "relaykit fast mode needs the looptime package: pip install 'looptime>=0.9' "
-    "(or pip install 'relaykit[test]')"
-)
-_NO_PYTEST_ASYNCIO = (
-    "relaykit's fixtures need pytest-asyncio: pip install pytest-asyncio "
-    "(or pip install 'relaykit[test]')"
-)
+_NO_LOOPTIME = "relaykit fast mode needs the looptime package: pip install 'relaykit[pytest]'"
+_NO_PYTEST_ASYNCIO = "relaykit's fixtures need pytest-asyncio: pip install 'relaykit[pytest]'"
 
 
 class _Settings:
