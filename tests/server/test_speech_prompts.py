@@ -26,6 +26,17 @@ async def _ivr_result(server, run_ivr, prompt, script):
     return await outcome(outcomes), caller
 
 
+def _say_once_the_prompt_plays(text):
+    """The caller's script: wait until the prompt is heard (its TTS may take a while on a
+    loaded machine), then speak over it."""
+
+    async def script(caller):
+        await caller.expect_prompt("welcome", timeout=WAIT)
+        await caller.say(text)
+
+    return script
+
+
 async def test_speech_with_hints_recognises_the_menu_word(server, run_ivr):
     """'sales' spoken by the caller comes back as speech 'sales' with a 0-100 confidence."""
     result, _caller = await _ivr_result(
@@ -116,7 +127,7 @@ async def test_speech_start_barges_in_on_the_prompt(server, run_ivr):
         server,
         run_ivr,
         lambda call: call.prompt_tts("speech", long_prompt, speech_hints=["sales", "support"]),
-        lambda caller: caller.say("sales"),
+        _say_once_the_prompt_plays("sales"),
     )
     assert result.result == "sales"
     (prompt,) = caller.heard

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from relaykit import Call, RelayServer
+from relaykit.calls import Call
 from relaykit.media.dtmf import generate_dtmf
-from relaykit.server.calls import ServerCall
 from tests.helpers import WAIT, outcome
 from tests.sip.peers import IVR_NUMBER, LOOPBACK, baresip, transcribe, write_wav
 
@@ -34,7 +34,7 @@ async def pin_ivr(call: Call):
     return result
 
 
-async def the_call(server: RelayServer) -> ServerCall:
+async def the_call(server: RelayServer) -> Call:
     """The server's one call, once it exists."""
     async with asyncio.timeout(WAIT):
         while not server.calls:

@@ -156,7 +156,7 @@ async def test_sip_info_keys_reach_the_prompt(server, run_ivr):
     outcomes, phone, rtp = await answered_call(server, run_ivr, ivr)
     try:
         async with asyncio.timeout(WAIT):  # keys count once the prompt runs
-            while not any(c.components for c in server.calls.values()):
+            while not any(server.engine.component_count(c) for c in server.calls):
                 await asyncio.sleep(0.01)
         for n, key in enumerate("58", start=2):
             body = f"Signal={key}\r\nDuration=160\r\n"

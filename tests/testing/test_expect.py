@@ -184,20 +184,27 @@ async def test_save_wav_writes_the_event_log_beside_the_recording(
     await call.expect_hangup()
     wav = call.save_wav(tmp_path / "call.wav")
     log = json.loads(wav.with_suffix(".json").read_text())
-    assert log["format"] == "relaykit-call-log/1"
+    assert log["format"] == "relaykit-call-log/2"
     assert log["wav"] == "call.wav"
     assert (log["context"], log["state"], log["end_reason"]) == ("office", "ended", "hangup")
-    assert [h["label"] for h in log["heard"]] == ["Enter your PIN."]
-    assert [(a["kind"], a["label"]) for a in log["caller"]] == [("press", "427")]
-    assert [k["key"] for k in log["keys"]] == ["4", "2", "7"]
-    assert [(r["type"], r["params"], r["reason"]) for r in log["results"]] == [
-        ("digit", {"digits": "427"}, "max_digits")
+    events = log["events"]
+
+    def of(kind):
+        return [e for e in events if e["kind"] == kind]
+
+    assert [e["label"] for e in of("media.started")] == ["Enter your PIN."]
+    assert [e["label"] for e in of("media.ended")] == ["Enter your PIN."]
+    assert [(e["action"], e["label"]) for e in of("caller.acted")] == [("press", "427")]
+    assert [e["key"] for e in of("key.detected")] == ["4", "2", "7"]
+    assert [(e["result_type"], e["params"], e["reason"]) for e in of("prompt.ended")] == [
+        ("digit", {"digits": "427", "terminator": ""}, "max_digits")
     ]
-    assert [s["text"] for s in log["states"]][1:] == [
-        "answered",
-        "ending (hangup)",
-        "ended (hangup)",
+    assert [(e["state"], e["end_reason"]) for e in of("call.state")] == [
+        ("answered", None),
+        ("ending", "hangup"),
+        ("ended", "hangup"),
     ]
+    assert [e["at"] for e in events] == sorted(e["at"] for e in events)
     assert log["duration"] == pytest.approx(len(call.recording()) / 16000)
 
 

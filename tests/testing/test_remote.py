@@ -12,6 +12,8 @@ import soundfile
 from websockets.asyncio.client import connect
 
 from relaykit import AuthenticationError, Call, CommandError, Consumer, RelayServer
+from relaykit.calls import event_from_dict
+from relaykit.calls.log import caller_spans
 from relaykit.testing import ExpectationError, RemoteCaller
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.relaykit(fast=True)]
@@ -52,7 +54,8 @@ async def test_a_remote_caller_drives_a_whole_call_and_gets_the_transcript(remot
     assert "presses 427#" in texts and "detects key 7" in texts and texts[-1] == "ended (hangup)"
     wav = await remote.save_wav(tmp_path / "call.wav")
     log = json.loads(wav.with_suffix(".json").read_text())
-    assert log["wav"] == "call.wav" and [k["key"] for k in log["keys"]] == list("427#")
+    keys = [e["key"] for e in log["events"] if e["kind"] == "key.detected"]
+    assert log["wav"] == "call.wav" and keys == list("427#")
     assert wav.stat().st_size > 16000 * 4  # stereo 16-bit, over a second
 
 
@@ -139,7 +142,8 @@ async def test_long_recordings_are_sent_in_chunks_without_gaps(remote, tmp_path)
     await remote.dial("office")
     await remote.play_wav(path)
     log = await remote.event_log()
-    (action,) = [a for a in log["caller"] if a["kind"] != "silence"]
-    assert (action["kind"], action["label"]) == ("play", "hold.wav")
-    assert action["end"] - action["start"] == pytest.approx(10.0)
+    spans = caller_spans(event_from_dict(e) for e in log["events"])
+    (action,) = [a for a in spans if a.kind != "silence"]
+    assert (action.kind, action.label) == ("play", "hold.wav")
+    assert action.end - action.start == pytest.approx(10.0)
     assert "plays hold.wav" in [e.text for e in remote.transcript if e.actor == "caller"]

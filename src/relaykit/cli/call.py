@@ -15,8 +15,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ..calls import TranscriptEntry
 from ..errors import AuthenticationError, CallEndedError, RelayConnectionError, RelayError
-from ..server.calls import TranscriptEntry
 from ..testing.remote import RemoteCaller
 
 #: the options that are steps, in command-line order

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..calls import TranscriptEntry
 from ..client import Call, Consumer, PromptResult
 from ..server import RelayServer
-from ..server.calls import TranscriptEntry
 
 PIN_LENGTH = 3
 PIN_PROMPT = f"Please enter your {PIN_LENGTH} digit PIN, then press pound"

@@ -14,9 +14,9 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand
 
+from ..calls import TranscriptEntry
 from ..server import RelayServer
 from ..server.auth import load_credentials
-from ..server.calls import TranscriptEntry
 
 app = typer.Typer(
     name="relaykit",

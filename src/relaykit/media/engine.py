@@ -19,6 +19,7 @@ __all__ = [
     "CollectOutputEvent",
     "EngineEvent",
     "HeardMedia",
+    "ItemEnded",
     "ItemStarted",
     "KeyDetected",
     "MediaEngine",
@@ -66,10 +67,14 @@ class PlaybackEvent:
 
 @dataclass(frozen=True, slots=True)
 class CollectOutputEvent:
+    """What a prompt's collector said; ``report_input``: the prompt asked for
+    ``start_of_input`` events."""
+
     call_id: str
     control_id: str
     output: CollectOutput
     at: float
+    report_input: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,17 @@ class ItemStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class ItemEnded:
+    """A media item stopped playing: it ended, or its play was stopped."""
+
+    call_id: str
+    control_id: str
+    kind: str
+    label: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class SpeechCaptured:
     """An utterance ended (``reason``); the network layer must recognise ``audio``.
 
@@ -110,7 +126,9 @@ class SpeechCaptured:
     at: float
 
 
-EngineEvent = PlaybackEvent | CollectOutputEvent | KeyDetected | ItemStarted | SpeechCaptured
+EngineEvent = (
+    PlaybackEvent | CollectOutputEvent | KeyDetected | ItemStarted | ItemEnded | SpeechCaptured
+)
 
 
 @dataclass(slots=True)
@@ -258,13 +276,13 @@ class MediaEngine:
         events: list[EngineEvent] = []
         for control_id, prompt in list(call.prompts.items()):
             if not prompt.playback.done:
-                prompt.playback.stop(now)
+                _stop_playback(call, prompt.playback, now, events)
                 events.append(
                     PlaybackEvent(call_id, control_id, "error", now, "call ended", "hangup")
                 )
             events += self._collect_events(call, control_id, prompt.collector.hangup(), now)
         for control_id, playback in list(call.playbacks.items()):
-            playback.stop(now)
+            _stop_playback(call, playback, now, events)
             events.append(PlaybackEvent(call_id, control_id, "error", now, "call ended", "hangup"))
         call.prompts.clear()
         call.playbacks.clear()
@@ -308,6 +326,16 @@ class MediaEngine:
         call = self._calls.get(call_id)
         return call is not None and (control_id in call.playbacks or control_id in call.prompts)
 
+    def component_count(self, call_id: str) -> int:
+        """How many components (plays, prompts) run on the call."""
+        call = self._calls.get(call_id)
+        return 0 if call is None else len(call.playbacks) + len(call.prompts)
+
+    def is_collecting(self, call_id: str) -> bool:
+        """Whether a prompt collects input on the call."""
+        call = self._calls.get(call_id)
+        return call is not None and bool(call.prompts)
+
     def stop(self, call_id: str, control_id: str) -> list[EngineEvent]:
         """Stop a play or prompt now; returns its terminal events (empty if it is not running)."""
         call = self._calls.get(call_id)
@@ -316,7 +344,7 @@ class MediaEngine:
         now = self.call_time(call)
         events: list[EngineEvent] = []
         if (playback := call.playbacks.pop(control_id, None)) is not None:
-            playback.stop(now)
+            _stop_playback(call, playback, now, events)
             events.append(PlaybackEvent(call_id, control_id, "finished", now, cause="stopped"))
         elif (prompt := call.prompts.get(control_id)) is not None:
             events += self._collect_events(call, control_id, prompt.collector.stop(), now)
@@ -489,6 +517,7 @@ class MediaEngine:
         events: list[EngineEvent],
     ) -> None:
         was_loading = playback.state is PlaybackState.LOADING
+        first = playback.index
         started_items = playback.render(mix, now)
         for item in started_items:
             started = now if item.started_at is None else item.started_at
@@ -498,6 +527,11 @@ class MediaEngine:
                     call.call_id, control_id, item.kind, item.label, started, playback.volume_db
                 )
             )
+        for item in playback.items[first : playback.index]:
+            if item.ended_at is not None:
+                events.append(
+                    ItemEnded(call.call_id, control_id, item.kind, item.label, item.ended_at)
+                )
         if was_loading and started_items:
             events.append(PlaybackEvent(call.call_id, control_id, "playing", now))
         if playback.state is PlaybackState.FINISHED:
@@ -580,20 +614,21 @@ class MediaEngine:
                 and prompt.collector.collect.barge_in
                 and not prompt.playback.done
             ):
-                prompt.playback.stop(now)
+                _stop_playback(call, prompt.playback, now, events)
                 events.append(
                     PlaybackEvent(call.call_id, control_id, "finished", now, cause="barge_in")
                 )
             if isinstance(output, PromptResultData) and prompt is not None:
                 if not prompt.playback.done:
-                    prompt.playback.stop(now)
+                    _stop_playback(call, prompt.playback, now, events)
                     events.append(
                         PlaybackEvent(
                             call.call_id, control_id, "finished", now, cause=output.reason
                         )
                     )
                 call.prompts.pop(control_id, None)
-            events.append(CollectOutputEvent(call.call_id, control_id, output, now))
+            report = prompt is not None and prompt.collector.collect.send_start_of_input
+            events.append(CollectOutputEvent(call.call_id, control_id, output, now, report))
         return events
 
     def _require(self, call_id: str) -> CallMedia:
@@ -606,3 +641,14 @@ class MediaEngine:
     def _require_free(call: CallMedia, control_id: str) -> None:
         if control_id in call.playbacks or control_id in call.prompts:
             raise ValueError(f"control_id {control_id!r} is already running on this call")
+
+
+def _stop_playback(
+    call: CallMedia, playback: Playback, now: float, events: list[EngineEvent]
+) -> None:
+    """Stop ``playback`` now; the item it was playing ends here."""
+    item = playback.current
+    playing = item is not None and item.started_at is not None and item.ended_at is None
+    playback.stop(now)
+    if playing and item is not None:
+        events.append(ItemEnded(call.call_id, playback.control_id, item.kind, item.label, now))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "ANSWER",
+    "BEGIN",
     "CALL_RECEIVE",
     "CALL_STATE",
     "COLLECT_EVENT",
@@ -18,6 +19,7 @@ __all__ = [
     "DEFAULT_INITIAL_TIMEOUT",
     "DEFAULT_SPEECH_LANGUAGE",
     "DEFAULT_SPEECH_TIMEOUT",
+    "DIAL",
     "DTMF_CHARACTERS",
     "END",
     "END_REASONS",
@@ -34,9 +36,12 @@ __all__ = [
     "VOLUME_MIN",
     "AnswerParams",
     "AudioMedia",
+    "BeginParams",
     "CallRef",
     "Collect",
     "ControlParams",
+    "Device",
+    "DialParams",
     "DigitsCollect",
     "EndParams",
     "Media",
@@ -83,6 +88,8 @@ PLAY_VOLUME = "calling.play.volume"
 PLAY_AND_COLLECT = "calling.play_and_collect"
 PLAY_AND_COLLECT_STOP = "calling.play_and_collect.stop"
 PLAY_AND_COLLECT_VOLUME = "calling.play_and_collect.volume"
+BEGIN = "calling.begin"
+DIAL = "calling.dial"
 
 CALL_RECEIVE = "calling.call.receive"
 CALL_STATE = "calling.call.state"
@@ -424,6 +431,69 @@ class PlayAndCollectParams:
         play = _parse_play(params)
         collect = Collect.parse(req_obj(params, "collect", ""), "collect")
         return cls(call, control_id, play, collect, _parse_volume(params) or 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A device to call (§5.5): its ``type`` (``sip``, ``phone``…) and its ``params`` as sent.
+
+    The dialer of that type validates ``params``; ``field`` is where the device sits in the
+    command (``device``, ``devices[0][1]``) so its errors can name the field.
+    """
+
+    type: str
+    params: Mapping[str, Any]
+    field: str
+
+    @classmethod
+    def parse(cls, obj: Any, path: str) -> Device:
+        if not isinstance(obj, Mapping):
+            raise ProtocolError("must be an object", field=path)
+        device_type = obj.get("type")
+        if not isinstance(device_type, str) or not device_type:
+            raise ProtocolError("must be a device type such as sip or phone", field=f"{path}.type")
+        params = obj.get("params")
+        if not isinstance(params, Mapping):
+            raise ProtocolError("must be an object", field=f"{path}.params")
+        return cls(device_type, params, path)
+
+
+@dataclass(frozen=True, slots=True)
+class BeginParams:
+    """``calling.begin``: one ``device`` and an optional ``tag`` for the call's events."""
+
+    tag: str | None
+    device: Device
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any]) -> BeginParams:
+        tag = params.get("tag")
+        if tag is not None and not isinstance(tag, str):
+            raise ProtocolError("must be a string", field="tag")
+        return cls(tag, Device.parse(params.get("device"), "device"))
+
+
+@dataclass(frozen=True, slots=True)
+class DialParams:
+    """``calling.dial``: ``devices`` as groups tried in series, a group's devices in parallel."""
+
+    tag: str
+    devices: tuple[tuple[Device, ...], ...]
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any]) -> DialParams:
+        tag = params.get("tag")
+        if not isinstance(tag, str) or not tag:
+            raise ProtocolError("must be a non-empty string", field="tag")
+        groups = params.get("devices")
+        if not isinstance(groups, list) or not groups:
+            raise ProtocolError("must be a non-empty list of device lists", field="devices")
+        parsed = []
+        for i, group in enumerate(groups):
+            if not isinstance(group, list) or not group:
+                raise ProtocolError("must be a non-empty list of devices", field=f"devices[{i}]")
+            parsed.append(tuple(Device.parse(d, f"devices[{i}][{j}]") for j, d in enumerate(group)))
+        return cls(tag, tuple(parsed))
 
 
 # -- events ---------------------------------------------------------------------------------------

@@ -1,17 +1,17 @@
 """One client WebSocket: frames in through a sans-I/O Peer, frames out through a bounded outbox.
 
-The server's logic lives in :class:`~relaykit.server.app.RelayServer`; this adapter only reads,
-dispatches, answers exactly once per request, writes in order, and always cleans up.
+Logging in is the session registry's job and answering requests the router's; this adapter
+only reads, dispatches, answers exactly once per request, writes in order, and always cleans up.
 """
 
 from __future__ import annotations
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "ConnectionLimits"]
 
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from websockets.asyncio.server import ServerConnection
 
@@ -24,64 +24,69 @@ from ..errors import (
 )
 from ..protocol import Malformed, Peer, ReplyReceived, RequestReceived, blade
 from ..protocol.jsonrpc import Request
-from .sessions import ServerSession
-
-if TYPE_CHECKING:
-    from .app import RelayServer
+from .outbox import Outbox
+from .router import Router
+from .sessions import ServerSession, SessionRegistry, signature
 
 log = logging.getLogger("relaykit.server")
 
 _YIELD_EVERY = 32  # frames handled back to back before letting other connections run
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """Per-connection limits (see :class:`~relaykit.server.app.RelayServer`)."""
+
+    ping_interval: float | None = 30.0
+    max_request_rate: float = 5000.0
+    max_request_burst: int = 10_000
+    max_outbox: int = 10_000
+
+
 class Connection:
-    def __init__(self, server: RelayServer, ws: ServerConnection) -> None:
-        self.server = server
+    """One RELAY client socket, from the first frame to the close."""
+
+    def __init__(
+        self,
+        ws: ServerConnection,
+        sessions: SessionRegistry,
+        router: Router,
+        limits: ConnectionLimits,
+    ) -> None:
         self.ws = ws
+        self.sessions = sessions
+        self.router = router
+        self.limits = limits
         self.peer = Peer()
         self.session: ServerSession | None = None
         self.address = str(ws.remote_address[0]) if ws.remote_address else "unknown"
-        self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
-        self._closing = False
-        self._tokens = float(server.max_request_burst)
+        self.outbox = Outbox(ws.send, max_frames=limits.max_outbox, on_overflow=self._too_slow)
+        self._tokens = float(limits.max_request_burst)
         self._tokens_at = asyncio.get_running_loop().time()
 
     # -- out ------------------------------------------------------------------------------------
     def send(self, text: str) -> None:
         """Queue a frame; a client that stops reading is disconnected, not buffered for ever."""
-        if self._closing:
-            return
-        if self._outbox.qsize() >= self.server.max_outbox:
-            log.warning("! %s is not reading its events; closing", self.address)
-            self._closing = True
-            self._outbox.put_nowait(None)
-            asyncio.get_running_loop().create_task(
-                self.ws.close(1008, "client too slow: event backlog full")
-            )
-            return
-        self._outbox.put_nowait(text)
+        self.outbox.send(text)
 
-    async def _write(self) -> None:
-        while (text := await self._outbox.get()) is not None:
-            try:
-                await self.ws.send(text)
-            except Exception:
-                return
+    def _too_slow(self) -> None:
+        log.warning("! %s is not reading its events; closing", self.address)
+        asyncio.get_running_loop().create_task(
+            self.ws.close(1008, "client too slow: event backlog full")
+        )
 
     async def close(self, reason: str = "server shutting down") -> None:
         """Tell the client (``blade.disconnect``), flush what is queued, then close."""
-        if not self._closing:
+        if not self.outbox.closed:
             _id, text = self.peer.request(blade.DISCONNECT, {}, expect_reply=False)
-            self._outbox.put_nowait(text)
-            self._closing = True
-            self._outbox.put_nowait(None)
+            self.outbox.send(text)
+            self.outbox.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.ws.close(1001, reason), 5)
 
     # -- in -------------------------------------------------------------------------------------
     async def run(self) -> None:
-        writer = asyncio.create_task(self._write())
-        pinger = asyncio.create_task(self._ping()) if self.server.ping_interval else None
+        pinger = asyncio.create_task(self._ping()) if self.limits.ping_interval else None
         handled = 0
         try:
             async for frame in self.ws:
@@ -96,13 +101,8 @@ class Connection:
             if pinger is not None:
                 pinger.cancel()
             if self.session is not None:
-                self.server._detach(self.session, self)
-            if not self._closing:
-                self._closing = True
-                self._outbox.put_nowait(None)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer, 5)
-            writer.cancel()
+                self.sessions.detach(self.session, self.send)
+            await self.outbox.drain(5)
             await self.ws.close()
 
     async def _handle(self, frame: str | bytes) -> bool:
@@ -119,7 +119,7 @@ class Connection:
         try:
             if not self._take_token():
                 raise LimitExceededError(
-                    f"too many requests: at most {self.server.max_request_rate:g} per second"
+                    f"too many requests: at most {self.limits.max_request_rate:g} per second"
                 )
             reply = await self._answer(request)
         except AuthenticationError as exc:
@@ -142,12 +142,20 @@ class Connection:
         if request.method == blade.CONNECT:
             if self.session is not None:
                 raise ProtocolError("already connected", field="method")
-            session, result = await self.server._connect(request.params, self)
+            connect = blade.ConnectParams.parse(request.params)
+            session, restored = await self.sessions.connect(connect, self.address, self.send)
             self.session = session
+            result = blade.connect_result(
+                sessionid=session.sessionid,
+                nodeid=self.sessions.nodeid,
+                project=session.project,
+                signature=signature(session.project),
+                restored=restored,
+            )
             return self.peer.respond(request, result)
         if self.session is None:
             raise AuthenticationError("blade.connect must come first")
-        result = await self.server._request(self.session, request)
+        result = await self.router.request(self.session, request)
         return self.peer.respond(request, result)
 
     def _send_error(self, request: Request, exc: RelayError) -> None:
@@ -158,9 +166,9 @@ class Connection:
 
     def _take_token(self) -> bool:
         now = asyncio.get_running_loop().time()
-        rate = self.server.max_request_rate
+        rate = self.limits.max_request_rate
         self._tokens = min(
-            float(self.server.max_request_burst), self._tokens + (now - self._tokens_at) * rate
+            float(self.limits.max_request_burst), self._tokens + (now - self._tokens_at) * rate
         )
         self._tokens_at = now
         if self._tokens < 1.0:
@@ -171,9 +179,9 @@ class Connection:
     async def _ping(self) -> None:
         loop = asyncio.get_running_loop()
         last: str | None = None
-        assert self.server.ping_interval is not None
+        assert self.limits.ping_interval is not None
         while True:
-            await asyncio.sleep(self.server.ping_interval)
+            await asyncio.sleep(self.limits.ping_interval)
             if last is not None:
                 self.peer.forget(last)  # v2 SDKs never answer a server ping (§3.3)
             last, text = self.peer.request(blade.PING, {"timestamp": loop.time()})

@@ -24,37 +24,26 @@ Outbound
 
 from __future__ import annotations
 
-__all__ = [
-    "SipDevice",
-    "SipGateway",
-    "parse_begin",
-    "parse_devices",
-    "parse_dial",
-    "parse_routes",
-]
+__all__ = ["SipDevice", "SipGateway", "parse_routes"]
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..calls import Call, CallService, CallState, DialStateChanged, EventSink
 from ..errors import ProtocolError, RelayTimeoutError
-from ..server.calls import CallState, ServerCall
+from ..protocol.calling import Device
 from .g711 import ALAW, ULAW
 from .leg import RtpHub, RtpLeg
 from .message import SipParseError, parse_uri
 from .sdp import Negotiated, SdpError, build_sdp, negotiate, parse_sdp
 from .ua import InboundCall, OutboundCall, SipUserAgent
 
-if TYPE_CHECKING:
-    from ..server.app import RelayServer
-    from ..server.sessions import ServerSession
-
 log = logging.getLogger("relaykit.sip")
 
-DIAL_EVENT = "calling.call.dial"
 OUR_TELEPHONE_EVENT = 101
 _REJECT_STATUS = {"busy": 486, "noAnswer": 480, "decline": 603, "hangup": 603, "error": 500}
 
@@ -80,75 +69,55 @@ class SipDevice:
     def to_wire(self) -> dict[str, Any]:
         return {"type": "sip", "params": {"from": self.from_, "to": self.to}}
 
-
-def parse_devices(obj: Any, path: str) -> SipDevice:
-    """One RELAY device object that must be a ``sip`` device. Raises ProtocolError."""
-    if not isinstance(obj, Mapping):
-        raise ProtocolError("must be an object", field=path)
-    if obj.get("type") != "sip":
-        raise ProtocolError('only "sip" devices can be dialled here', field=f"{path}.type")
-    params = obj.get("params")
-    if not isinstance(params, Mapping):
-        raise ProtocolError("must be an object", field=f"{path}.params")
-    to = params.get("to")
-    frm = params.get("from", "sip:relaykit@localhost")
-    for name, value in (("to", to), ("from", frm)):
-        if not isinstance(value, str):
-            raise ProtocolError("must be a sip: URI", field=f"{path}.params.{name}")
-        try:
-            uri = parse_uri(value)
-        except SipParseError:
-            raise ProtocolError("must be a sip: URI", field=f"{path}.params.{name}") from None
-        if uri.scheme not in ("sip",):
-            raise ProtocolError("must be a sip: URI", field=f"{path}.params.{name}")
-    timeout = params.get("timeout", 30)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 600:
-        raise ProtocolError("must be a number of seconds (0-600]", field=f"{path}.params.timeout")
-    headers: list[tuple[str, str]] = []
-    raw_headers = params.get("headers", [])
-    if not isinstance(raw_headers, list):
-        raise ProtocolError("must be a list", field=f"{path}.params.headers")
-    for i, header in enumerate(raw_headers):
-        name = header.get("name") if isinstance(header, Mapping) else None
-        value = header.get("value") if isinstance(header, Mapping) else None
+    @classmethod
+    def from_device(cls, device: Device) -> SipDevice:
+        """Validate a RELAY ``sip`` device's params. Raises ProtocolError naming the field."""
+        path = device.field
+        if device.type != "sip":
+            raise ProtocolError('only "sip" devices can be dialled here', field=f"{path}.type")
+        params = device.params
+        to = params.get("to")
+        frm = params.get("from", "sip:relaykit@localhost")
+        for name, value in (("to", to), ("from", frm)):
+            if not isinstance(value, str):
+                raise ProtocolError("must be a sip: URI", field=f"{path}.params.{name}")
+            try:
+                uri = parse_uri(value)
+            except SipParseError:
+                raise ProtocolError("must be a sip: URI", field=f"{path}.params.{name}") from None
+            if uri.scheme not in ("sip",):
+                raise ProtocolError("must be a sip: URI", field=f"{path}.params.{name}")
+        timeout = params.get("timeout", 30)
         if (
-            not isinstance(name, str)
-            or not isinstance(value, str)
-            or not name.startswith("X-")
-            or any(c in name + value for c in "\r\n")
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout <= 600
         ):
             raise ProtocolError(
-                "must be {name: 'X-…', value: '…'}", field=f"{path}.params.headers[{i}]"
+                "must be a number of seconds (0-600]", field=f"{path}.params.timeout"
             )
-        headers.append((name, value))
-    from_name = params.get("from_name")
-    if from_name is not None and (not isinstance(from_name, str) or '"' in from_name):
-        raise ProtocolError("must be a plain string", field=f"{path}.params.from_name")
-    return SipDevice(to, frm, float(timeout), tuple(headers), from_name)  # type: ignore[arg-type]
-
-
-def parse_begin(params: Mapping[str, Any]) -> tuple[str | None, SipDevice]:
-    """``calling.begin`` params: an optional ``tag`` and one sip ``device``."""
-    tag = params.get("tag")
-    if tag is not None and not isinstance(tag, str):
-        raise ProtocolError("must be a string", field="tag")
-    return tag, parse_devices(params.get("device"), "device")
-
-
-def parse_dial(params: Mapping[str, Any]) -> tuple[str, list[list[SipDevice]]]:
-    """``calling.dial`` params: a ``tag`` and ``devices``, groups tried in series."""
-    tag = params.get("tag")
-    if not isinstance(tag, str) or not tag:
-        raise ProtocolError("must be a non-empty string", field="tag")
-    groups = params.get("devices")
-    if not isinstance(groups, list) or not groups:
-        raise ProtocolError("must be a non-empty list of device lists", field="devices")
-    parsed = []
-    for i, group in enumerate(groups):
-        if not isinstance(group, list) or not group:
-            raise ProtocolError("must be a non-empty list of devices", field=f"devices[{i}]")
-        parsed.append([parse_devices(d, f"devices[{i}][{j}]") for j, d in enumerate(group)])
-    return tag, parsed
+        headers: list[tuple[str, str]] = []
+        raw_headers = params.get("headers", [])
+        if not isinstance(raw_headers, list):
+            raise ProtocolError("must be a list", field=f"{path}.params.headers")
+        for i, header in enumerate(raw_headers):
+            name = header.get("name") if isinstance(header, Mapping) else None
+            value = header.get("value") if isinstance(header, Mapping) else None
+            if (
+                not isinstance(name, str)
+                or not isinstance(value, str)
+                or not name.startswith("X-")
+                or any(c in name + value for c in "\r\n")
+            ):
+                raise ProtocolError(
+                    "must be {name: 'X-…', value: '…'}", field=f"{path}.params.headers[{i}]"
+                )
+            headers.append((name, value))
+        from_name = params.get("from_name")
+        if from_name is not None and (not isinstance(from_name, str) or '"' in from_name):
+            raise ProtocolError("must be a plain string", field=f"{path}.params.from_name")
+        assert isinstance(to, str) and isinstance(frm, str)
+        return cls(to, frm, float(timeout), tuple(headers), from_name)
 
 
 def parse_routes(routes: Mapping[str, str] | Iterable[str]) -> dict[str, str]:
@@ -167,15 +136,15 @@ def parse_routes(routes: Mapping[str, str] | Iterable[str]) -> dict[str, str]:
 
 @dataclass(eq=False, slots=True)
 class _SipCall:
-    """What the gateway keeps per call."""
+    """What the gateway keeps per call; the call's far end (its :class:`~relaykit.calls.Leg`)."""
 
-    call: ServerCall
+    gateway: SipGateway
     rtp: RtpLeg
+    call: Call | None = None
     inbound: InboundCall | None = None
     outbound: OutboundCall | None = None
     negotiated: Negotiated | None = None
     remote_media: tuple[str, int] | None = None
-    tag: str | None = None
     device: SipDevice | None = None
     ended_by_peer: bool = False
     closed: bool = False
@@ -184,33 +153,67 @@ class _SipCall:
     )
     timer: asyncio.TimerHandle | None = None
 
+    def answered(self, call: Call) -> None:
+        """``calling.answer`` on an inbound SIP call: 200 OK with our SDP, media starts."""
+        if self.inbound is None or self.negotiated is None:
+            return
+        te = self.negotiated.telephone_event
+        sdp = build_sdp(self.gateway.host, self.rtp.port, (self.negotiated.codec,), te)
+        self.inbound.answer(sdp)
+        self.gateway.start_media(self)
+
+    def ended(self, call: Call, reason: str) -> None:
+        """The call ends (either side): hang up the SIP side unless it ended it, free the RTP."""
+        if self.closed:
+            return
+        self.closed = True
+        self.gateway.calls.pop(call.call_id, None)
+        if self.timer is not None:
+            self.timer.cancel()
+        self.rtp.close()
+        if not self.outcome.done():
+            self.outcome.set_result(reason)
+        if self.ended_by_peer:
+            return
+        if self.inbound is not None:
+            self.inbound.hangup(_REJECT_STATUS.get(reason, 603))
+        elif self.outbound is not None:
+            self.outbound.hangup()
+
 
 class SipGateway:
-    """Args:
-    server: the RelayServer whose calls and media these are.
-    host, port: the SIP (and RTP) address; port 0 picks a free one.
-    routes: dialled number or URI → context (``"project/context"`` picks the project when
-        the server has several); ``"*"`` matches any number.
-    offer_timeout: seconds an INVITE waits for a consumer of its context (then 480).
-    t1: SIP timer T1.
+    """Real phones as the far end of calls: an adapter on the call interface.
+
+    Args:
+        service: the call service the calls run on.
+        host, port: the SIP (and RTP) address; port 0 picks a free one.
+        routes: dialled number or URI → context (``"project/context"`` picks the project when
+            the server has several); ``"*"`` matches any number.
+        projects: the server's projects (a route without ``project/`` needs exactly one).
+        offer_timeout: seconds an INVITE waits for a consumer of its context (then 480).
+        t1: SIP timer T1.
+
+    It is also the call service's dialer for ``sip`` devices (``calling.begin``/``dial``).
     """
 
     def __init__(
         self,
-        server: RelayServer,
+        service: CallService,
         host: str = "127.0.0.1",
         port: int = 5060,
         routes: Mapping[str, str] | Iterable[str] = (),
         *,
+        projects: Sequence[str] = (),
         offer_timeout: float = 5.0,
         t1: float = 0.5,
     ) -> None:
-        self.server = server
+        self.service = service
         self.host = host
         self.routes = parse_routes(routes)
+        self.projects = list(projects)
         self.offer_timeout = offer_timeout
         self.ua = SipUserAgent(host, port, on_invite=self._on_invite, t1=t1)
-        self.hub = RtpHub(server.engine)
+        self.hub = RtpHub(service.engine)
         self.calls: dict[str, _SipCall] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -260,11 +263,10 @@ class SipGateway:
                 continue
             project, sep, context = target.rpartition("/")
             if not sep:
-                projects = self.server.credentials.projects
-                if len(projects) != 1:
+                if len(self.projects) != 1:
                     log.warning("! route %s=%s needs project/context", key, target)
                     return None
-                project = projects[0]
+                project = self.projects[0]
             return project, context
         return None
 
@@ -288,9 +290,17 @@ class SipGateway:
         invite.ring()
         invite.on_end = lambda reason: None  # a CANCEL while we wait ends the INVITE only
         project, context = target
+        state = _SipCall(self, rtp, inbound=invite, negotiated=negotiated)
+        state.remote_media = (offer.address, offer.port)
         try:
-            call = await self.server._sip_offer(
-                project, context, _user(invite.from_uri), _user(invite.to_uri), self.offer_timeout
+            call = await self.service.offer(
+                project=project,
+                context=context,
+                from_number=_user(invite.from_uri),
+                to_number=_user(invite.to_uri),
+                timeout=self.offer_timeout,
+                leg=state,
+                via="sip",
             )
         except Exception as exc:  # no consumer in time (RelayTimeoutError) or a limit
             if not isinstance(exc, RelayTimeoutError):
@@ -298,74 +308,47 @@ class SipGateway:
             rtp.close()
             invite.reject(480)
             return
-        state = _SipCall(call, rtp, inbound=invite, negotiated=negotiated)
-        state.remote_media = (offer.address, offer.port)
+        state.call = call
         self.calls[call.call_id] = state
         invite.on_end = lambda reason: self._peer_ended(state, reason)
-        invite.on_key = lambda key: self._key(state, key)
+        invite.on_key = lambda key: self.service.inject_key(call, key)
         if invite.ended:  # cancelled while the offer was on its way
             self._peer_ended(state, "cancel")
 
-    def _key(self, state: _SipCall, key: str) -> None:
-        if not state.call.ended:
-            self.server._dispatch(self.server.engine.inject_key(state.call.call_id, key))
-
     def _peer_ended(self, state: _SipCall, reason: str) -> None:
         state.ended_by_peer = True
-        self.server._end_call(state.call, reason)
+        if state.call is not None:
+            self.service.far_end_hung_up(state.call, reason)
 
-    def _start_media(self, state: _SipCall) -> None:
+    def start_media(self, state: _SipCall) -> None:
+        assert state.call is not None
         assert state.negotiated is not None and state.remote_media is not None
+        call = state.call
         state.rtp.start(
-            state.call.media,
+            call.media,
             state.negotiated.codec,
             state.negotiated.telephone_event,
             state.remote_media,
-            on_key=lambda key: self._key(state, key),
+            on_key=lambda key: self.service.inject_key(call, key),
         )
 
-    # -- hooks the server calls ----------------------------------------------------------------
-    def answered(self, call: ServerCall) -> None:
-        """``calling.answer`` on a SIP call: 200 OK with our SDP, media starts."""
-        state = self.calls.get(call.call_id)
-        if state is None or state.inbound is None or state.negotiated is None:
-            return
-        te = state.negotiated.telephone_event
-        sdp = build_sdp(self.host, state.rtp.port, (state.negotiated.codec,), te)
-        state.inbound.answer(sdp)
-        self._start_media(state)
-
-    def ended(self, call: ServerCall, reason: str) -> None:
-        """The call ends (either side): hang up the SIP side unless it ended it, free the RTP."""
-        state = self.calls.get(call.call_id)
-        if state is None or state.closed:
-            return
-        state.closed = True
-        # kept until the ending/ended events are out (decorate_state needs the tag)
-        asyncio.get_running_loop().call_soon(self.calls.pop, call.call_id, None)
-        if state.timer is not None:
-            state.timer.cancel()
-        state.rtp.close()
-        if not state.outcome.done():
-            state.outcome.set_result(reason)
-        if state.ended_by_peer:
-            return
-        if state.inbound is not None:
-            state.inbound.hangup(_REJECT_STATUS.get(reason, 603))
-        elif state.outbound is not None:
-            state.outbound.hangup()
-
-    def decorate_state(self, call: ServerCall, params: dict[str, Any]) -> None:
-        """Add the tag and the sip device to an outbound call's ``calling.call.state``."""
-        state = self.calls.get(call.call_id)
-        if state is not None and state.device is not None:
-            params["device"] = state.device.to_wire()
-            if state.tag is not None:
-                params["tag"] = state.tag
-
-    # -- outbound ------------------------------------------------------------------------------
-    async def begin(self, session: ServerSession, tag: str | None, device: SipDevice) -> _SipCall:
+    # -- outbound (the dialer of sip devices) -----------------------------------------------
+    async def begin(
+        self,
+        service: CallService,
+        project: str,
+        owner: EventSink,
+        tag: str | None,
+        device: Device,
+        *,
+        context: str = "",
+    ) -> Call:
         """Place one SIP call; returns once the INVITE is sent (states follow as events)."""
+        return (await self._begin(project, owner, tag, SipDevice.from_device(device), context)).call
+
+    async def _begin(
+        self, project: str, owner: EventSink, tag: str | None, device: SipDevice, context: str
+    ) -> _SipCall:
         rtp = await RtpLeg.open(self.hub, self.host)
         offer = build_sdp(self.host, rtp.port, (ULAW, ALAW), OUR_TELEPHONE_EVENT)
         try:
@@ -379,26 +362,34 @@ class SipGateway:
         except OSError as exc:
             rtp.close()
             raise ProtocolError(f"cannot resolve {device.to!r}: {exc}", field="device") from None
-        call = self.server._sip_outbound(session, device.from_, device.to)
-        state = _SipCall(call, rtp, outbound=out, tag=tag, device=device)
+        state = _SipCall(self, rtp, outbound=out, device=device)
+        call = self.service.create_outbound(
+            project=project,
+            owner=owner,
+            context=context,
+            from_number=device.from_,
+            to_number=device.to,
+            leg=state,
+            tag=tag,
+            device=device.to_wire(),
+            via="sip",
+        )
+        state.call = call
         self.calls[call.call_id] = state
-        out.on_progress = lambda status: self._ringing(state)
+        out.on_progress = lambda status: self.service.far_end_ringing(call)
         out.on_answer = lambda sdp: self._answered(state, sdp)
         out.on_fail = lambda status, reason: self._failed(state, status)
         out.on_end = lambda reason: self._peer_ended(state, reason)
-        out.on_key = lambda key: self._key(state, key)
+        out.on_key = lambda key: self.service.inject_key(call, key)
         loop = asyncio.get_running_loop()
         state.timer = loop.call_later(device.timeout, self._timed_out, state)
-        self.server._emit_state(call)  # created
         out.start()
         return state
 
-    def _ringing(self, state: _SipCall) -> None:
-        if state.call.move_to(CallState.RINGING):
-            self.server._emit_state(state.call)
-
     def _answered(self, state: _SipCall, sdp: bytes) -> None:
-        if state.call.ended:
+        call = state.call
+        assert call is not None
+        if call.ended:
             return
         if state.timer is not None:
             state.timer.cancel()
@@ -407,38 +398,53 @@ class SipGateway:
             answer = parse_sdp(sdp)
             state.negotiated = negotiate(answer)
         except SdpError as exc:
-            log.info("! %s: unusable SDP answer: %s", state.call.call_id, exc)
-            self.server._end_call(state.call, "error")
+            log.info("! %s: unusable SDP answer: %s", call.call_id, exc)
+            self.service.end_call(call, "error")
             return
         state.remote_media = (answer.address, answer.port)
-        state.call.move_to(CallState.ANSWERED)
-        self._start_media(state)
-        self.server._emit_state(state.call)
+        self.start_media(state)
+        self.service.far_end_answered(call)
         if not state.outcome.done():
             state.outcome.set_result("answered")
 
     def _failed(self, state: _SipCall, status: int) -> None:
         state.ended_by_peer = True
-        self.server._end_call(state.call, _end_reason(status))
+        if state.call is not None:
+            self.service.far_end_hung_up(state.call, _end_reason(status))
 
     def _timed_out(self, state: _SipCall) -> None:
         state.timer = None
-        if state.call.state in (CallState.CREATED, CallState.RINGING):
-            self.server._end_call(state.call, "noAnswer")
+        call = state.call
+        if call is not None and call.state in (CallState.CREATED, CallState.RINGING):
+            self.service.end_call(call, "noAnswer")
 
-    def start_dial(self, session: ServerSession, tag: str, groups: list[list[SipDevice]]) -> None:
-        """Run :meth:`dial` in the background; the command is answered at once."""
-        task = asyncio.get_running_loop().create_task(self.dial(session, tag, groups))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def dial(
+        self,
+        service: CallService,
+        project: str,
+        owner: EventSink,
+        tag: str,
+        groups: Sequence[Sequence[Device]],
+        *,
+        context: str = "",
+    ) -> None:
+        """``calling.dial`` in the background: every device is checked first (errors name
+        the field), then groups are tried in series, a group's devices in parallel."""
+        devices = [[SipDevice.from_device(d) for d in group] for group in groups]
+        self._spawn(self._dial(project, owner, tag, devices, context))
 
-    async def dial(self, session: ServerSession, tag: str, groups: list[list[SipDevice]]) -> None:
-        """``calling.dial``: groups in series, devices of a group in parallel; first answer wins."""
-        node_id = self.server.nodeid
-        self._dial_event(session, {"dial_state": "dialing", "tag": tag, "node_id": node_id})
+    async def _dial(
+        self,
+        project: str,
+        owner: EventSink,
+        tag: str,
+        groups: list[list[SipDevice]],
+        context: str,
+    ) -> None:
+        self._dial_event(owner, tag, "dialing")
         reason = "error"
         for group in groups:
-            states = [await self.begin(session, tag, device) for device in group]
+            states = [await self._begin(project, owner, tag, device, context) for device in group]
             pending = {s.outcome for s in states}
             winner: _SipCall | None = None
             while pending and winner is None:
@@ -449,41 +455,40 @@ class SipGateway:
                         winner = state
                     elif future.result() != "answered":
                         reason = future.result()
-            if winner is not None:
+            if winner is not None and winner.call is not None:
                 for state in states:
-                    if state is not winner and not state.call.ended:
-                        self.server._end_call(state.call, "cancel")
+                    if state is not winner and state.call is not None and not state.call.ended:
+                        self.service.end_call(state.call, "cancel")
                 call = winner.call
                 self._dial_event(
-                    session,
-                    {
-                        "dial_state": "answered",
+                    owner,
+                    tag,
+                    "answered",
+                    call_id=call.call_id,
+                    call={
+                        "call_id": call.call_id,
+                        "node_id": call.node_id,
                         "tag": tag,
-                        "node_id": node_id,
-                        "call": {
-                            "call_id": call.call_id,
-                            "node_id": call.node_id,
-                            "tag": tag,
-                            "device": winner.device.to_wire() if winner.device else {},
-                            "dial_winner": True,
-                        },
+                        "device": winner.device.to_wire() if winner.device else {},
+                        "dial_winner": True,
                     },
                 )
                 return
-        self._dial_event(
-            session,
-            {
-                "dial_state": "failed",
-                "tag": tag,
-                "node_id": node_id,
-                "reason": reason,
-                "source": "sip",
-            },
-        )
+        self._dial_event(owner, tag, "failed", reason=reason, source="sip")
 
-    def _dial_event(self, session: ServerSession, params: dict[str, Any]) -> None:
-        session.broadcast(
-            DIAL_EVENT, params, nodeid=self.server.nodeid, space_id=self.server.space_id
+    def _dial_event(
+        self, owner: EventSink, tag: str, dial_state: str, *, call_id: str = "", **fields: Any
+    ) -> None:
+        self.service.notify(
+            owner,
+            DialStateChanged(
+                call_id=call_id,
+                node_id=self.service.node_id,
+                at=0.0,
+                tag=tag,
+                dial_state=dial_state,
+                **fields,
+            ),
         )
 
 

@@ -12,36 +12,32 @@ from __future__ import annotations
 
 __all__ = ["CALL_LOG_FORMAT", "CallerAction", "Heard", "VirtualCaller"]
 
-import ast
 import asyncio
 import contextlib
 import json
 import re
 import wave
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
+from ..calls import Call, CallEvent, CallService, CallState, TranscriptEntry
+from ..calls.log import caller_spans, transcript_entry
 from ..errors import CallEndedError, RelayTimeoutError
+from ..media.asr import Recognizer
 from ..media.dtmf import generate_dtmf
 from ..media.engine import HeardMedia
 from ..media.frames import FRAME_SECONDS, SAMPLE_RATE
 from ..media.sources import load_audio
-from ..server.calls import CallState, ServerCall, TranscriptEntry
+from ..media.tts import TtsEngine
 from .expect import ExpectationError, PromptMatcher, audio_says
 
 _T = TypeVar("_T")
 
-CALL_LOG_FORMAT = "relaykit-call-log/1"  # the "format" field of event_log() and its JSON files
-_RESULT_RE = re.compile(
-    r"^prompt ends: (?P<type>\S+) (?P<params>\{.*\}) \(reason (?P<reason>[^)]*)\)$"
-)
-
-if TYPE_CHECKING:
-    from ..server.app import RelayServer
+CALL_LOG_FORMAT = "relaykit-call-log/2"  # the "format" field of event_log() and its JSON files
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,16 +70,37 @@ class CallerAction:
 
 
 class VirtualCaller:
-    """Returned by :meth:`RelayServer.dial_in`; drives the caller's side of one call."""
+    """Returned by :meth:`RelayServer.dial_in`; drives the caller's side of one call.
 
-    def __init__(self, server: RelayServer, call: ServerCall) -> None:
-        self._server = server
+    It is an adapter on the call interface: it sends audio into the call and reads the call's
+    log (:mod:`relaykit.calls.events`) and the media the IVR played.
+
+    Args:
+        service: the call service the call runs on.
+        call: the call (an inbound call this caller placed).
+        tts: the synthesiser :meth:`say` speaks with.
+        recognizer: checks what audio prompts say (:meth:`expect_prompt`).
+        inline: run synthesis and recognition on the event loop (fast-clock tests).
+    """
+
+    def __init__(
+        self,
+        service: CallService,
+        call: Call,
+        *,
+        tts: TtsEngine,
+        recognizer: Recognizer,
+        inline: bool = False,
+    ) -> None:
+        self._service = service
         self._call = call
-        self._actions: list[CallerAction] = []
+        self._tts = tts
+        self._recognizer = recognizer
+        self._inline = inline
         self._cursor = 0  # heard items before this index were consumed by expect_prompt
         self._recognized: dict[tuple[int, str], float | None] = {}  # (item id, phrase) → confidence
         self._changed = asyncio.Event()
-        call.listeners.append(lambda _entry: self._changed.set())
+        call.log.subscribe(lambda _event: self._changed.set())
 
     @property
     def call_id(self) -> str:
@@ -112,12 +129,21 @@ class VirtualCaller:
 
     @property
     def transcript(self) -> list[TranscriptEntry]:
-        return list(self._call.transcript)
+        """The call's readable account, drawn from its log."""
+        return self._call.log.transcript()
+
+    @property
+    def events(self) -> list[CallEvent]:
+        """The call's log: every event so far, in order."""
+        return list(self._call.log)
 
     @property
     def actions(self) -> list[CallerAction]:
         """What the caller sent into the call, in order, with call times."""
-        return list(self._actions)
+        return [
+            CallerAction(span.kind, span.label, span.start, span.end or span.start)
+            for span in caller_spans(self._call.log)
+        ]
 
     @property
     def end_reason(self) -> str | None:
@@ -137,15 +163,20 @@ class VirtualCaller:
 
         Returns a function that removes the listener again.
         """
-        for entry in self._call.transcript:
-            listener(entry)
-        self._call.listeners.append(listener)
 
-        def remove() -> None:
-            with contextlib.suppress(ValueError):
-                self._call.listeners.remove(listener)
+        def entry_of(event: CallEvent) -> None:
+            entry = transcript_entry(event)
+            if entry is not None:
+                listener(entry)
 
-        return remove
+        return self._call.log.subscribe(entry_of, replay=True)
+
+    def on_event(self, listener: Callable[[CallEvent], None]) -> Callable[[], None]:
+        """Call ``listener(event)`` for every event of the call's log, past ones first.
+
+        Returns a function that removes the listener again.
+        """
+        return self._call.log.subscribe(listener, replay=True)
 
     async def wait_for_state(self, state: str, timeout: float = 5.0) -> None:
         """Wait until the call reaches ``state`` (or a later one)."""
@@ -172,22 +203,18 @@ class VirtualCaller:
     async def press(self, digits: str, *, tone_ms: int = 100, gap_ms: int = 100) -> None:
         """Send ``digits`` as real DTMF tones; returns once the last gap has been sent."""
         samples = generate_dtmf(digits, tone_ms=tone_ms, gap_ms=gap_ms)
-        self._call.note(self._now(), "caller", f"presses {digits}")
         await self._send(samples, "press", digits)
 
     async def say(
         self, text: str, *, language: str | None = None, gender: str | None = None
     ) -> None:
         """Speak ``text`` (synthesised with the server's TTS) into the call."""
-        tts = self._server.loader.tts
-        samples = await self._work(tts.synthesize, text, language=language, gender=gender)
-        self._call.note(self._now(), "caller", f"says {text!r}")
+        samples = await self._work(self._tts.synthesize, text, language=language, gender=gender)
         await self._send(samples, "say", text)
 
     async def play_wav(self, path: str | Path) -> None:
         """Send a recording (WAV, MP3, FLAC or OGG; any rate) into the call."""
         samples = await self._work(load_audio, str(path))
-        self._call.note(self._now(), "caller", f"plays {Path(path).name}")
         await self._send(samples, "play", Path(path).name)
 
     async def silence(self, seconds: float) -> None:
@@ -199,35 +226,28 @@ class VirtualCaller:
 
         With ``label`` (a file name, say) the transcript notes "plays LABEL".
         """
-        if label is not None:
-            self._call.note(self._now(), "caller", f"plays {label}")
         await self._send(samples, "audio" if label is None else "play", label or "")
 
     async def _send(self, samples: np.ndarray, kind: str, label: str) -> None:
         if self._call.ended:
             raise CallEndedError("the call has ended")
-        start = round(self._now() + self._call.media.inbound_pending, 3)
+        start = self._now() + self._call.media.inbound_pending
         end = round(start + len(samples) / SAMPLE_RATE, 3)
-        last = self._actions[-1] if self._actions else None
-        if kind == "audio" and last is not None and last.kind != "silence" and last.end == start:
-            # unlabelled audio right behind other audio continues it (a file sent in chunks)
-            self._actions[-1] = CallerAction(last.kind, last.label, last.start, end)
-        else:
-            self._actions.append(CallerAction(kind, label, start, end))
+        self._service.caller_acted(self._call, kind, label, end, at=start)
         done = asyncio.get_running_loop().create_future()
 
         def finished() -> None:
             if not done.done():
                 done.set_result(None)
 
-        self._call.media.push_inbound(samples, finished)
+        self._service.inject_audio(self._call, samples, finished)
         await done
 
     async def hangup(self) -> None:
         """Hang up from the caller's side (end_reason ``hangup``)."""
         if not self._call.ended:
-            self._call.note(self._now(), "caller", "hangs up")
-            self._server.hangup_from_caller(self._call)
+            self._service.caller_acted(self._call, "hangup")
+            self._service.far_end_hung_up(self._call, "hangup")
 
     def recording(self) -> np.ndarray:
         """The call so far as (n, 2) int16 samples at 16 kHz: left the caller, right the IVR."""
@@ -262,24 +282,9 @@ class VirtualCaller:
         return path
 
     def event_log(self) -> dict[str, Any]:
-        """Everything that happened on the call as JSON-ready data (times in call seconds).
-
-        ``transcript`` is the readable account; ``heard`` the media items the IVR played
-        (spans), ``caller`` the audio the caller sent (spans), ``keys`` the DTMF keys the IVR
-        detected, ``states`` the call states and ``results`` the prompts' results.
-        """
+        """The call as JSON-ready data: who, where, and its log's events (times in call
+        seconds), as :meth:`relaykit.calls.CallEvent.to_dict` writes them."""
         call = self._call
-        states, results = [], []
-        for entry in call.transcript:
-            if entry.actor == "call":
-                states.append({"at": entry.at, "text": entry.text})
-            elif entry.actor == "ivr" and entry.text.startswith("prompt ends: "):
-                result: dict[str, Any] = {"at": entry.at, "text": entry.text[13:]}
-                if (m := _RESULT_RE.match(entry.text)) is not None:
-                    with contextlib.suppress(ValueError, SyntaxError):
-                        result["params"] = ast.literal_eval(m["params"])
-                    result.update(type=m["type"], reason=m["reason"])
-                results.append(result)
         return {
             "format": CALL_LOG_FORMAT,
             "call_id": call.call_id,
@@ -290,12 +295,7 @@ class VirtualCaller:
             "end_reason": call.end_reason,
             "sample_rate": SAMPLE_RATE,
             "duration": round(len(self.recording()) / SAMPLE_RATE, 3),
-            "transcript": [asdict(e) for e in call.transcript],
-            "heard": [asdict(h) for h in self.heard],
-            "caller": [asdict(a) for a in self._actions],
-            "keys": [{"at": round(at, 3), "key": key} for at, key in call.media.keys],
-            "states": states,
-            "results": results,
+            "events": [event.to_dict() for event in call.log],
         }
 
     # -- expectations -----------------------------------------------------------------------------
@@ -379,7 +379,7 @@ class VirtualCaller:
         __tracebackhide__ = True  # pytest shows the test line, not this
 
         async def check() -> bool | None:
-            return True if self._call.media.prompts else None
+            return True if self._service.is_collecting(self._call) else None
 
         await self._wait_until(
             check,
@@ -448,9 +448,7 @@ class VirtualCaller:
             return False
         key = (id(item), phrase)
         if key not in self._recognized:
-            self._recognized[key] = await self._work(
-                audio_says, self._server.recognizer, samples, phrase
-            )
+            self._recognized[key] = await self._work(audio_says, self._recognizer, samples, phrase)
         return self._recognized[key] is not None
 
     def _describe_heard(self, matcher: PromptMatcher) -> str:
@@ -477,16 +475,17 @@ class VirtualCaller:
         return "\n".join(lines)
 
     def _describe_transcript(self, last: int = 12) -> str:
-        entries = self._call.transcript[-last:]
-        lines = ["Last events:" if len(self._call.transcript) > last else "Events:"]
+        transcript = self.transcript
+        entries = transcript[-last:]
+        lines = ["Last events:" if len(transcript) > last else "Events:"]
         lines += [f"  {e.at:6.2f} s  {e.actor:>6}  {e.text}" for e in entries]
         return "\n".join(lines)
 
     async def _work(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """CPU work (TTS, decoding, recognition): on the loop when the server runs inline."""
-        if getattr(self._server, "inline_media", False):
+        if self._inline:
             return fn(*args, **kwargs)
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     def _now(self) -> float:
-        return self._server.engine.call_time(self._call.media)
+        return self._service.call_time(self._call)

@@ -263,16 +263,8 @@ class PytestRelayServer(RelayServer):
             await asyncio.sleep(0.02)
 
     def _receiving(self, contexts: Sequence[str], now: float) -> bool:
-        return all(
-            any(
-                s.project == self.project
-                and s.send is not None
-                and context in s.contexts
-                and s.contexts[context] <= now
-                for s in self.sessions.values()
-            )
-            for context in contexts
-        )
+        registry = self.session_registry
+        return all(registry.receiving(self.project, context, now) for context in contexts)
 
 
 def _safe_name(nodeid: str) -> str:

@@ -24,6 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..calls import (
+    CallOffered,
+    CallStateChanged,
+    KeyDetected,
+    PlayStateChanged,
+    PromptEnded,
+    describe,
+    event_from_dict,
+)
+from ..calls.log import Span, caller_spans, media_spans
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -48,8 +59,8 @@ def load_call(path: str | Path) -> tuple[dict[str, Any], np.ndarray | None]:
     """The event log at ``path`` and its recording ((n, 2) int16, or None if missing)."""
     path = Path(path)
     log = json.loads(path.read_text())
-    if not isinstance(log, dict) or "transcript" not in log:
-        raise ValueError("not a relaykit call log (no transcript)")
+    if not isinstance(log, dict) or not isinstance(log.get("events"), list):
+        raise ValueError("not a relaykit call log (no events)")
     wav = path.with_name(log["wav"]) if log.get("wav") else path.with_suffix(".wav")
     samples = None
     if wav.exists():
@@ -138,10 +149,10 @@ def _merge_points(points: Sequence[tuple[float, str, str]], within: float) -> li
     return merged
 
 
-def _result_label(result: dict[str, Any]) -> tuple[str, str]:
-    kind = result.get("type")
-    params = result.get("params") or {}
-    reason = result.get("reason")
+def _result_label(result: PromptEnded) -> tuple[str, str]:
+    kind = result.result_type
+    params = result.params or {}
+    reason = result.reason
     if kind == "digit":
         value = str(params.get("digits", ""))
         term = params.get("terminator")
@@ -150,16 +161,14 @@ def _result_label(result: dict[str, Any]) -> tuple[str, str]:
         text = f"speech {params.get('text', '')!r}"
         if "confidence" in params:
             text += f" ({float(params['confidence']):.0f}%)"
-    elif kind is not None:
-        text = str(kind)
     else:
-        return f"result: {result.get('text', '')}", _NOTE
+        text = str(kind)
     good = kind in ("digit", "speech")
     return f"result: {text}" + (f" [{reason}]" if reason else ""), _GOOD if good else _BAD
 
 
-def _action_label(action: dict[str, Any]) -> str:
-    kind, label = action.get("kind", ""), str(action.get("label", ""))
+def _action_label(action: Span) -> str:
+    kind, label = action.kind, action.label
     if kind == "press":
         return f"presses {label}"
     if kind == "say":
@@ -169,8 +178,8 @@ def _action_label(action: dict[str, Any]) -> str:
     return "sends audio"
 
 
-def _media_label(item: dict[str, Any]) -> str:
-    kind, label = item.get("kind", ""), str(item.get("label", ""))
+def _media_label(item: Span) -> str:
+    kind, label = item.kind, item.label
     if kind == "tts":
         return f"“{label}”"
     if kind == "audio":
@@ -210,11 +219,12 @@ def timeline_figure(
     from matplotlib.ticker import MultipleLocator
 
     rate = int(log.get("sample_rate", 16000))
+    events = [event_from_dict(e) for e in log.get("events", [])]
+    sent, heard = caller_spans(events), media_spans(events)
     n = 0 if samples is None else len(samples)
     ends = [float(log.get("duration") or 0.0), n / rate]
-    for key in ("heard", "caller"):
-        ends += [float(i.get("end") or i.get("start") or 0.0) for i in log.get(key, [])]
-    ends += [float(e.get("at", 0.0)) for e in log.get("transcript", [])]
+    ends += [s.end or s.start for s in (*sent, *heard)]
+    ends += [e.at for e in events]
     duration = max([1.0, *ends])
     duration = float(np.ceil(duration * 10) / 10 + 0.1)
 
@@ -234,43 +244,34 @@ def timeline_figure(
         return float(w)
 
     # -- labels: caller actions and keys, IVR media, call events
-    caller_spans = [
-        _Label(float(a["start"]), float(a["end"]), _action_label(a), _CALLER, span=True)
-        for a in log.get("caller", [])
-        if a.get("kind") != "silence"
+    caller_labels = [
+        _Label(a.start, a.end or a.start, _action_label(a), _CALLER, span=True)
+        for a in sent
+        if a.kind != "silence"
     ]
-    keys = [
-        _Label(float(k["at"]), float(k["at"]), str(k["key"]), _IVR) for k in log.get("keys", [])
-    ]
+    keys = [_Label(e.at, e.at, e.key, _IVR) for e in events if isinstance(e, KeyDetected)]
     media = [
-        _Label(
-            float(h["start"]),
-            float(h["end"] if h.get("end") is not None else duration),
-            _media_label(h),
-            _IVR,
-            span=True,
-        )
-        for h in log.get("heard", [])
-        if h.get("kind") != "silence"
+        _Label(h.start, h.end if h.end is not None else duration, _media_label(h), _IVR, True)
+        for h in heard
+        if h.kind != "silence"
     ]
     points: list[tuple[float, str, str]] = []
-    for state in log.get("states", []):
-        text = str(state.get("text", ""))
-        if " calls " in text:
-            text = "call offered"
-        points.append((float(state.get("at", 0.0)), text, _STATE))
-    for result in log.get("results", []):
-        text, color = _result_label(result)
-        points.append((float(result.get("at", 0.0)), text, color))
-    for entry in log.get("transcript", []):
-        if entry.get("actor") == "ivr" and "barge-in" in str(entry.get("text", "")):
-            points.append((float(entry["at"]), "barge-in", _NOTE))
-    events = _merge_points(points, within=2 * sec_per_px * _PAD_PX)
+    for event in events:
+        if isinstance(event, CallOffered):
+            points.append((event.at, "call offered", _STATE))
+        elif isinstance(event, CallStateChanged):
+            points.append((event.at, describe(event) or event.state, _STATE))
+        elif isinstance(event, PromptEnded):
+            text, color = _result_label(event)
+            points.append((event.at, text, color))
+        elif isinstance(event, PlayStateChanged) and event.cause == "barge_in":
+            points.append((event.at, "barge-in", _NOTE))
+    marks = _merge_points(points, within=2 * sec_per_px * _PAD_PX)
 
-    caller_rows = _packed(caller_spans, measure, sec_per_px, limit, text_end, gap_px=3)
+    caller_rows = _packed(caller_labels, measure, sec_per_px, limit, text_end, gap_px=3)
     key_rows = _packed(keys, measure, sec_per_px, limit, text_end, gap_px=2)
     media_rows = _packed(media, measure, sec_per_px, limit, text_end, gap_px=3)
-    event_rows = _packed(events, measure, sec_per_px, limit, text_end, gap_px=3)
+    event_rows = _packed(marks, measure, sec_per_px, limit, text_end, gap_px=3)
 
     rows = [
         ("caller", max(caller_rows, 1) + max(key_rows, 1), "lane"),
@@ -341,7 +342,7 @@ def timeline_figure(
                     color=label.color, va="bottom", ha="left", bbox=_BOX, zorder=5)  # fmt: skip
 
     caller_n = max(caller_rows, 1)
-    draw_spans(axes[0], caller_spans, caller_n, base=max(key_rows, 1))
+    draw_spans(axes[0], caller_labels, caller_n, base=max(key_rows, 1))
     axes[0].set_ylim(-0.2, caller_n + max(key_rows, 1) + 0.4)
     for key in keys:  # keys the IVR detected: a tick and the key, in the bottom rows
         y = max(key_rows, 1) - 1 - key.row + 0.5
@@ -352,14 +353,14 @@ def timeline_figure(
 
     ax = axes[4]
     ax.set_ylim(-0.2, max(event_rows, 1) + 0.4)
-    for event in events:
-        y = max(event_rows, 1) - 1 - event.row + 0.5
-        ax.text(event.x + event.offset, y - 0.12, event.text, fontsize=_FONT,
-                color=event.color, va="bottom", ha="left", bbox=_BOX, zorder=5)  # fmt: skip
-    for event in events:
+    for mark in marks:
+        y = max(event_rows, 1) - 1 - mark.row + 0.5
+        ax.text(mark.x + mark.offset, y - 0.12, mark.text, fontsize=_FONT,
+                color=mark.color, va="bottom", ha="left", bbox=_BOX, zorder=5)  # fmt: skip
+    for mark in marks:
         for other in axes:
-            other.axvline(event.x, color=event.color, linewidth=0.9, alpha=0.7,
-                          linestyle="-" if event.color != _STATE else "--")  # fmt: skip
+            other.axvline(mark.x, color=mark.color, linewidth=0.9, alpha=0.7,
+                          linestyle="-" if mark.color != _STATE else "--")  # fmt: skip
 
     if title is None:
         state = str(log.get("state", ""))

@@ -73,6 +73,14 @@ class SpeechRecognition:
     def languages(self) -> tuple[str, ...]:
         return tuple(self.recognizer.languages)
 
+    def supports(self, language: str) -> bool:
+        """Whether ``language`` (``en-US``, ``en``…) is one the recogniser knows."""
+        wanted = language.replace("_", "-").lower()
+        return any(
+            wanted == lang.lower() or wanted == lang.lower().split("-")[0]
+            for lang in self.languages
+        )
+
     async def decode(
         self, language: str, hints: Sequence[str], audio: np.ndarray, *, final: bool
     ) -> Decoded:

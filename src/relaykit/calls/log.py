@@ -1,0 +1,184 @@
+"""A call's log: its events in order, as data, and the readable transcript drawn from them."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CallLog",
+    "Span",
+    "TranscriptEntry",
+    "caller_spans",
+    "describe",
+    "media_spans",
+    "transcript_entry",
+]
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+from .events import (
+    CallerActed,
+    CallEvent,
+    CallOffered,
+    CallStateChanged,
+    KeyDetected,
+    MediaEnded,
+    MediaStarted,
+    PlayStateChanged,
+    PromptEnded,
+    SpeechHeard,
+)
+
+_E = TypeVar("_E", bound=CallEvent)
+
+Listener = Callable[[CallEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptEntry:
+    """One readable line of a call: ``at`` call seconds, ``actor`` caller, ivr or call."""
+
+    at: float
+    actor: str
+    text: str
+
+
+_CALLER_VERBS = {"press": "presses", "say": "says", "play": "plays"}
+
+
+def describe(event: CallEvent) -> str | None:
+    """The transcript line for ``event``, or None for events the transcript leaves out."""
+    if isinstance(event, CallOffered):
+        via = f" ({event.via.upper()})" if event.via else ""
+        if event.direction == "outbound":
+            return f"{event.from_number} calls {event.to_number} ({event.via.upper()}, outbound)"
+        return (
+            f"{event.from_number} calls {event.to_number}{via}; "
+            f"offered to context {event.context!r}"
+        )
+    if isinstance(event, CallStateChanged):
+        reason = f" ({event.end_reason})" if event.end_reason else ""
+        return f"{event.state}{reason}"
+    if isinstance(event, CallerActed):
+        if event.action == "hangup":
+            return "hangs up"
+        if event.action == "say":
+            return f"says {event.label!r}"
+        verb = _CALLER_VERBS.get(event.action)
+        return f"{verb} {event.label}" if verb is not None and event.label else None
+    if isinstance(event, MediaStarted):
+        level = f" at {event.volume_db:+g} dB" if event.volume_db else ""
+        return f"plays {event.media} {event.label!r}{level}"
+    if isinstance(event, PlayStateChanged):
+        if event.cause == "barge_in":
+            return "stops the prompt's media (barge-in)"
+        if event.cause == "stopped":
+            return "stops the media"
+        if event.state == "error" and event.cause != "hangup":
+            return f"media error: {event.error}"
+        return None
+    if isinstance(event, KeyDetected):
+        return f"detects key {event.key}"
+    if isinstance(event, SpeechHeard):
+        return f"hears {event.seconds:.1f}s of speech ({event.reason})"
+    if isinstance(event, PromptEnded):
+        shown = {k: v for k, v in (event.params or {}).items() if v != ""}
+        return f"prompt ends: {event.result_type} {shown} (reason {event.reason})"
+    return None
+
+
+class CallLog:
+    """Every event of one call, in the order it happened; listeners see each as it is added."""
+
+    def __init__(self) -> None:
+        self._events: list[CallEvent] = []
+        self._listeners: list[Listener] = []
+
+    def append(self, event: CallEvent) -> None:
+        self._events.append(event)
+        for listener in list(self._listeners):
+            listener(event)
+
+    def subscribe(self, listener: Listener, *, replay: bool = False) -> Callable[[], None]:
+        """Call ``listener(event)`` for every new event (and every past one first, with
+        ``replay``); returns a function that unsubscribes."""
+        if replay:
+            for event in list(self._events):
+                listener(event)
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def __iter__(self) -> Iterator[CallEvent]:
+        return iter(list(self._events))
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def of(self, kind: type[_E]) -> list[_E]:
+        """The events of one kind, in order."""
+        return [e for e in self._events if isinstance(e, kind)]
+
+    def transcript(self) -> list[TranscriptEntry]:
+        """The readable account of the call."""
+        return [entry for event in self._events if (entry := transcript_entry(event))]
+
+
+def transcript_entry(event: CallEvent) -> TranscriptEntry | None:
+    text = describe(event)
+    return None if text is None else TranscriptEntry(round(event.at, 3), event.actor, text)
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Something that lasted: ``kind`` (press, say, tts, audio…), ``label``, call seconds;
+    ``end`` is None while it goes on."""
+
+    kind: str
+    label: str
+    start: float
+    end: float | None
+
+
+_AUDIO_ACTIONS = ("press", "say", "play", "silence", "audio")
+
+
+def caller_spans(events: Iterable[CallEvent]) -> list[Span]:
+    """What the far end sent, in order. Unlabelled audio right behind other audio continues it
+    (a file sent in chunks)."""
+    spans: list[Span] = []
+    for event in events:
+        if not isinstance(event, CallerActed) or event.action not in _AUDIO_ACTIONS:
+            continue
+        end = event.at if event.end is None else event.end
+        last = spans[-1] if spans else None
+        if (
+            event.action == "audio"
+            and last is not None
+            and last.kind != "silence"
+            and last.end == event.at
+        ):
+            spans[-1] = Span(last.kind, last.label, last.start, end)
+            continue
+        spans.append(Span(event.action, event.label, event.at, end))
+    return spans
+
+
+def media_spans(events: Iterable[CallEvent]) -> list[Span]:
+    """The media items the IVR played, in the order they started, with their ends."""
+    spans: list[Span] = []
+    open_items: dict[str, list[int]] = {}
+    for event in events:
+        if isinstance(event, MediaStarted):
+            open_items.setdefault(event.control_id, []).append(len(spans))
+            spans.append(Span(event.media, event.label, event.at, None))
+        elif isinstance(event, MediaEnded) and open_items.get(event.control_id):
+            index = open_items[event.control_id].pop(0)
+            span = spans[index]
+            spans[index] = Span(span.kind, span.label, span.start, event.at)
+    return spans

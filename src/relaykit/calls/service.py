@@ -1,0 +1,546 @@
+"""The call interface: every way a call is driven goes through :class:`CallService`.
+
+Adapters sit around it: the RELAY WebSocket sessions (commands from IVRs), the SIP gateway and
+the virtual callers (the far ends), later the cluster bus and the browser phone. They hand it
+plain data (ids, validated ``protocol.calling`` params, audio) and get events back as data
+(:mod:`relaykit.calls.events`), so an adapter could as well sit in another process.
+
+Commands from an IVR name a project and are checked against the call's project: another
+project's call looks exactly like no call at all (:class:`NotFoundError`).
+"""
+
+from __future__ import annotations
+
+__all__ = ["CallService", "Dialer", "Receivers"]
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..errors import LimitExceededError, NotFoundError, ProtocolError
+from ..media import collector as collect_outputs
+from ..media.engine import (
+    CollectOutputEvent,
+    EngineEvent,
+    ItemEnded,
+    ItemStarted,
+    MediaEngine,
+    PlaybackEvent,
+    SpeechCaptured,
+)
+from ..media.engine import KeyDetected as EngineKey
+from ..media.frames import SAMPLE_RATE
+from ..protocol import calling
+from .call import Call, EventSink, Leg
+from .events import (
+    CallerActed,
+    CallEvent,
+    CallOffered,
+    CallStateChanged,
+    InputStarted,
+    KeyDetected,
+    MediaEnded,
+    MediaStarted,
+    PlayStateChanged,
+    PromptEnded,
+    PromptPartial,
+    SpeechHeard,
+)
+from .loader import MediaLoader
+from .speech import SpeechRecognition
+from .state import CallState
+
+log = logging.getLogger("relaykit.calls")
+
+
+class Receivers(Protocol):
+    """Who takes inbound calls: picks one consumer of a project's context (the session layer)."""
+
+    async def pick(self, project: str, context: str, timeout: float) -> EventSink:
+        """A sink for the offer; raises RelayTimeoutError when none is there in time."""
+
+
+class Dialer(Protocol):
+    """Places outbound calls to one kind of device (``sip``, ``phone``…)."""
+
+    async def begin(
+        self,
+        service: CallService,
+        project: str,
+        owner: EventSink,
+        tag: str | None,
+        device: calling.Device,
+        *,
+        context: str = "",
+    ) -> Call:
+        """Create the call (state events follow) and start ringing the device.
+
+        Raises ProtocolError naming the field when the device's params are not valid.
+        """
+
+    def dial(
+        self,
+        service: CallService,
+        project: str,
+        owner: EventSink,
+        tag: str,
+        groups: Sequence[Sequence[calling.Device]],
+        *,
+        context: str = "",
+    ) -> None:
+        """Check every device, then run a ``calling.dial`` in the background (dial events go
+        to ``owner``)."""
+
+
+class CallService:
+    """Owns the calls of this node and their components.
+
+    Args:
+        engine: the media engine the calls' audio runs on.
+        loader: turns RELAY media into samples (TTS, files, URLs).
+        speech: decodes utterances off the media clock.
+        node_id: this node's id, carried by every event.
+        record_calls: keep both audio channels of every call (WAVs, timelines).
+        max_components_per_call: plays and prompts one call may run at once.
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: MediaEngine,
+        loader: MediaLoader,
+        speech: SpeechRecognition,
+        node_id: str,
+        record_calls: bool = True,
+        max_components_per_call: int = 32,
+    ) -> None:
+        self.engine = engine
+        self.loader = loader
+        self.speech = speech
+        self.node_id = node_id
+        self.record_calls = record_calls
+        self.max_components_per_call = max_components_per_call
+        self.receivers: Receivers | None = None
+        self.dialers: dict[str, Dialer] = {}
+        self._calls: dict[str, Call] = {}
+        self._on_new_call: list[Callable[[Call], None]] = []
+        self.calls_present = asyncio.Event()  # set while any call exists (the clock waits on it)
+
+    # -- reading ------------------------------------------------------------------------------
+    @property
+    def calls(self) -> Mapping[str, Call]:
+        """Every live call of this node, by id (read-only view)."""
+        return self._calls
+
+    def __iter__(self) -> Iterator[Call]:
+        return iter(list(self._calls.values()))
+
+    def get(self, project: str, call_id: str) -> Call:
+        """The live call ``call_id`` of ``project``; NotFoundError otherwise (also for another
+        project's call, which must look exactly like no call)."""
+        call = self._calls.get(call_id)
+        if call is None or call.project != project or call.ended:
+            raise NotFoundError(f"call {call_id!r} not found")
+        return call
+
+    def owned_by(self, owner: EventSink) -> int:
+        """How many live calls ``owner`` holds."""
+        return sum(1 for c in self._calls.values() if c.owner is owner)
+
+    def on_new_call(self, listener: Callable[[Call], None]) -> Callable[[], None]:
+        """Call ``listener(call)`` for every call created from now on (browser phone, tests)."""
+        self._on_new_call.append(listener)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._on_new_call.remove(listener)
+
+        return remove
+
+    def call_time(self, call: Call) -> float:
+        """Seconds of media time since the call began."""
+        return self.engine.call_time(call.media)
+
+    def is_collecting(self, call: Call) -> bool:
+        """Whether a prompt is collecting input on the call (keys and speech count)."""
+        return self.engine.is_collecting(call.call_id)
+
+    # -- creating calls -----------------------------------------------------------------------
+    async def offer(
+        self,
+        *,
+        project: str,
+        context: str,
+        from_number: str,
+        to_number: str,
+        timeout: float,
+        leg: Leg | None = None,
+        via: str = "",
+    ) -> Call:
+        """An inbound call to ``context``: created, then offered to one consumer of it.
+
+        Raises RelayTimeoutError when no consumer of the context is there within ``timeout``.
+        """
+        if self.receivers is None:
+            raise RuntimeError("no receivers: nothing takes inbound calls on this node")
+        owner = await self.receivers.pick(project, context, timeout)
+        call = self._new_call(project, context, from_number, to_number, "inbound", owner, leg)
+        self._emit(
+            call,
+            CallOffered(
+                call_id=call.call_id,
+                node_id=self.node_id,
+                at=0.0,
+                context=context,
+                from_number=from_number,
+                to_number=to_number,
+                via=via,
+            ),
+        )
+        return call
+
+    def create_outbound(
+        self,
+        *,
+        project: str,
+        owner: EventSink,
+        context: str,
+        from_number: str,
+        to_number: str,
+        leg: Leg,
+        tag: str | None = None,
+        device: dict[str, Any] | None = None,
+        via: str = "",
+    ) -> Call:
+        """A call placed by ``owner`` (calling.begin/dial); its ``created`` state is sent."""
+        call = self._new_call(project, context, from_number, to_number, "outbound", owner, leg)
+        call.tag, call.device = tag, device
+        self._emit(
+            call,
+            CallOffered(
+                call_id=call.call_id,
+                node_id=self.node_id,
+                at=0.0,
+                context=context,
+                from_number=from_number,
+                to_number=to_number,
+                direction="outbound",
+                via=via,
+            ),
+        )
+        self.emit_state(call)
+        return call
+
+    def _new_call(
+        self,
+        project: str,
+        context: str,
+        from_number: str,
+        to_number: str,
+        direction: str,
+        owner: EventSink | None,
+        leg: Leg | None,
+    ) -> Call:
+        media = self.engine.add_call(str(uuid.uuid4()), record=self.record_calls)
+        call = Call(
+            call_id=media.call_id,
+            project=project,
+            context=context,
+            from_number=from_number,
+            to_number=to_number,
+            node_id=self.node_id,
+            media=media,
+            direction=direction,
+            owner=owner,
+            leg=leg,
+        )
+        self._calls[call.call_id] = call
+        self.calls_present.set()
+        for listener in list(self._on_new_call):
+            listener(call)
+        return call
+
+    # -- the far end (adapters that own a leg) ------------------------------------------------
+    def far_end_ringing(self, call: Call) -> None:
+        """An outbound call's device rings (SIP 180/183)."""
+        if call.move_to(CallState.RINGING):
+            self.emit_state(call)
+
+    def far_end_answered(self, call: Call) -> None:
+        """An outbound call's device answered."""
+        if call.move_to(CallState.ANSWERED):
+            self.emit_state(call)
+
+    def far_end_hung_up(self, call: Call, reason: str = "hangup") -> None:
+        """The far end hung up or the call failed there (busy, noAnswer, cancel, error)."""
+        self.end_call(call, reason)
+
+    def caller_acted(
+        self,
+        call: Call,
+        action: str,
+        label: str = "",
+        end: float | None = None,
+        *,
+        at: float | None = None,
+    ) -> None:
+        """Log what the far end did (pressed, said, played, hung up), from call time ``at``
+        (now by default) to ``end``."""
+        self._emit(call, CallerActed(**self._stamp(call, at), action=action, label=label, end=end))
+
+    def inject_audio(
+        self, call: Call, samples: np.ndarray, on_done: Callable[[], None] | None = None
+    ) -> None:
+        """Queue far-end audio (16 kHz int16) into the call; ``on_done`` once it has played."""
+        call.media.push_inbound(samples, on_done)
+
+    def inject_key(self, call: Call, key: str) -> None:
+        """A key received out of band (RFC 4733, SIP INFO)."""
+        if not call.ended:
+            self.dispatch(self.engine.inject_key(call.call_id, key))
+
+    # -- commands from IVRs -------------------------------------------------------------------
+    def answer(self, project: str, call_id: str, owner: EventSink) -> None:
+        """``calling.answer``: the answering consumer owns the call from now on."""
+        call = self.get(project, call_id)
+        if call.state is CallState.ANSWERED:
+            return
+        call.owner = owner
+        call.move_to(CallState.ANSWERED)
+        if call.leg is not None:
+            call.leg.answered(call)
+        # the state event follows the command's reply
+        asyncio.get_running_loop().call_soon(self.emit_state, call)
+
+    def end(self, project: str, call_id: str, reason: str) -> None:
+        """``calling.end``: the call ends right after the command's reply."""
+        call = self.get(project, call_id)
+        asyncio.get_running_loop().call_soon(self.end_call, call, reason)
+
+    def play(self, project: str, play: calling.PlayParams) -> None:
+        """``calling.play``: start playing ``play.play`` on the call."""
+        call = self.get(project, play.call.call_id)
+        self._check_new_component(call, play.control_id)
+        items = self.loader.prepare(play.play)
+        self.engine.start_play(call.call_id, play.control_id, items, play.volume)
+        self._load(call, items, play.play)
+
+    def prompt(self, project: str, prompt: calling.PlayAndCollectParams) -> None:
+        """``calling.play_and_collect``: play the media and collect digits and/or speech."""
+        call = self.get(project, prompt.call.call_id)
+        self._check_new_component(call, prompt.control_id)
+        speech = prompt.collect.speech
+        if speech is not None:
+            if not self.speech.supports(speech.language):
+                supported = ", ".join(self.speech.languages)
+                raise ProtocolError(
+                    f"unsupported speech language {speech.language!r}; supported: {supported}",
+                    field="collect.speech.language",
+                )
+            self.speech.prepare()
+        items = self.loader.prepare(prompt.play)
+        self.engine.start_prompt(
+            call.call_id, prompt.control_id, items, prompt.collect, prompt.volume
+        )
+        self._load(call, items, prompt.play)
+
+    def stop(self, project: str, call_id: str, control_id: str) -> None:
+        """Stop a component; its terminal events follow the command's reply (§5.2)."""
+        call = self.get(project, call_id)
+        if not self.engine.has_component(call.call_id, control_id):
+            raise NotFoundError(f"control_id {control_id!r} not found")
+        asyncio.get_running_loop().call_soon(
+            lambda: self.dispatch(self.engine.stop(call.call_id, control_id))
+        )
+
+    def set_volume(self, project: str, call_id: str, control_id: str, volume_db: float) -> None:
+        call = self.get(project, call_id)
+        if not self.engine.set_volume(call.call_id, control_id, volume_db):
+            raise NotFoundError(f"control_id {control_id!r} not found")
+
+    def _check_new_component(self, call: Call, control_id: str) -> None:
+        if self.engine.has_component(call.call_id, control_id):
+            raise ProtocolError("is already in use on this call", field="control_id")
+        running = self.engine.component_count(call.call_id)
+        if running >= self.max_components_per_call:
+            raise LimitExceededError(f"call already runs {running} plays/prompts, the limit")
+
+    def _load(self, call: Call, items: list[Any], media: Any) -> None:
+        self._spawn(call, self.loader.load(items, media))
+
+    @staticmethod
+    def _spawn(call: Call, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        call.tasks.add(task)
+        task.add_done_callback(call.tasks.discard)
+
+    # -- ending -------------------------------------------------------------------------------
+    def end_call(self, call: Call, reason: str) -> None:
+        """``ending``, then every component's terminal event, then ``ended``.
+
+        Causal order: a client that gets a prompt's result because the call ended already
+        knows the call is ending (``call.ended`` is true in both SDKs).
+        """
+        if call.ended:
+            return
+        call.end_reason = reason
+        if call.leg is not None:
+            call.leg.ended(call, reason)
+        call.move_to(CallState.ENDING)
+        self.emit_state(call)
+        self.dispatch(self.engine.end_call(call.call_id))
+        for task in call.tasks:
+            task.cancel()
+        call.move_to(CallState.ENDED)
+        self.emit_state(call)
+        self._calls.pop(call.call_id, None)
+
+    def end_all(self, reason: str = "hangup", *, owner: EventSink | None = None) -> None:
+        """End every call (of ``owner`` only, if given)."""
+        for call in list(self._calls.values()):
+            if owner is None or call.owner is owner:
+                self.end_call(call, reason)
+
+    # -- events -------------------------------------------------------------------------------
+    def emit_state(self, call: Call) -> None:
+        self._emit(
+            call,
+            CallStateChanged(
+                **self._stamp(call),
+                state=call.state.value,
+                from_number=call.from_number,
+                to_number=call.to_number,
+                direction=call.direction,
+                end_reason=call.end_reason if call.ended else None,
+                tag=call.tag,
+                device=call.device,
+            ),
+        )
+
+    def notify(self, owner: EventSink, event: CallEvent) -> None:
+        """Send an event that belongs to no one call's log (``calling.call.dial``)."""
+        owner.deliver(event)
+
+    def _emit(self, call: Call, event: CallEvent) -> None:
+        call.log.append(event)
+        if call.owner is not None:
+            call.owner.deliver(event)
+
+    def _stamp(self, call: Call, at: float | None = None) -> dict[str, Any]:
+        when = self.engine.call_time(call.media) if at is None else at
+        return {"call_id": call.call_id, "node_id": self.node_id, "at": round(when, 3)}
+
+    def dispatch(self, events: list[EngineEvent]) -> None:
+        """Turn the media engine's events into call events (the media clock calls this)."""
+        for event in events:
+            call = self._calls.get(event.call_id)
+            if call is None:
+                continue
+            stamp = self._stamp(call, event.at)
+            if isinstance(event, PlaybackEvent):
+                self._emit(
+                    call,
+                    PlayStateChanged(
+                        **stamp,
+                        control_id=event.control_id,
+                        state=event.state,
+                        error=event.error,
+                        cause=event.cause,
+                    ),
+                )
+            elif isinstance(event, CollectOutputEvent):
+                self._collect(call, stamp, event)
+            elif isinstance(event, ItemStarted):
+                self._emit(
+                    call,
+                    MediaStarted(
+                        **stamp,
+                        control_id=event.control_id,
+                        media=event.kind,
+                        label=event.label,
+                        volume_db=event.volume_db,
+                    ),
+                )
+            elif isinstance(event, ItemEnded):
+                self._emit(
+                    call,
+                    MediaEnded(
+                        **stamp, control_id=event.control_id, media=event.kind, label=event.label
+                    ),
+                )
+            elif isinstance(event, EngineKey):
+                self._emit(call, KeyDetected(**stamp, key=event.key))
+            elif isinstance(event, SpeechCaptured):
+                self._recognize(call, event)
+
+    def _collect(self, call: Call, stamp: dict[str, Any], event: CollectOutputEvent) -> None:
+        output = event.output
+        if isinstance(output, collect_outputs.InputStarted):
+            self._emit(
+                call,
+                InputStarted(**stamp, control_id=event.control_id, reported=event.report_input),
+            )
+        elif isinstance(output, collect_outputs.PartialResult):
+            self._emit(
+                call,
+                PromptPartial(
+                    **stamp,
+                    control_id=event.control_id,
+                    result_type=output.result_type,
+                    params=output.params,
+                ),
+            )
+        elif isinstance(output, collect_outputs.PromptResultData):
+            self._emit(
+                call,
+                PromptEnded(
+                    **stamp,
+                    control_id=event.control_id,
+                    result_type=output.result_type,
+                    params=output.params,
+                    reason=output.reason,
+                ),
+            )
+
+    def _recognize(self, call: Call, event: SpeechCaptured) -> None:
+        """Recognise an utterance off the media clock, then hand the text back to the engine."""
+        if not event.final:
+            if event.control_id in call.partials_running:
+                return  # the previous snapshot is still being decoded; skip this one
+            call.partials_running.add(event.control_id)
+        else:
+            self._emit(
+                call,
+                SpeechHeard(
+                    **self._stamp(call, event.at),
+                    control_id=event.control_id,
+                    seconds=round(len(event.audio) / SAMPLE_RATE, 3),
+                    reason=event.reason,
+                ),
+            )
+
+        async def run() -> None:
+            try:
+                text, confidence = await self.speech.decode(
+                    event.language, event.hints, event.audio, final=event.final
+                )
+            except Exception:
+                log.exception("! speech recognition failed")
+                text, confidence = None, 0.0
+            finally:
+                call.partials_running.discard(event.control_id)
+            if event.final:
+                self.dispatch(
+                    self.engine.speech_recognized(
+                        call.call_id, event.control_id, text, confidence, event.reason
+                    )
+                )
+            elif text:
+                self.dispatch(self.engine.speech_partial(call.call_id, event.control_id, text))
+
+        self._spawn(call, run())

@@ -1,0 +1,91 @@
+"""Routes one authenticated request: the blade methods, then ``calling.*`` by the method table.
+
+This is where the call service's errors become RELAY results (404, 400, 429) inside a
+successful ``blade.execute``, as the v2 SDKs expect.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Router"]
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from ..calls import CallService
+from ..errors import LimitExceededError, NotFoundError, ProtocolError, UnknownMethodError
+from ..protocol import blade
+from ..protocol.jsonrpc import Request
+from .handlers import METHODS, Handler
+from .handlers.base import Context
+from .sessions import ServerSession, SessionRegistry
+
+
+class Router:
+    """Answers the requests of logged-in sessions."""
+
+    def __init__(
+        self,
+        calls: CallService,
+        sessions: SessionRegistry,
+        *,
+        nodeid: str,
+        methods: Mapping[str, Handler] = METHODS,
+    ) -> None:
+        self.calls = calls
+        self.sessions = sessions
+        self.nodeid = nodeid
+        self.methods = dict(methods)
+
+    async def request(self, session: ServerSession, request: Request) -> dict[str, Any]:
+        """The ``result`` of ``request``; raises RelayError for JSON-RPC errors."""
+        method = request.method
+        if method == blade.PING:
+            timestamp = request.params.get("timestamp")
+            return {"timestamp": timestamp} if timestamp is not None else {}
+        if method == blade.SUBSCRIPTION:
+            sub = blade.SubscriptionParams.parse(request.params)
+            _check_protocol(session, sub.protocol, "params.protocol")
+            session.subscribed = sub.command == "add"
+            if session.subscribed:
+                asyncio.get_running_loop().call_soon(session.flush)
+            return {
+                "protocol": sub.protocol,
+                "command": sub.command,
+                "subscribe_channels": list(sub.channels),
+            }
+        if method != blade.EXECUTE:
+            raise UnknownMethodError(method)
+        execute = blade.ExecuteParams.parse(request.params)
+        if execute.method == "setup":
+            if execute.protocol != blade.SETUP_PROTOCOL:
+                raise ProtocolError(
+                    'setup must name protocol "signalwire"', field="params.protocol"
+                )
+            return self._result({"protocol": session.protocol or session.new_protocol()})
+        _check_protocol(session, execute.protocol, "params.protocol")
+        handler = self.methods.get(execute.method)
+        if handler is None:
+            raise UnknownMethodError(execute.method)
+        context = Context(session, self.calls, self.sessions)
+        try:
+            inner = await handler(context, execute.params)
+        except NotFoundError as exc:
+            inner = blade.relay_result(404, exc.message)
+        except ProtocolError as exc:
+            inner = blade.relay_result(400, str(exc))
+        except LimitExceededError as exc:
+            inner = blade.relay_result(429, str(exc))
+        return self._result(inner)
+
+    def _result(self, inner: dict[str, Any]) -> dict[str, Any]:
+        return blade.execute_result(
+            inner, requester_nodeid=self.nodeid, responder_nodeid=self.nodeid
+        )
+
+
+def _check_protocol(session: ServerSession, protocol: str, field: str) -> None:
+    if session.protocol is None:
+        raise ProtocolError("run setup first", field=field)
+    if protocol != session.protocol:
+        raise ProtocolError("is not this session's protocol", field=field)
