@@ -50,7 +50,7 @@ from relaykit import RelayServer
 from relaykit.media.dtmf import generate_dtmf
 from relaykit.media.engine import KeyDetected, PlaybackEvent
 from relaykit.media.frames import FRAME_SECONDS, SAMPLES_PER_FRAME
-from relaykit.server.calls import TranscriptEntry
+from relaykit.calls import TranscriptEntry
 from relaykit.testing import VirtualCaller
 
 PIN_PROMPT = "Please enter your 4 digit PIN, then press pound"
@@ -92,7 +92,8 @@ class Bench:
         self.marks: list[tuple[int, Any]] = []  # (frame, event)
         self._tick_start = 0.0
         engine = self.server.engine
-        tick, dispatch = engine.tick, self.server._dispatch
+        clock = self.server.clock
+        tick, dispatch = engine.tick, clock.dispatch
         server = self.server
 
         def timed_tick() -> list[Any]:
@@ -117,7 +118,7 @@ class Bench:
                 self._tick_start = 0.0
 
         engine.tick = timed_tick  # type: ignore[method-assign]
-        self.server._dispatch = timed_dispatch  # type: ignore[method-assign]
+        clock.dispatch = timed_dispatch
         experiments.apply_server(experiment)
 
     async def __aenter__(self) -> Bench:

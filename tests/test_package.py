@@ -26,7 +26,17 @@ def test_public_names_are_exactly_all():
     )
     names, listed = json.loads(out.stdout)
     public = {name for name in names if not name.startswith("_")}
-    subpackages = {"client", "errors", "media", "protocol", "server", "sip", "testing", "cli"}
+    subpackages = {
+        "calls",
+        "client",
+        "errors",
+        "media",
+        "protocol",
+        "server",
+        "sip",
+        "testing",
+        "cli",
+    }
     assert set(listed) - {"__version__"} == public - subpackages
     assert len(listed) == len(set(listed))
 

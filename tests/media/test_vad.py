@@ -187,7 +187,7 @@ def test_push_flags_speech_frames_for_the_prompt_engine(tts: EspeakTts) -> None:
 
     assert len(times) > 0.5 * (offset - onset) / FRAME_SECONDS  # most of the speech
     assert onset <= times[0] <= onset + TOLERANCE
-    assert times[-1] <= offset
+    assert times[-1] <= offset + 1e-9  # frame times are sums of 0.02 s steps
 
 
 def test_quiet_speech_below_the_threshold_is_ignored(tts: EspeakTts) -> None:

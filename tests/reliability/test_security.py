@@ -37,14 +37,19 @@ async def test_failed_logins_do_not_lock_out_a_good_client_from_the_same_address
     """After many wrong tokens, the right token still gets in; no token appears in the logs."""
     caplog.set_level(logging.DEBUG)
     async with RelayServer(credentials=CREDENTIALS) as server:
-        server._throttle.maximum = 0.05
+        server.session_registry.throttle.maximum = 0.05
         for _ in range(8):
             bad = RawClient(await connect(server.url))
             reply = await bad.handshake(A, "guess-123")
             assert "authentication failed" in reply["error"]["message"]
             with pytest.raises(ConnectionClosed):
                 await bad.recv()
-        assert server._throttle.failures("127.0.0.1", now=asyncio.get_running_loop().time()) == 8
+        assert (
+            server.session_registry.throttle.failures(
+                "127.0.0.1", now=asyncio.get_running_loop().time()
+            )
+            == 8
+        )
         good = await _client(server, A)
         assert good.protocol
     assert "guess-123" not in caplog.text and "token-a" not in caplog.text
@@ -173,10 +178,9 @@ async def test_a_client_that_stops_reading_is_disconnected_not_buffered_forever(
     async with RelayServer(credentials=CREDENTIALS, max_outbox=5) as server:
         client = await _client(server, A)
         session = next(iter(server.sessions.values()))
-        connection = next(iter(server._connections))
         for n in range(50):  # more events than the outbox holds, faster than they drain
-            session.broadcast("calling.call.state", {"call_id": str(n)}, nodeid="n", space_id="s")
-        assert connection._closing
-        with pytest.raises(ConnectionClosed):
+            session.broadcast("calling.call.state", {"call_id": str(n)})
+        with pytest.raises(ConnectionClosed) as closed:
             while True:
                 await client.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
