@@ -48,13 +48,13 @@ def _patcher() -> tuple[Callable[[Any, str, Any], None], Undo]:
 def ws_batch() -> Undo:
     from websockets.asyncio.server import ServerConnection
 
-    from relaykit.server.connection import Connection
+    from relaykit.server.outbox import Outbox
 
     patch, undo = _patcher()
     send_data = ServerConnection.send_data
 
     async def write(self: Any) -> None:
-        outbox, ws = self._outbox, self.ws
+        outbox, ws = self._queue, self._write.__self__  # the queue, and the socket it writes to
         while True:
             batch = [await outbox.get()]
             while batch[-1] is not None and not outbox.empty() and len(batch) < 512:
@@ -78,7 +78,7 @@ def ws_batch() -> Undo:
             self.protocol.writes.extend(data)
             send_data(self)
 
-    patch(Connection, "_write", write)
+    patch(Outbox, "_run", write)
     patch(ServerConnection, "send_data", send_data_joined)
     return undo
 

@@ -47,10 +47,10 @@ from benchmarks._common import (
     tree_peak_rss_kib,
 )
 from relaykit import RelayServer
+from relaykit.calls import TranscriptEntry
 from relaykit.media.dtmf import generate_dtmf
 from relaykit.media.engine import KeyDetected, PlaybackEvent
 from relaykit.media.frames import FRAME_SECONDS, SAMPLES_PER_FRAME
-from relaykit.calls import TranscriptEntry
 from relaykit.testing import VirtualCaller
 
 PIN_PROMPT = "Please enter your 4 digit PIN, then press pound"

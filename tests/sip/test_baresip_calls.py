@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from relaykit import Call, RelayServer
-from relaykit.calls import Call
+from relaykit.calls import Call as ServerCall
 from relaykit.media.dtmf import generate_dtmf
 from tests.helpers import WAIT, outcome
 from tests.sip.peers import IVR_NUMBER, LOOPBACK, baresip, transcribe, write_wav
@@ -34,7 +34,7 @@ async def pin_ivr(call: Call):
     return result
 
 
-async def the_call(server: RelayServer) -> Call:
+async def the_call(server: RelayServer) -> ServerCall:
     """The server's one call, once it exists."""
     async with asyncio.timeout(WAIT):
         while not server.calls:
