@@ -38,6 +38,7 @@ __all__ = [
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -51,7 +52,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -89,6 +90,12 @@ def decode_utterance(
 # --------------------------------------------------------------------------- wire format
 
 
+class Readable(Protocol):
+    """A blocking byte stream (a pipe, a file, ``BytesIO``)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class WireError(MediaError):
     """A frame between the server and a speech worker does not follow the protocol."""
 
@@ -122,7 +129,7 @@ def _parse_meta(body: bytes) -> dict[str, Any]:
     return meta
 
 
-def _read_exactly(stream: BinaryIO, n: int) -> bytes:
+def _read_exactly(stream: Readable, n: int) -> bytes:
     data = bytearray()
     while len(data) < n:
         chunk = stream.read(n - len(data))
@@ -132,7 +139,7 @@ def _read_exactly(stream: BinaryIO, n: int) -> bytes:
     return bytes(data)
 
 
-def read_frame(stream: BinaryIO) -> tuple[dict[str, Any], bytes] | None:
+def read_frame(stream: Readable) -> tuple[dict[str, Any], bytes] | None:
     """The next frame of a blocking stream, or None when the stream ends between frames."""
     header = _read_exactly(stream, _HEADER.size)
     if not header:
@@ -223,9 +230,8 @@ class _Worker:
         loop = asyncio.get_running_loop()
         replies, errors = asyncio.StreamReader(), asyncio.StreamReader()
         for reader, pipe in ((replies, self.proc.stdout), (errors, self.proc.stderr)):
-            transport, _ = await loop.connect_read_pipe(
-                lambda r=reader: asyncio.StreamReaderProtocol(r), pipe
-            )
+            protocol = functools.partial(asyncio.StreamReaderProtocol, reader)
+            transport, _ = await loop.connect_read_pipe(protocol, pipe)
             self._transports.append(transport)
         self._stdin, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, self.proc.stdin)
         self._transports.append(self._stdin)
@@ -241,7 +247,7 @@ class _Worker:
         reply = self._reply = asyncio.get_running_loop().create_future()
         self._stdin.write(encode_frame({**meta, "id": self._last_id}, payload))
         try:
-            answer = await asyncio.wait_for(reply, timeout)
+            answer: dict[str, Any] | None = await asyncio.wait_for(reply, timeout)
         except TimeoutError:
             raise _WorkerLost(f"gave no answer in {timeout:g} s") from None
         finally:
