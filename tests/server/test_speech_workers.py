@@ -56,9 +56,9 @@ def alive(pid: int) -> bool:
     return True
 
 
-def speech_worker_children() -> list[int]:
-    """Child processes of this one that run a speech worker."""
-    found = []
+def children(marker: bytes = b"relaykit.server.speech_worker") -> set[int]:
+    """Child processes of this one (zombies included) whose command line holds ``marker``."""
+    found = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -68,8 +68,8 @@ def speech_worker_children() -> list[int]:
         except OSError:  # ended meanwhile
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == os.getpid() and b"relaykit.server.speech_worker" in cmdline:
-            found.append(int(entry))
+        if ppid == os.getpid() and marker in cmdline:
+            found.add(int(entry))
     return found
 
 
@@ -218,6 +218,7 @@ async def test_a_worker_that_does_not_answer_is_replaced(
 
 @pytest.mark.asyncio
 async def test_close_answers_waiting_requests_and_leaves_no_process(sales: np.ndarray) -> None:
+    before = children()  # another test's leftovers are not this one's business
     speech = SpeechRecognition(processes=2)
     assert await speech.warm_up() == 2
     pids = speech.worker_pids
@@ -233,7 +234,7 @@ async def test_close_answers_waiting_requests_and_leaves_no_process(sales: np.nd
     speech.close()  # idempotent
     assert await asyncio.wait_for(asyncio.gather(*pending), WAIT) == [NOTHING] * 4
     assert not any(alive(pid) for pid in pids)
-    assert speech_worker_children() == []
+    assert children() <= before
     assert speech.worker_pids == ()
 
 
@@ -264,11 +265,8 @@ async def test_a_worker_that_cannot_start_gives_nothing_heard(
     sales: np.ndarray, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An interpreter that exits at once: the prompt gets no_match with the reason logged."""
-    broken = [
-        sys.executable,
-        "-c",
-        "import sys; print('no model here', file=sys.stderr); sys.exit(3)",
-    ]
+    code = "import sys; print('no model here', file=sys.stderr); sys.exit(3)"
+    broken = [sys.executable, "-c", code]
     monkeypatch.setattr(speech_module, "_worker_command", lambda: broken)
     speech = SpeechRecognition(processes=1)
     try:
@@ -279,7 +277,7 @@ async def test_a_worker_that_cannot_start_gives_nothing_heard(
         assert "no model here" in caplog.text
     finally:
         speech.close()
-    assert speech_worker_children() == []
+    assert children(b"no model here") == set()  # each failed start was reaped
 
 
 @pytest.mark.asyncio

@@ -385,8 +385,8 @@ class _WorkerPool:
                 worker = await self._run(slot, worker, job)
             except Exception:  # a bug here must not leave the caller waiting
                 log.exception("! speech slot %d failed", slot)
-                if worker is not None:
-                    await self._retire(slot, worker, "was stopped after a server error")
+                if (current := self.workers[slot]) is not None:
+                    await self._retire(slot, current, "was stopped after a server error")
                 worker = None
             finally:
                 self.in_flight[slot] = None
@@ -408,6 +408,9 @@ class _WorkerPool:
 
     async def _run(self, slot: int, worker: _Worker | None, job: _Job) -> _Worker | None:
         """Decode ``job`` on ``worker`` (started if need be); the worker to keep using."""
+        if worker is not None and worker.gone.is_set():  # died just as the job came
+            await self._retire(slot, worker, f"{worker.why_gone} while idle")
+            worker = None
         if worker is None:
             worker = await self._start(slot)
             if worker is None:
