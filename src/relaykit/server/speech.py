@@ -624,10 +624,19 @@ class SpeechRecognition:
     def close(self) -> None:
         """Kill and reap the workers; waiting requests get nothing heard. Idempotent.
 
-        Call it on the event loop's thread, or after the loop has ended.
+        From a thread other than that of the running event loop the workers' loop does it soon
+        after, not before this returns.
         """
         pool, self._pool = self._pool, None
-        if pool is not None:
+        if pool is None:
+            return
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is not pool.loop and pool.loop.is_running():
+            pool.loop.call_soon_threadsafe(pool.close)
+        else:
             pool.close()
 
     def __del__(self) -> None:
