@@ -114,12 +114,6 @@ def proc_field(path: str, key: str) -> int:
     return 0
 
 
-def pid_after(seconds: float) -> int:
-    """Sleep, then name the process: run in a pool, it shows which workers are up."""
-    time.sleep(seconds)
-    return os.getpid()
-
-
 class SystemCpu:
     """CPU use of the whole machine between two samples, and the share of other processes."""
 

@@ -41,7 +41,6 @@ from benchmarks._common import (
     ms,
     peer_python,
     percentile,
-    pid_after,
     status_kib,
     tree_cpu_seconds,
     tree_peak_rss_kib,
@@ -136,21 +135,14 @@ class Bench:
     async def start_speech_workers(self, timeout: float = 60.0) -> None:
         """Start the speech decoding processes and wait until each has warmed its recogniser.
 
-        The server does this on a helper thread when its first speech prompt begins; here it
-        happens before anything is measured, as the TTS cache is warmed before a run."""
+        The server starts them when its first speech prompt begins; here it happens before
+        anything is measured, as the TTS cache is warmed before a run."""
         speech = self.server.speech
         if speech.processes <= 0:
             return
-        pool = speech._workers()  # the server's pool, made on first use
-        loop = asyncio.get_running_loop()
-        seen: set[int] = set()
-        deadline = loop.time() + timeout
-        while len(seen) < speech.processes and loop.time() < deadline:
-            # a worker busy initialising takes nothing: once every pid has answered, all are up
-            jobs = [loop.run_in_executor(pool, pid_after, 0.05) for _ in range(speech.processes)]
-            seen.update(await asyncio.gather(*jobs))
-        if len(seen) < speech.processes:
-            log(f"only {len(seen)} of {speech.processes} speech processes up after {timeout:g}s")
+        ready = await asyncio.wait_for(speech.warm_up(), timeout)
+        if ready < speech.processes:
+            log(f"only {ready} of {speech.processes} speech processes up")
 
     def push(self, caller: VirtualCaller, *chunks: np.ndarray) -> int:
         """Queue audio on the caller's idle line; returns the frame that reads its first sample."""
