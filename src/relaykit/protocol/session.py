@@ -34,9 +34,9 @@ class ReplyReceived:
 
 @dataclass(frozen=True, slots=True)
 class StrayReply:
-    """A reply whose id we are not waiting for (late, duplicate or invented)."""
+    """A reply whose id we are not waiting for (late, duplicate, invented or unreadable: None)."""
 
-    id: str | int
+    id: str | int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,21 +67,22 @@ class Peer:
         if isinstance(message, Request):
             if message.id is not None:
                 if message.id in self._unanswered:
-                    exc = ProtocolError(
+                    duplicate = ProtocolError(
                         "duplicate request id while the first is still in progress",
                         field="id",
                         code=ErrorCode.INVALID_REQUEST,
                     )
                     # The reply goes to the first request; this one gets none of its own.
-                    return Malformed(exc, None)
+                    return Malformed(duplicate, None)
                 self._unanswered.add(message.id)
             return RequestReceived(message)
-        method = self._pending.pop(message.id, None)
-        if method is None:
-            return StrayReply(message.id)
+        reply_id = message.id
+        method = None if reply_id is None else self._pending.pop(reply_id, None)
+        if reply_id is None or method is None:
+            return StrayReply(reply_id)
         if isinstance(message, Response):
-            return ReplyReceived(message.id, method, message.result, None)
-        return ReplyReceived(message.id, method, None, message)
+            return ReplyReceived(reply_id, method, message.result, None)
+        return ReplyReceived(reply_id, method, None, message)
 
     def request(
         self, method: str, params: dict[str, Any], *, expect_reply: bool = True
