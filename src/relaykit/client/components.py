@@ -239,18 +239,22 @@ class Action(Generic[ComponentT, ResultT]):
 
     @property
     def control_id(self) -> str:
+        """The id the server knows this operation by."""
         return self._component.control_id
 
     @property
     def payload(self) -> dict[str, Any]:
+        """The params of the command that was sent."""
         return self._component.payload
 
     @property
     def state(self) -> str:
+        """The latest state reported by the server (``playing``, ``finished``…)."""
         return self._component.state
 
     @property
     def completed(self) -> bool:
+        """The operation has ended; ``result`` is final."""
         return self._component.completed
 
     @property
@@ -318,6 +322,7 @@ class PromptAction(Action[PromptComponent, PromptResult]):
 
     @property
     def on_partial(self) -> Callable[[dict[str, Any]], Any] | None:
+        """Called with each interim ``result`` object (needs ``partial_results=True``)."""
         return self._component.on_partial
 
     @on_partial.setter

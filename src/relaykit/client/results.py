@@ -65,10 +65,12 @@ class Result:
 
     @property
     def successful(self) -> bool:
+        """The operation completed as asked (played to the end, or collected input)."""
         return self._component.successful
 
     @property
     def event(self) -> Event | None:
+        """What completed it; None while it runs."""
         return self._component.event
 
     def __repr__(self) -> str:
@@ -95,26 +97,32 @@ class PromptResult(Result):
 
     @property
     def prompt_type(self) -> str:
+        """digit, speech, no_input, no_match or error once completed."""
         return self._prompt.prompt_type
 
     @property
     def type(self) -> str:
+        """Another name for ``prompt_type``."""
         return self._prompt.prompt_type
 
     @property
     def result(self) -> str | None:
+        """The digits pressed or the text recognised."""
         return self._prompt.input
 
     @property
     def terminator(self) -> str | None:
+        """The key that ended digit entry; ``""`` if max digits or the timeout did."""
         return self._prompt.terminator
 
     @property
     def confidence(self) -> float | None:
+        """Speech recognition confidence, 0-100."""
         return self._prompt.confidence
 
     @property
     def reason(self) -> str | None:
+        """Why the prompt ended (``terminator``, ``max_digits``, ``stopped``…)."""
         return self._prompt.reason
 
     def __repr__(self) -> str:

@@ -46,6 +46,8 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Response:
+    """A successful reply: the ``result`` object for request ``id``."""
+
     id: str | int
     result: dict[str, Any]
 

@@ -19,6 +19,8 @@ from .jsonrpc import ErrorResponse, Request, Response, new_id, parse_message, se
 
 @dataclass(frozen=True, slots=True)
 class RequestReceived:
+    """A valid request from the other side, to be answered with ``respond``."""
+
     request: Request
 
 
@@ -51,6 +53,8 @@ Incoming = RequestReceived | ReplyReceived | StrayReply | Malformed
 
 
 class Peer:
+    """One side of a JSON-RPC connection: parses frames, builds requests and replies."""
+
     def __init__(self) -> None:
         self._pending: dict[str | int, str] = {}  # our request id -> method
         self._unanswered: set[str | int] = set()  # their request ids we still owe a reply
