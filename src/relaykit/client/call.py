@@ -169,8 +169,8 @@ class Call:
         (``wait_for(["answered"])``) or, as in the v2 SDK, as ``events=[…]``. Returns False if
         the call ends first or after ``timeout`` seconds.
         """
-        wanted: set[str] = set(events or ())
-        for state in states:
+        wanted: set[str] = set()
+        for state in (*states, *([events] if events is not None else [])):
             wanted.update([state] if isinstance(state, str) else state)
         wanted = wanted or {"ended"}
         loop = asyncio.get_running_loop()
