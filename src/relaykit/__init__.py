@@ -4,8 +4,10 @@ The SDK (``Consumer``, ``Client``, ``Call``, actions and results), the local REL
 (``RelayServer``) and the virtual caller (``VirtualCaller``, from ``RelayServer.dial_in``).
 """
 
-__version__ = "0.1.0"
+import importlib as _importlib
+import typing as _typing
 
+from ._version import __version__
 from .client import (
     AnswerResult,
     Call,
@@ -32,8 +34,6 @@ from .errors import (
     RelayError,
     RelayTimeoutError,
 )
-from .server import RelayServer
-from .testing import Heard, VirtualCaller
 
 __all__ = [
     "AnswerResult",
@@ -63,3 +63,24 @@ __all__ = [
     "VirtualCaller",
     "__version__",
 ]
+
+if _typing.TYPE_CHECKING:
+    from .server import RelayServer
+    from .testing import Heard, VirtualCaller
+
+# The server and the virtual caller need numpy and the media stack; they load on first use, so
+# an app that imports only the SDK stays light.
+_LAZY = {"RelayServer": ".server", "Heard": ".testing", "VirtualCaller": ".testing"}
+
+
+if not _typing.TYPE_CHECKING:  # hidden from type checkers, which would accept any name
+
+    def __getattr__(name: str) -> object:
+        if name not in _LAZY:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(_importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(_LAZY))

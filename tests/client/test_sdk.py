@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
+import soundfile
 
 from relaykit import AuthenticationError, Call, Client, Consumer, RelayServer
+from relaykit.media.frames import SAMPLE_RATE
+from tests.compat.wire import WireRecorder
 from tests.helpers import PROJECT, TOKEN, WAIT, outcome
+
+PROMPT_METHODS = ("prompt", "prompt_audio", "prompt_tts", "prompt_ringtone")
 
 pytestmark = pytest.mark.asyncio
 
@@ -213,3 +219,137 @@ async def test_plain_client_receives_calls_the_v2_way(server):
         assert await outcome(answered) is True
     finally:
         await client.disconnect()
+
+
+# -- every prompt option reaches the wire, from every prompt method --------------------------------
+ALL_OPTIONS = {
+    "volume": -3,
+    "initial_timeout": 4,
+    "digits_max": 1,
+    "digits_terminators": "#",
+    "digits_timeout": 2,
+    "end_silence_timeout": 0.8,
+    "speech_timeout": 20,
+    "speech_language": "en-US",
+    "speech_hints": ["one"],
+    "partial_results": True,
+    "send_start_of_input": True,
+    "barge_in": False,
+}
+ALL_OPTIONS_COLLECT = {
+    "initial_timeout": 4,
+    "partial_results": True,
+    "send_start_of_input": True,
+    "barge_in": False,
+    "digits": {"max": 1, "terminators": "#", "digit_timeout": 2},
+    "speech": {
+        "end_silence_timeout": 0.8,
+        "speech_timeout": 20,
+        "language": "en-US",
+        "hints": ["one"],
+    },
+}
+
+
+@pytest.fixture
+def wav_url(tmp_path):
+    t = np.arange(int(0.4 * SAMPLE_RATE)) / SAMPLE_RATE
+    path = tmp_path / "menu.wav"
+    soundfile.write(path, (0.2 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32), SAMPLE_RATE)
+    return path.as_uri()
+
+
+@pytest.mark.parametrize(
+    "method", [f"{base}{kind}" for base in PROMPT_METHODS for kind in ("", "_async")]
+)
+async def test_every_prompt_option_reaches_the_wire_from_every_prompt_method(
+    server, wav_url, method
+):
+    """Each of the 8 prompt methods sends every option it is given, under its wire name."""
+    media = {
+        "prompt": [{"type": "tts", "text": "Press a key"}],
+        "prompt_audio": wav_url,
+        "prompt_tts": "Press a key",
+        "prompt_ringtone": "us",
+    }[method.removesuffix("_async")]
+    outcomes: asyncio.Queue = asyncio.Queue()
+
+    class Ivr(Consumer):
+        contexts = ("office",)
+
+        async def on_incoming_call(self, call: Call) -> None:
+            await call.answer()
+            started = await getattr(call, method)("both", media, **ALL_OPTIONS)
+            outcomes.put_nowait(await started.wait() if method.endswith("_async") else started)
+
+    async with WireRecorder(server.url) as wire:
+        consumer = Ivr(project=PROJECT, token=TOKEN, url=wire.url)
+        task = asyncio.create_task(consumer.serve())
+        try:
+            caller = await server.dial_in(context="office", timeout=WAIT)
+            request = await wire.wait_prompt_playing(caller.call_id, timeout=WAIT)
+            await caller.press("5")
+            result = await outcome(outcomes)
+        finally:
+            await consumer.stop()
+            await asyncio.wait_for(task, WAIT)
+    params = request.execute_params
+    assert params["collect"] == ALL_OPTIONS_COLLECT
+    assert params["volume"] == -3.0
+    assert (result.successful, result.prompt_type, result.result) == (True, "digit", "5")
+
+
+async def test_wait_for_takes_states_as_arguments_as_a_list_or_as_v2_events(server, run_ivr):
+    """wait_for("answered"), wait_for(["answered"]) and v2's wait_for(events=[...]) all work."""
+    hung_up = asyncio.Event()
+
+    async def ivr(call: Call):
+        await call.answer()
+        forms = [
+            await call.wait_for("answered", timeout=WAIT),
+            await call.wait_for(["ringing", "answered"], timeout=WAIT),
+            await call.wait_for(events=["answered"], timeout=WAIT),
+        ]
+        await asyncio.wait_for(hung_up.wait(), WAIT)
+        forms.append(await call.wait_for(events=["ended"], timeout=WAIT))
+        forms.append(await call.wait_for(events=["answered"], timeout=WAIT))
+        return forms
+
+    outcomes = await run_ivr(ivr)
+    caller = await server.dial_in(context="office")
+    await caller.wait_answered()
+    await caller.hangup()
+    hung_up.set()
+    assert await outcome(outcomes) == [True, True, True, True, False]
+
+
+async def test_consumer_passes_its_connection_options_to_the_client(server):
+    """Consumer(request_timeout=…, reconnect=…) configures the Client it creates."""
+    connected = asyncio.Event()
+
+    class Ivr(Consumer):
+        def ready(self) -> None:
+            connected.set()
+
+    consumer = Ivr(
+        project=PROJECT,
+        token=TOKEN,
+        url=server.url,
+        contexts=["office"],
+        request_timeout=3.5,
+        reconnect=False,
+        resume_timeout=1.5,
+    )
+    task = asyncio.create_task(consumer.serve())
+    try:
+        await asyncio.wait_for(connected.wait(), WAIT)
+        client = consumer.client
+        assert client is not None
+        assert (client.request_timeout, client.reconnect, client.resume_timeout) == (
+            3.5,
+            False,
+            1.5,
+        )
+    finally:
+        await consumer.stop()
+        await asyncio.wait_for(task, WAIT)

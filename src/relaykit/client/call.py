@@ -2,27 +2,45 @@
 
 from __future__ import annotations
 
-__all__ = ["Call", "Calling"]
+__all__ = ["Call", "Calling", "CallingClient"]
 
 import asyncio
 import inspect
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, get_args
 
 from ..errors import RelayError
 from ..protocol import calling
-from .components import Component, PlayAction, PlayComponent, PromptAction, PromptComponent
-from .payloads import build_collect, build_media_list
+from .components import (
+    CommandSender,
+    Component,
+    PlayAction,
+    PlayComponent,
+    PromptAction,
+    PromptComponent,
+)
+from .payloads import CallState, EndReason, Gender, PromptType, build_collect, build_media_list
 from .results import AnswerResult, Event, HangupResult, PlayResult, PromptResult
-
-if TYPE_CHECKING:
-    from .client import Client
 
 log = logging.getLogger("relaykit.client")
 
-_STATES = ("none", "created", "ringing", "answered", "ending", "ended")
+_STATES: tuple[str, ...] = get_args(CallState)
+
+# A call event handler: gets the event's params; may be a coroutine function.
+Handler = Callable[[dict[str, Any]], Any]
+
+
+class CallingClient(CommandSender, Protocol):
+    """What calls need from their client (``Client`` provides it)."""
+
+    @property
+    def request_timeout(self) -> float: ...
+
+    async def receive(self, contexts: list[str]) -> None: ...
+
+    def _spawn(self, awaitable: Awaitable[Any]) -> None: ...
 
 
 class Call:
@@ -30,7 +48,7 @@ class Call:
 
     def __init__(
         self,
-        client: Client,
+        client: CallingClient,
         *,
         call_id: str | None = None,
         node_id: str | None = None,
@@ -40,7 +58,8 @@ class Call:
         direction: str = "inbound",
     ) -> None:
         device = device or {}
-        dparams = device.get("params") if isinstance(device.get("params"), dict) else {}
+        raw_params = device.get("params")
+        dparams: Mapping[str, Any] = raw_params if isinstance(raw_params, dict) else {}
         self.client = client
         self.id = call_id
         self.node_id = node_id
@@ -57,7 +76,7 @@ class Call:
         self.busy = False
         self.failed = False
         self._components: dict[str, Component] = {}
-        self._handlers: dict[str, list[Callable[..., Any]]] = {}
+        self._handlers: dict[str, list[Handler]] = {}
         self._state_changed = asyncio.Event()
 
     def __repr__(self) -> str:
@@ -66,31 +85,36 @@ class Call:
     # -- properties ---------------------------------------------------------------------------
     @property
     def answered(self) -> bool:
+        """The call is answered."""
         return self.state == "answered"
 
     @property
     def active(self) -> bool:
+        """The call has not ended yet."""
         return self.state != "ended"
 
     @property
     def ended(self) -> bool:
+        """The call is ending or has ended."""
         return self.state in ("ending", "ended")
 
     @property
     def device(self) -> dict[str, Any]:
+        """The v2 device object: ``{"type": "phone", "params": {"from_number", "to_number"}}``."""
         params: dict[str, Any] = {"from_number": self.from_number, "to_number": self.to_number}
         if self.timeout is not None:
             params["timeout"] = self.timeout
         return {"type": self.call_type, "params": params}
 
     # -- callbacks ----------------------------------------------------------------------------
-    def on(self, name: str, callback: Callable[..., Any]) -> Call:
+    def on(self, name: str, callback: Handler) -> Call:
         """Call ``callback(params)`` on ``name``: a state, ``stateChange``, ``play.<state>``,
         ``play.stateChange`` or ``prompt`` (every collect event)."""
         self._handlers.setdefault(name, []).append(callback)
         return self
 
-    def off(self, name: str, callback: Callable[..., Any] | None = None) -> Call:
+    def off(self, name: str, callback: Handler | None = None) -> Call:
+        """Remove ``callback`` from ``name``, or every callback of ``name`` if None."""
         if callback is None:
             self._handlers.pop(name, None)
         elif callback in self._handlers.get(name, []):
@@ -117,7 +141,8 @@ class Call:
         await self.wait_for("answered", "ending", "ended", timeout=self.client.request_timeout)
         return AnswerResult(self.state == "answered", Event(self.state, {"call_state": self.state}))
 
-    async def hangup(self, reason: str = "hangup") -> HangupResult:
+    async def hangup(self, reason: EndReason = "hangup") -> HangupResult:
+        """End the call with ``reason``; successful once it has ended."""
         if self.state == "ended":
             return HangupResult(True, self.end_reason, Event("ended", {"call_state": "ended"}))
         try:
@@ -132,11 +157,21 @@ class Call:
             self.state == "ended", self.end_reason, Event(self.state, {"call_state": self.state})
         )
 
-    async def wait_for(self, *events: str | Iterable[str], timeout: float | None = None) -> bool:
-        """Wait until the call reaches one of ``events`` (default ``ended``); False on timeout."""
+    async def wait_for(
+        self,
+        *states: CallState | Iterable[CallState],
+        events: Iterable[CallState] | None = None,
+        timeout: float | None = None,
+    ) -> bool:
+        """Wait until the call reaches one of the states (default ``ended``).
+
+        States are given as arguments (``wait_for("answered", "ended")``), as a list
+        (``wait_for(["answered"])``) or, as in the v2 SDK, as ``events=[…]``. Returns False if
+        the call ends first or after ``timeout`` seconds.
+        """
         wanted: set[str] = set()
-        for e in events:
-            wanted.update([e] if isinstance(e, str) else e)
+        for state in (*states, *([events] if events is not None else [])):
+            wanted.update([state] if isinstance(state, str) else state)
         wanted = wanted or {"ended"}
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -153,21 +188,30 @@ class Call:
         return True
 
     async def wait_for_ringing(self) -> bool:
+        """Wait until the call rings; False if it ends first."""
         return await self.wait_for("ringing")
 
     async def wait_for_answered(self) -> bool:
+        """Wait until the call is answered; False if it ends first."""
         return await self.wait_for("answered")
 
     async def wait_for_ending(self) -> bool:
+        """Wait until the call starts ending; False if it ends without that state."""
         return await self.wait_for("ending")
 
     async def wait_for_ended(self) -> bool:
+        """Wait until the call has ended."""
         return await self.wait_for("ended")
 
     # -- play ---------------------------------------------------------------------------------
     async def play_async(
         self, media_list: Sequence[Mapping[str, Any]], volume: float = 0
     ) -> PlayAction:
+        """Start playing ``media_list`` at ``volume`` dB (-40 to 40); returns at once.
+
+        Media dicts are flat (``{"type": "tts", "text": "Hi"}``) or nested
+        (``{"type": "tts", "params": {"text": "Hi"}}``); types audio, tts, silence, ringtone.
+        """
         payload: dict[str, Any] = {"play": build_media_list(media_list)}
         if volume:
             payload["volume"] = float(volume)
@@ -176,82 +220,426 @@ class Call:
         return PlayAction(component)
 
     async def play(self, media_list: Sequence[Mapping[str, Any]], volume: float = 0) -> PlayResult:
+        """Play ``media_list`` (see :meth:`play_async`) and wait until it ends."""
         return await (await self.play_async(media_list, volume)).wait()
 
     async def play_audio_async(self, url: str, volume: float = 0) -> PlayAction:
+        """Start playing the audio file at ``url``; returns at once."""
         return await self.play_async([{"type": "audio", "url": url}], volume)
 
     async def play_audio(self, url: str, volume: float = 0) -> PlayResult:
+        """Play the audio file at ``url`` and wait until it ends."""
         return await self.play([{"type": "audio", "url": url}], volume)
 
     async def play_tts_async(
-        self, text: str, language: str | None = None, gender: str | None = None, volume: float = 0
+        self,
+        text: str,
+        language: str | None = None,
+        gender: Gender | None = None,
+        volume: float = 0,
     ) -> PlayAction:
+        """Start speaking ``text`` (``language`` e.g. "en-US"); returns at once."""
         return await self.play_async([_tts(text, language, gender)], volume)
 
     async def play_tts(
-        self, text: str, language: str | None = None, gender: str | None = None, volume: float = 0
+        self,
+        text: str,
+        language: str | None = None,
+        gender: Gender | None = None,
+        volume: float = 0,
     ) -> PlayResult:
+        """Speak ``text`` (``language`` e.g. "en-US") and wait until it ends."""
         return await self.play([_tts(text, language, gender)], volume)
 
     async def play_silence_async(self, duration: float) -> PlayAction:
+        """Start ``duration`` seconds of silence; returns at once."""
         return await self.play_async([{"type": "silence", "duration": float(duration)}])
 
     async def play_silence(self, duration: float) -> PlayResult:
+        """Play ``duration`` seconds of silence and wait until they end."""
         return await self.play([{"type": "silence", "duration": float(duration)}])
 
     async def play_ringtone_async(
         self, name: str, duration: float | None = None, volume: float = 0
     ) -> PlayAction:
+        """Start the ringtone ``name`` (e.g. "us") for ``duration`` seconds; returns at once."""
         return await self.play_async([_ringtone(name, duration)], volume)
 
     async def play_ringtone(
         self, name: str, duration: float | None = None, volume: float = 0
     ) -> PlayResult:
+        """Play the ringtone ``name`` (e.g. "us") for ``duration`` seconds and wait."""
         return await self.play([_ringtone(name, duration)], volume)
 
     # -- prompt -------------------------------------------------------------------------------
     async def prompt_async(
-        self, prompt_type: str, media_list: Sequence[Mapping[str, Any]], **kwargs: Any
+        self,
+        prompt_type: PromptType,
+        media_list: Sequence[Mapping[str, Any]],
+        *,
+        volume: float | None = None,
+        initial_timeout: float | None = None,
+        digits_max: int | None = None,
+        digits_terminators: str | None = None,
+        digits_timeout: float | None = None,
+        end_silence_timeout: float | None = None,
+        speech_timeout: float | None = None,
+        speech_language: str | None = None,
+        speech_hints: list[str] | tuple[str, ...] | None = None,
+        partial_results: bool | None = None,
+        send_start_of_input: bool | None = None,
+        barge_in: bool | None = None,
+        language: str | None = None,
+        gender: Gender | None = None,
+        duration: float | None = None,
     ) -> PromptAction:
-        """Play ``media_list`` and collect input; kwargs as the v2 SDK (§7.5) plus
-        ``partial_results``, ``send_start_of_input`` and ``barge_in``."""
-        payload: dict[str, Any] = {
-            "play": build_media_list(media_list),
-            "collect": build_collect(prompt_type, kwargs),
+        """Start playing ``media_list`` and collecting input; returns a PromptAction at once.
+
+        Args:
+            prompt_type: collect ``"digits"``, ``"speech"`` or ``"both"``.
+            media_list: what to play, as for :meth:`play_async`.
+            volume: media volume in dB (-40 to 40).
+            initial_timeout: seconds to wait for input to start once the media has ended.
+            digits_max: number of digits that completes the input.
+            digits_terminators: keys that complete the input, e.g. ``"#"``.
+            digits_timeout: seconds allowed between two keys.
+            end_silence_timeout: seconds of silence that end speech.
+            speech_timeout: most seconds of speech.
+            speech_language: recognition language, e.g. ``"en-US"``.
+            speech_hints: words or phrases the caller is expected to say.
+            partial_results: deliver interim results (``PromptAction.partials``).
+            send_start_of_input: send an event as soon as input starts.
+            barge_in: stop the media when input starts (relaykit extension; default true).
+            language, gender, duration: media options; ignored here, as in the v2 SDK.
+
+        An option left at None is not sent, so the server's default applies. ``digits_*``
+        options need prompt_type "digits" or "both", the speech ones "speech" or "both";
+        otherwise ValueError names the option.
+        """
+        options = {
+            "initial_timeout": initial_timeout,
+            "digits_max": digits_max,
+            "digits_terminators": digits_terminators,
+            "digits_timeout": digits_timeout,
+            "end_silence_timeout": end_silence_timeout,
+            "speech_timeout": speech_timeout,
+            "speech_language": speech_language,
+            "speech_hints": speech_hints,
+            "partial_results": partial_results,
+            "send_start_of_input": send_start_of_input,
+            "barge_in": barge_in,
         }
-        if kwargs.get("volume") is not None:
-            payload["volume"] = float(kwargs["volume"])
+        play = build_media_list(media_list)
+        collect = build_collect(
+            prompt_type, {name: value for name, value in options.items() if value is not None}
+        )
+        payload: dict[str, Any] = {"play": play, "collect": collect}
+        if volume is not None:
+            payload["volume"] = float(volume)
         component = PromptComponent(self, payload, prompt_type)
         await component.execute()
         return PromptAction(component)
 
     async def prompt(
-        self, prompt_type: str, media_list: Sequence[Mapping[str, Any]], **kwargs: Any
+        self,
+        prompt_type: PromptType,
+        media_list: Sequence[Mapping[str, Any]],
+        *,
+        volume: float | None = None,
+        initial_timeout: float | None = None,
+        digits_max: int | None = None,
+        digits_terminators: str | None = None,
+        digits_timeout: float | None = None,
+        end_silence_timeout: float | None = None,
+        speech_timeout: float | None = None,
+        speech_language: str | None = None,
+        speech_hints: list[str] | tuple[str, ...] | None = None,
+        partial_results: bool | None = None,
+        send_start_of_input: bool | None = None,
+        barge_in: bool | None = None,
+        language: str | None = None,
+        gender: Gender | None = None,
+        duration: float | None = None,
     ) -> PromptResult:
-        return await (await self.prompt_async(prompt_type, media_list, **kwargs)).wait()
+        """Play ``media_list``, collect input and wait for the result.
 
-    async def prompt_audio_async(self, prompt_type: str, url: str, **kwargs: Any) -> PromptAction:
-        return await self.prompt_async(prompt_type, [{"type": "audio", "url": url}], **kwargs)
+        Options as for :meth:`prompt_async`.
+        """
+        action = await self.prompt_async(
+            prompt_type,
+            media_list,
+            volume=volume,
+            initial_timeout=initial_timeout,
+            digits_max=digits_max,
+            digits_terminators=digits_terminators,
+            digits_timeout=digits_timeout,
+            end_silence_timeout=end_silence_timeout,
+            speech_timeout=speech_timeout,
+            speech_language=speech_language,
+            speech_hints=speech_hints,
+            partial_results=partial_results,
+            send_start_of_input=send_start_of_input,
+            barge_in=barge_in,
+        )
+        return await action.wait()
 
-    async def prompt_audio(self, prompt_type: str, url: str, **kwargs: Any) -> PromptResult:
-        return await self.prompt(prompt_type, [{"type": "audio", "url": url}], **kwargs)
+    async def prompt_audio_async(
+        self,
+        prompt_type: PromptType,
+        url: str,
+        *,
+        volume: float | None = None,
+        initial_timeout: float | None = None,
+        digits_max: int | None = None,
+        digits_terminators: str | None = None,
+        digits_timeout: float | None = None,
+        end_silence_timeout: float | None = None,
+        speech_timeout: float | None = None,
+        speech_language: str | None = None,
+        speech_hints: list[str] | tuple[str, ...] | None = None,
+        partial_results: bool | None = None,
+        send_start_of_input: bool | None = None,
+        barge_in: bool | None = None,
+        language: str | None = None,
+        gender: Gender | None = None,
+        duration: float | None = None,
+    ) -> PromptAction:
+        """Start playing the audio file at ``url`` and collecting input; returns at once.
 
-    async def prompt_tts_async(self, prompt_type: str, text: str, **kwargs: Any) -> PromptAction:
-        media = _tts(text, kwargs.pop("language", None), kwargs.pop("gender", None))
-        return await self.prompt_async(prompt_type, [media], **kwargs)
+        Options as for :meth:`prompt_async`.
+        """
+        return await self.prompt_async(
+            prompt_type,
+            [{"type": "audio", "url": url}],
+            volume=volume,
+            initial_timeout=initial_timeout,
+            digits_max=digits_max,
+            digits_terminators=digits_terminators,
+            digits_timeout=digits_timeout,
+            end_silence_timeout=end_silence_timeout,
+            speech_timeout=speech_timeout,
+            speech_language=speech_language,
+            speech_hints=speech_hints,
+            partial_results=partial_results,
+            send_start_of_input=send_start_of_input,
+            barge_in=barge_in,
+        )
 
-    async def prompt_tts(self, prompt_type: str, text: str, **kwargs: Any) -> PromptResult:
-        return await (await self.prompt_tts_async(prompt_type, text, **kwargs)).wait()
+    async def prompt_audio(
+        self,
+        prompt_type: PromptType,
+        url: str,
+        *,
+        volume: float | None = None,
+        initial_timeout: float | None = None,
+        digits_max: int | None = None,
+        digits_terminators: str | None = None,
+        digits_timeout: float | None = None,
+        end_silence_timeout: float | None = None,
+        speech_timeout: float | None = None,
+        speech_language: str | None = None,
+        speech_hints: list[str] | tuple[str, ...] | None = None,
+        partial_results: bool | None = None,
+        send_start_of_input: bool | None = None,
+        barge_in: bool | None = None,
+        language: str | None = None,
+        gender: Gender | None = None,
+        duration: float | None = None,
+    ) -> PromptResult:
+        """Play the audio file at ``url``, collect input and wait for the result.
+
+        Options as for :meth:`prompt_async`.
+        """
+        action = await self.prompt_audio_async(
+            prompt_type,
+            url,
+            volume=volume,
+            initial_timeout=initial_timeout,
+            digits_max=digits_max,
+            digits_terminators=digits_terminators,
+            digits_timeout=digits_timeout,
+            end_silence_timeout=end_silence_timeout,
+            speech_timeout=speech_timeout,
+            speech_language=speech_language,
+            speech_hints=speech_hints,
+            partial_results=partial_results,
+            send_start_of_input=send_start_of_input,
+            barge_in=barge_in,
+        )
+        return await action.wait()
+
+    async def prompt_tts_async(
+        self,
+        prompt_type: PromptType,
+        text: str,
+        *,
+        language: str | None = None,
+        gender: Gender | None = None,
+        volume: float | None = None,
+        initial_timeout: float | None = None,
+        digits_max: int | None = None,
+        digits_terminators: str | None = None,
+        digits_timeout: float | None = None,
+        end_silence_timeout: float | None = None,
+        speech_timeout: float | None = None,
+        speech_language: str | None = None,
+        speech_hints: list[str] | tuple[str, ...] | None = None,
+        partial_results: bool | None = None,
+        send_start_of_input: bool | None = None,
+        barge_in: bool | None = None,
+        duration: float | None = None,
+    ) -> PromptAction:
+        """Start speaking ``text`` and collecting input; returns at once.
+
+        Options as for :meth:`prompt_async`.
+        """
+        return await self.prompt_async(
+            prompt_type,
+            [_tts(text, language, gender)],
+            volume=volume,
+            initial_timeout=initial_timeout,
+            digits_max=digits_max,
+            digits_terminators=digits_terminators,
+            digits_timeout=digits_timeout,
+            end_silence_timeout=end_silence_timeout,
+            speech_timeout=speech_timeout,
+            speech_language=speech_language,
+            speech_hints=speech_hints,
+            partial_results=partial_results,
+            send_start_of_input=send_start_of_input,
+            barge_in=barge_in,
+        )
+
+    async def prompt_tts(
+        self,
+        prompt_type: PromptType,
+        text: str,
+        *,
+        language: str | None = None,
+        gender: Gender | None = None,
+        volume: float | None = None,
+        initial_timeout: float | None = None,
+        digits_max: int | None = None,
+        digits_terminators: str | None = None,
+        digits_timeout: float | None = None,
+        end_silence_timeout: float | None = None,
+        speech_timeout: float | None = None,
+        speech_language: str | None = None,
+        speech_hints: list[str] | tuple[str, ...] | None = None,
+        partial_results: bool | None = None,
+        send_start_of_input: bool | None = None,
+        barge_in: bool | None = None,
+        duration: float | None = None,
+    ) -> PromptResult:
+        """Speak ``text``, collect input and wait for the result.
+
+        Options as for :meth:`prompt_async`.
+        """
+        action = await self.prompt_tts_async(
+            prompt_type,
+            text,
+            language=language,
+            gender=gender,
+            volume=volume,
+            initial_timeout=initial_timeout,
+            digits_max=digits_max,
+            digits_terminators=digits_terminators,
+            digits_timeout=digits_timeout,
+            end_silence_timeout=end_silence_timeout,
+            speech_timeout=speech_timeout,
+            speech_language=speech_language,
+            speech_hints=speech_hints,
+            partial_results=partial_results,
+            send_start_of_input=send_start_of_input,
+            barge_in=barge_in,
+        )
+        return await action.wait()
 
     async def prompt_ringtone_async(
-        self, prompt_type: str, name: str, **kwargs: Any
+        self,
+        prompt_type: PromptType,
+        name: str,
+        *,
+        duration: float | None = None,
+        volume: float | None = None,
+        initial_timeout: float | None = None,
+        digits_max: int | None = None,
+        digits_terminators: str | None = None,
+        digits_timeout: float | None = None,
+        end_silence_timeout: float | None = None,
+        speech_timeout: float | None = None,
+        speech_language: str | None = None,
+        speech_hints: list[str] | tuple[str, ...] | None = None,
+        partial_results: bool | None = None,
+        send_start_of_input: bool | None = None,
+        barge_in: bool | None = None,
+        language: str | None = None,
+        gender: Gender | None = None,
     ) -> PromptAction:
-        media = _ringtone(name, kwargs.pop("duration", None), convert=False)
-        return await self.prompt_async(prompt_type, [media], **kwargs)
+        """Start playing the ringtone ``name`` and collecting input; returns at once.
 
-    async def prompt_ringtone(self, prompt_type: str, name: str, **kwargs: Any) -> PromptResult:
-        return await (await self.prompt_ringtone_async(prompt_type, name, **kwargs)).wait()
+        Options as for :meth:`prompt_async`.
+        """
+        return await self.prompt_async(
+            prompt_type,
+            [_ringtone(name, duration, convert=False)],
+            volume=volume,
+            initial_timeout=initial_timeout,
+            digits_max=digits_max,
+            digits_terminators=digits_terminators,
+            digits_timeout=digits_timeout,
+            end_silence_timeout=end_silence_timeout,
+            speech_timeout=speech_timeout,
+            speech_language=speech_language,
+            speech_hints=speech_hints,
+            partial_results=partial_results,
+            send_start_of_input=send_start_of_input,
+            barge_in=barge_in,
+        )
+
+    async def prompt_ringtone(
+        self,
+        prompt_type: PromptType,
+        name: str,
+        *,
+        duration: float | None = None,
+        volume: float | None = None,
+        initial_timeout: float | None = None,
+        digits_max: int | None = None,
+        digits_terminators: str | None = None,
+        digits_timeout: float | None = None,
+        end_silence_timeout: float | None = None,
+        speech_timeout: float | None = None,
+        speech_language: str | None = None,
+        speech_hints: list[str] | tuple[str, ...] | None = None,
+        partial_results: bool | None = None,
+        send_start_of_input: bool | None = None,
+        barge_in: bool | None = None,
+        language: str | None = None,
+        gender: Gender | None = None,
+    ) -> PromptResult:
+        """Play the ringtone ``name``, collect input and wait for the result.
+
+        Options as for :meth:`prompt_async`.
+        """
+        action = await self.prompt_ringtone_async(
+            prompt_type,
+            name,
+            duration=duration,
+            volume=volume,
+            initial_timeout=initial_timeout,
+            digits_max=digits_max,
+            digits_terminators=digits_terminators,
+            digits_timeout=digits_timeout,
+            end_silence_timeout=end_silence_timeout,
+            speech_timeout=speech_timeout,
+            speech_language=speech_language,
+            speech_hints=speech_hints,
+            partial_results=partial_results,
+            send_start_of_input=send_start_of_input,
+            barge_in=barge_in,
+        )
+        return await action.wait()
 
     # -- event routing (called by Calling) ----------------------------------------------------
     def _register(self, component: Component) -> None:
@@ -316,13 +704,14 @@ def _ringtone(name: str, duration: float | None, *, convert: bool = True) -> dic
 class Calling:
     """``client.calling``: the live calls and the routing of calling events to them."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: CallingClient) -> None:
         self.client = client
         self._calls: dict[str, Call] = {}
         self.on_incoming: Callable[[Call], Any] | None = None
 
     @property
     def calls(self) -> list[Call]:
+        """The calls in progress."""
         return list(self._calls.values())
 
     async def receive(self, contexts: list[str], handler: Callable[[Call], Any]) -> None:
@@ -331,6 +720,7 @@ class Calling:
         await self.client.receive(list(contexts))
 
     def dispatch(self, event_type: str, params: dict[str, Any]) -> None:
+        """Route one ``relay`` event to its call (a new Call for ``calling.call.receive``)."""
         if event_type == calling.CALL_RECEIVE:
             call_id = params.get("call_id")
             if not isinstance(call_id, str):
@@ -352,16 +742,17 @@ class Calling:
                 if inspect.isawaitable(outcome):
                     self.client._spawn(outcome)
             return
-        call = self._calls.get(str(params.get("call_id")))
-        if call is None:
+        known = self._calls.get(str(params.get("call_id")))
+        if known is None:
             return
         if event_type == calling.CALL_STATE:
-            call._on_state(params)
-            if call.state == "ended":
-                self._calls.pop(call.id or "", None)
+            known._on_state(params)
+            if known.state == "ended":
+                self._calls.pop(known.id or "", None)
         else:
-            call._on_component_event(event_type, params)
+            known._on_component_event(event_type, params)
 
     def connection_lost(self) -> None:
+        """End every running action: nothing will ever complete them."""
         for call in list(self._calls.values()):
             call._connection_lost()

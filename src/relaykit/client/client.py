@@ -20,7 +20,7 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from .. import __version__
+from .._version import __version__
 from ..errors import (
     AuthenticationError,
     CommandError,
@@ -35,6 +35,10 @@ from .call import Calling
 log = logging.getLogger("relaykit.client")
 
 DEFAULT_HOST = "relay.signalwire.com"
+DEFAULT_REQUEST_TIMEOUT = 10.0
+DEFAULT_PING_INTERVAL = 10.0
+DEFAULT_MAX_BACKOFF = 10.0
+DEFAULT_RESUME_TIMEOUT = 30.0
 
 
 def _url_for(host: str) -> str:
@@ -50,6 +54,7 @@ class Client:
         request_timeout: seconds to wait for any reply.
         ping_interval: seconds between keepalive pings.
         reconnect: reconnect with backoff after the socket drops.
+        max_backoff: longest wait, in seconds, between two reconnection attempts.
         resume_timeout: seconds the calls in progress wait for the connection to come back with
             the same session (the server keeps it for its ``resume_grace``); after that, or if
             the server starts a new session, every running action completes unsuccessfully.
@@ -61,11 +66,11 @@ class Client:
         token: str,
         host: str = DEFAULT_HOST,
         *,
-        request_timeout: float = 10.0,
-        ping_interval: float = 10.0,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        ping_interval: float = DEFAULT_PING_INTERVAL,
         reconnect: bool = True,
-        max_backoff: float = 10.0,
-        resume_timeout: float = 30.0,
+        max_backoff: float = DEFAULT_MAX_BACKOFF,
+        resume_timeout: float = DEFAULT_RESUME_TIMEOUT,
     ) -> None:
         self.project = project
         self.token = token
@@ -94,6 +99,7 @@ class Client:
 
     @property
     def connected(self) -> bool:
+        """The handshake is complete and the connection is up."""
         return self._ready.is_set()
 
     def on_ready(self, callback: Callable[[Client], Any]) -> None:
@@ -139,6 +145,7 @@ class Client:
         self.calling.connection_lost()
 
     async def wait_closed(self) -> None:
+        """Wait until the client stops for good (after ``disconnect()`` or a refused login)."""
         if self._runner is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self._runner)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 __all__ = [
     "Action",
+    "CommandSender",
     "Component",
+    "ComponentHost",
     "PlayAction",
     "PlayComponent",
     "PromptAction",
@@ -22,7 +24,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import RelayError
 from ..protocol import calling
@@ -35,17 +37,44 @@ from .results import (
     StopResult,
 )
 
-if TYPE_CHECKING:
-    from .call import Call
-
 log = logging.getLogger("relaykit.client")
 
 
+class CommandSender(Protocol):
+    """Runs a RELAY command and returns its inner result (``Client`` provides it)."""
+
+    async def execute(
+        self, method: str, params: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]: ...
+
+
+class ComponentHost(Protocol):
+    """What a component needs from its call (``Call`` provides it)."""
+
+    @property
+    def id(self) -> str | None: ...
+
+    @property
+    def node_id(self) -> str | None: ...
+
+    @property
+    def ended(self) -> bool: ...
+
+    @property
+    def client(self) -> CommandSender: ...
+
+    def _register(self, component: Component) -> None: ...
+
+    def _unregister(self, component: Component) -> None: ...
+
+
 class Component:
+    """One RELAY operation with a ``control_id`` on a call, from its command to its end."""
+
     event_type: str = ""
     method: str = ""
 
-    def __init__(self, call: Call, payload: dict[str, Any]) -> None:
+    def __init__(self, call: ComponentHost, payload: dict[str, Any]) -> None:
         self.call = call
         self.control_id = str(uuid.uuid4())
         self.payload = {
@@ -58,7 +87,7 @@ class Component:
         self.completed = False
         self.successful = False
         self.event: Event | None = None
-        self._done = asyncio.get_running_loop().create_future()
+        self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     # -- lifecycle --------------------------------------------------------------------------
     async def execute(self) -> None:
@@ -102,7 +131,7 @@ class Component:
 
     # -- sub-commands (§5.2) ------------------------------------------------------------------
     async def _subcommand(self, suffix: str, **extra: Any) -> tuple[bool, str | None, str | None]:
-        params = {
+        params: dict[str, Any] = {
             "node_id": self.call.node_id,
             "call_id": self.call.id,
             "control_id": self.control_id,
@@ -116,6 +145,8 @@ class Component:
 
 
 class PlayComponent(Component):
+    """``calling.play``; completes on ``finished`` or ``error``."""
+
     event_type = calling.PLAY_EVENT
     method = calling.PLAY
 
@@ -136,7 +167,7 @@ class PromptComponent(Component):
     event_type = calling.COLLECT_EVENT
     method = calling.PLAY_AND_COLLECT
 
-    def __init__(self, call: Call, payload: dict[str, Any], prompt_type: str) -> None:
+    def __init__(self, call: ComponentHost, payload: dict[str, Any], prompt_type: str) -> None:
         super().__init__(call, payload)
         self.prompt_type = prompt_type
         self.input: str | None = None
@@ -160,7 +191,9 @@ class PromptComponent(Component):
                     log.exception("! on_partial callback failed")
             return
         kind = str(result.get("type"))
-        rparams = result.get("params") if isinstance(result.get("params"), dict) else {}
+        rparams = result.get("params")
+        if not isinstance(rparams, dict):
+            rparams = {}
         reason = result.get("reason")
         self.reason = reason if isinstance(reason, str) else None
         # Read defensively: a missing field is None, never a crash (§8.2.3).
@@ -194,32 +227,48 @@ def _str_or_none(value: Any) -> str | None:
 
 
 # -- actions ------------------------------------------------------------------------------------
-class Action:
+ComponentT = TypeVar("ComponentT", bound=Component)
+ResultT = TypeVar("ResultT")
+
+
+class Action(Generic[ComponentT, ResultT]):
     """A handle on a running component: ``control_id``, ``payload``, ``state``, ``completed``."""
 
-    def __init__(self, component: Component) -> None:
+    def __init__(self, component: ComponentT) -> None:
         self._component = component
 
     @property
     def control_id(self) -> str:
+        """The id the server knows this operation by."""
         return self._component.control_id
 
     @property
     def payload(self) -> dict[str, Any]:
+        """The params of the command that was sent."""
         return self._component.payload
 
     @property
     def state(self) -> str:
+        """The latest state reported by the server (``playing``, ``finished``…)."""
         return self._component.state
 
     @property
     def completed(self) -> bool:
+        """The operation has ended; ``result`` is final."""
         return self._component.completed
 
-    async def wait(self, timeout: float | None = None) -> Any:
-        """Wait for completion and return the result (relaykit addition)."""
+    @property
+    def result(self) -> ResultT:
+        """The result, read live: final once ``completed``."""
+        raise NotImplementedError
+
+    async def wait(self, timeout: float | None = None) -> ResultT:
+        """Wait for completion and return the result (relaykit addition).
+
+        Raises TimeoutError after ``timeout`` seconds; the component keeps running.
+        """
         await self._component.wait(timeout)
-        return self.result  # type: ignore[attr-defined]
+        return self.result
 
     def __repr__(self) -> str:
         return (
@@ -228,28 +277,28 @@ class Action:
         )
 
 
-class PlayAction(Action):
-    _component: PlayComponent
+class PlayAction(Action[PlayComponent, PlayResult]):
+    """A running play. ``stop()`` → StopResult, ``volume(db)`` → PlayVolumeResult."""
 
     @property
     def result(self) -> PlayResult:
         return PlayResult(self._component)
 
     async def stop(self) -> StopResult:
+        """Stop the media; the action then completes with ``finished``."""
         return StopResult(*await self._component._subcommand("stop"))
 
     async def volume(self, value: float) -> PlayVolumeResult:
+        """Set the playback volume to ``value`` dB (-40 to 40)."""
         return PlayVolumeResult(*await self._component._subcommand("volume", volume=float(value)))
 
 
-class PromptAction(Action):
+class PromptAction(Action[PromptComponent, PromptResult]):
     """A running prompt. ``stop()`` → StopResult, ``volume(db)`` → PromptVolumeResult.
 
     Interim results (with ``partial_results=True``) are delivered to ``on_partial`` and through
     ``async for partial in action.partials()``; they never complete the action.
     """
-
-    _component: PromptComponent
 
     @property
     def result(self) -> PromptResult:
@@ -268,10 +317,12 @@ class PromptAction(Action):
         return ack
 
     async def volume(self, value: float) -> PromptVolumeResult:
+        """Set the prompt's media volume to ``value`` dB (-40 to 40)."""
         return PromptVolumeResult(*await self._component._subcommand("volume", volume=float(value)))
 
     @property
     def on_partial(self) -> Callable[[dict[str, Any]], Any] | None:
+        """Called with each interim ``result`` object (needs ``partial_results=True``)."""
         return self._component.on_partial
 
     @on_partial.setter

@@ -7,11 +7,18 @@ __all__ = ["Consumer"]
 import asyncio
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .call import Call
-from .client import DEFAULT_HOST, Client
+from .client import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_BACKOFF,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_RESUME_TIMEOUT,
+    Client,
+)
 
 log = logging.getLogger("relaykit.client")
 
@@ -22,7 +29,8 @@ class Consumer:
     Hooks: ``setup()`` and ``teardown()`` (plain methods), ``ready()`` and
     ``on_incoming_call(call)`` (plain or ``async``). ``run()`` blocks until stopped;
     ``await serve()`` does the same inside a running event loop; ``await stop()`` ends it.
-    ``url`` is accepted as another name for ``host``.
+    ``url`` is accepted as another name for ``host``; the other options are the
+    :class:`Client`'s.
     """
 
     project: str | None = None
@@ -38,18 +46,28 @@ class Consumer:
         host: str | None = None,
         url: str | None = None,
         contexts: Sequence[str] | None = None,
-        **client_options: Any,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        ping_interval: float = DEFAULT_PING_INTERVAL,
+        reconnect: bool = True,
+        max_backoff: float = DEFAULT_MAX_BACKOFF,
+        resume_timeout: float = DEFAULT_RESUME_TIMEOUT,
     ) -> None:
         if project is not None:
             self.project = project
         if token is not None:
             self.token = token
-        if host is not None or url is not None:
-            self.host = host or url  # type: ignore[assignment]
+        if host is not None:
+            self.host = host
+        elif url is not None:
+            self.host = url
         if contexts is not None:
             self.contexts = list(contexts)
         self.client: Client | None = None
-        self._client_options = client_options
+        self.request_timeout = request_timeout
+        self.ping_interval = ping_interval
+        self.reconnect = reconnect
+        self.max_backoff = max_backoff
+        self.resume_timeout = resume_timeout
         self._stopped: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -57,10 +75,10 @@ class Consumer:
     def setup(self) -> None:
         """Called first by ``run()``/``serve()``; set attributes here."""
 
-    def ready(self) -> Any:
+    def ready(self) -> Awaitable[None] | None:
         """Called after every (re)connection, once the contexts are registered."""
 
-    def on_incoming_call(self, call: Call) -> Any:
+    def on_incoming_call(self, call: Call) -> Awaitable[None] | None:
         """Called for each inbound call on one of ``contexts``."""
 
     def teardown(self) -> None:
@@ -72,13 +90,23 @@ class Consumer:
         asyncio.run(self.serve())
 
     async def serve(self) -> None:
+        """Connect and serve until ``stop()``, inside the running event loop."""
         self.setup()
         if not self.project or not self.token or not self.contexts:
             raise ValueError("project, token and contexts are required")
         if isinstance(self.contexts, str):
             raise TypeError("contexts must be a list of context names, not a string")
         self._stopped = asyncio.Event()
-        client = Client(self.project, self.token, self.host, **self._client_options)
+        client = Client(
+            self.project,
+            self.token,
+            self.host,
+            request_timeout=self.request_timeout,
+            ping_interval=self.ping_interval,
+            reconnect=self.reconnect,
+            max_backoff=self.max_backoff,
+            resume_timeout=self.resume_timeout,
+        )
         self.client = client
         client.calling.on_incoming = self._incoming
         client.on_ready(self._on_ready)
@@ -92,6 +120,7 @@ class Consumer:
             self.teardown()
 
     async def stop(self) -> None:
+        """Make ``serve()``/``run()`` disconnect and return."""
         if self._stopped is not None:
             self._stopped.set()
 
@@ -102,7 +131,7 @@ class Consumer:
     def _incoming(self, call: Call) -> None:
         self._invoke(self.on_incoming_call, call)
 
-    def _invoke(self, hook: Any, *args: Any) -> None:
+    def _invoke(self, hook: Callable[..., object], *args: Any) -> None:
         try:
             outcome = hook(*args)
         except Exception:

@@ -7,15 +7,29 @@ and raise ``ValueError``/``TypeError`` with a clear message instead of ``KeyErro
 
 from __future__ import annotations
 
-__all__ = ["PROMPT_TYPES", "build_collect", "build_media_list", "media_item"]
+__all__ = [
+    "PROMPT_TYPES",
+    "CallState",
+    "EndReason",
+    "Gender",
+    "PromptType",
+    "build_collect",
+    "build_media_list",
+    "media_item",
+]
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ..errors import ProtocolError
 from ..protocol.calling import parse_media
 
-PROMPT_TYPES = ("digits", "speech", "both")
+PromptType = Literal["digits", "speech", "both"]
+Gender = Literal["male", "female"]
+EndReason = Literal["hangup", "cancel", "busy", "noAnswer", "decline", "error"]
+CallState = Literal["none", "created", "ringing", "answered", "ending", "ended"]
+
+PROMPT_TYPES: tuple[str, ...] = get_args(PromptType)
 
 # kwarg -> (section, payload key); section None means the collect object itself.
 _COLLECT_KWARGS: dict[str, tuple[str | None, str]] = {
@@ -52,6 +66,7 @@ def media_item(item: Mapping[str, Any], index: int = 0) -> dict[str, Any]:
 
 
 def build_media_list(media_list: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The wire ``play`` list for ``media_list``; refuses an empty list or a bare dict."""
     if isinstance(media_list, Mapping) or not isinstance(media_list, Sequence):
         raise TypeError("media_list must be a list of media dicts")
     if not media_list:

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 __all__ = [
     "AnswerResult",
+    "ComponentState",
     "Event",
     "HangupResult",
     "PlayResult",
     "PlayVolumeResult",
     "PromptResult",
+    "PromptState",
     "PromptVolumeResult",
     "Result",
     "StopResult",
 ]
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .components import Component, PromptComponent
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,18 +28,49 @@ class Event:
     payload: dict[str, Any]
 
 
+class ComponentState(Protocol):
+    """What a result reads from its component (``components.Component`` provides it)."""
+
+    @property
+    def successful(self) -> bool: ...
+
+    @property
+    def event(self) -> Event | None: ...
+
+
+class PromptState(ComponentState, Protocol):
+    """What a prompt result reads from its component."""
+
+    @property
+    def prompt_type(self) -> str: ...
+
+    @property
+    def input(self) -> str | None: ...
+
+    @property
+    def terminator(self) -> str | None: ...
+
+    @property
+    def confidence(self) -> float | None: ...
+
+    @property
+    def reason(self) -> str | None: ...
+
+
 class Result:
     """Base of component results: ``successful`` and ``event``, read live."""
 
-    def __init__(self, component: Component) -> None:
+    def __init__(self, component: ComponentState) -> None:
         self._component = component
 
     @property
     def successful(self) -> bool:
+        """The operation completed as asked (played to the end, or collected input)."""
         return self._component.successful
 
     @property
     def event(self) -> Event | None:
+        """What completed it; None while it runs."""
         return self._component.event
 
     def __repr__(self) -> str:
@@ -48,7 +78,7 @@ class Result:
 
 
 class PlayResult(Result):
-    pass
+    """Outcome of a play: ``successful`` once it finished, ``event`` what ended it."""
 
 
 class PromptResult(Result):
@@ -61,31 +91,39 @@ class PromptResult(Result):
     After ``stop()``, ``result`` holds whatever was captured before the stop.
     """
 
-    _component: PromptComponent
+    def __init__(self, component: PromptState) -> None:
+        super().__init__(component)
+        self._prompt = component
 
     @property
     def prompt_type(self) -> str:
-        return self._component.prompt_type
+        """digit, speech, no_input, no_match or error once completed."""
+        return self._prompt.prompt_type
 
     @property
     def type(self) -> str:
-        return self._component.prompt_type
+        """Another name for ``prompt_type``."""
+        return self._prompt.prompt_type
 
     @property
     def result(self) -> str | None:
-        return self._component.input
+        """The digits pressed or the text recognised."""
+        return self._prompt.input
 
     @property
     def terminator(self) -> str | None:
-        return self._component.terminator
+        """The key that ended digit entry; ``""`` if max digits or the timeout did."""
+        return self._prompt.terminator
 
     @property
     def confidence(self) -> float | None:
-        return self._component.confidence
+        """Speech recognition confidence, 0-100."""
+        return self._prompt.confidence
 
     @property
     def reason(self) -> str | None:
-        return self._component.reason
+        """Why the prompt ended (``terminator``, ``max_digits``, ``stopped``…)."""
+        return self._prompt.reason
 
     def __repr__(self) -> str:
         return (
@@ -105,15 +143,15 @@ class _Ack:
 
 
 class StopResult(_Ack):
-    pass
+    """Reply to ``action.stop()``."""
 
 
 class PromptVolumeResult(_Ack):
-    pass
+    """Reply to ``PromptAction.volume(db)``."""
 
 
 class PlayVolumeResult(_Ack):
-    pass
+    """Reply to ``PlayAction.volume(db)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +164,8 @@ class AnswerResult:
 
 @dataclass(frozen=True, slots=True)
 class HangupResult:
+    """``successful`` once the call ended; ``reason`` is its end reason."""
+
     successful: bool
     reason: str | None = None
     event: Event | None = None

@@ -56,6 +56,8 @@ PROTOCOL_VERSION = {"major": 2, "minor": 3, "revision": 0}
 
 @dataclass(frozen=True, slots=True)
 class ConnectParams:
+    """The validated params of ``blade.connect``: credentials, agent and session to resume."""
+
     project: str
     token: str
     agent: str
@@ -89,6 +91,8 @@ class ConnectParams:
 
 @dataclass(frozen=True, slots=True)
 class ExecuteParams:
+    """The validated params of ``blade.execute``: a RELAY command and its params."""
+
     protocol: str
     method: str
     params: dict[str, Any]
@@ -107,6 +111,8 @@ class ExecuteParams:
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionParams:
+    """The validated params of ``blade.subscription``: add or remove channels."""
+
     command: str
     protocol: str
     channels: tuple[str, ...]

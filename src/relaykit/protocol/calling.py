@@ -128,6 +128,8 @@ COLLECT_REASONS = (
 # -- media ----------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class TtsMedia:
+    """Text to speak, with an optional language and gender."""
+
     text: str
     language: str | None = None
     gender: str | None = None
@@ -144,6 +146,8 @@ class TtsMedia:
 
 @dataclass(frozen=True, slots=True)
 class AudioMedia:
+    """An audio file to play, by URL."""
+
     url: str
     type = "audio"
 
@@ -153,6 +157,8 @@ class AudioMedia:
 
 @dataclass(frozen=True, slots=True)
 class SilenceMedia:
+    """``duration`` seconds of silence."""
+
     duration: float
     type = "silence"
 
@@ -162,6 +168,8 @@ class SilenceMedia:
 
 @dataclass(frozen=True, slots=True)
 class RingtoneMedia:
+    """A named ringtone (``us``, ``gb``…), for ``duration`` seconds or once."""
+
     name: str
     duration: float | None = None
     type = "ringtone"
@@ -237,6 +245,8 @@ def _parse_volume(params: Mapping[str, Any], *, required: bool = False) -> float
 # -- collect --------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class DigitsCollect:
+    """The ``collect.digits`` options, defaults filled in."""
+
     max: int | None = None  # None: no limit; a terminator or the digit timeout ends collection
     terminators: str = ""
     digit_timeout: float = DEFAULT_DIGIT_TIMEOUT
@@ -244,6 +254,8 @@ class DigitsCollect:
 
 @dataclass(frozen=True, slots=True)
 class SpeechCollect:
+    """The ``collect.speech`` options, defaults filled in."""
+
     end_silence_timeout: float = DEFAULT_END_SILENCE_TIMEOUT
     speech_timeout: float = DEFAULT_SPEECH_TIMEOUT
     language: str = DEFAULT_SPEECH_LANGUAGE
@@ -252,6 +264,8 @@ class SpeechCollect:
 
 @dataclass(frozen=True, slots=True)
 class Collect:
+    """A validated ``collect`` object: what to collect and when to stop."""
+
     initial_timeout: float = DEFAULT_INITIAL_TIMEOUT
     digits: DigitsCollect | None = None
     speech: SpeechCollect | None = None
@@ -331,6 +345,8 @@ class Collect:
 # -- commands -------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class CallRef:
+    """The ``call_id`` (and ``node_id``) every call command carries."""
+
     call_id: str
     node_id: str | None
 
@@ -341,6 +357,8 @@ class CallRef:
 
 @dataclass(frozen=True, slots=True)
 class ReceiveParams:
+    """``signalwire.receive``: the contexts to receive calls on."""
+
     contexts: tuple[str, ...]
 
     @classmethod
@@ -353,6 +371,8 @@ class ReceiveParams:
 
 @dataclass(frozen=True, slots=True)
 class AnswerParams:
+    """``calling.answer``."""
+
     call: CallRef
 
     @classmethod
@@ -362,6 +382,8 @@ class AnswerParams:
 
 @dataclass(frozen=True, slots=True)
 class EndParams:
+    """``calling.end``, with its end reason."""
+
     call: CallRef
     reason: str = "hangup"
 
@@ -387,6 +409,8 @@ class ControlParams:
 
 @dataclass(frozen=True, slots=True)
 class VolumeParams:
+    """``*.volume``: a running component and its new volume in dB."""
+
     call: CallRef
     control_id: str
     volume: float
@@ -401,6 +425,8 @@ class VolumeParams:
 
 @dataclass(frozen=True, slots=True)
 class PlayParams:
+    """``calling.play``: the media to play and its volume."""
+
     call: CallRef
     control_id: str
     play: tuple[Media, ...]
@@ -418,6 +444,8 @@ class PlayParams:
 
 @dataclass(frozen=True, slots=True)
 class PlayAndCollectParams:
+    """``calling.play_and_collect``: media, volume and what to collect."""
+
     call: CallRef
     control_id: str
     play: tuple[Media, ...]

@@ -46,6 +46,8 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Response:
+    """A successful reply: the ``result`` object for request ``id``."""
+
     id: str | int
     result: dict[str, Any]
 
@@ -145,8 +147,8 @@ def parse_message(data: str | bytes) -> Message:
         message = err.get("message")
         if not isinstance(message, str):
             message = "error without a message"
-        data = {k: v for k, v in err.items() if k not in ("code", "message")}
-        return ErrorResponse(msg_id, code, message, data)
+        extra = {k: v for k, v in err.items() if k not in ("code", "message")}
+        return ErrorResponse(msg_id, code, message, extra)
     if "result" in obj:
         result = obj["result"]
         if result is None:

@@ -19,6 +19,8 @@ from .jsonrpc import ErrorResponse, Request, Response, new_id, parse_message, se
 
 @dataclass(frozen=True, slots=True)
 class RequestReceived:
+    """A valid request from the other side, to be answered with ``respond``."""
+
     request: Request
 
 
@@ -34,9 +36,9 @@ class ReplyReceived:
 
 @dataclass(frozen=True, slots=True)
 class StrayReply:
-    """A reply whose id we are not waiting for (late, duplicate or invented)."""
+    """A reply whose id we are not waiting for (late, duplicate, invented or unreadable: None)."""
 
-    id: str | int
+    id: str | int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,8 @@ Incoming = RequestReceived | ReplyReceived | StrayReply | Malformed
 
 
 class Peer:
+    """One side of a JSON-RPC connection: parses frames, builds requests and replies."""
+
     def __init__(self) -> None:
         self._pending: dict[str | int, str] = {}  # our request id -> method
         self._unanswered: set[str | int] = set()  # their request ids we still owe a reply
@@ -67,21 +71,22 @@ class Peer:
         if isinstance(message, Request):
             if message.id is not None:
                 if message.id in self._unanswered:
-                    exc = ProtocolError(
+                    duplicate = ProtocolError(
                         "duplicate request id while the first is still in progress",
                         field="id",
                         code=ErrorCode.INVALID_REQUEST,
                     )
                     # The reply goes to the first request; this one gets none of its own.
-                    return Malformed(exc, None)
+                    return Malformed(duplicate, None)
                 self._unanswered.add(message.id)
             return RequestReceived(message)
-        method = self._pending.pop(message.id, None)
-        if method is None:
-            return StrayReply(message.id)
+        reply_id = message.id
+        method = None if reply_id is None else self._pending.pop(reply_id, None)
+        if reply_id is None or method is None:
+            return StrayReply(reply_id)
         if isinstance(message, Response):
-            return ReplyReceived(message.id, method, message.result, None)
-        return ReplyReceived(message.id, method, None, message)
+            return ReplyReceived(reply_id, method, message.result, None)
+        return ReplyReceived(reply_id, method, None, message)
 
     def request(
         self, method: str, params: dict[str, Any], *, expect_reply: bool = True

@@ -1,0 +1,256 @@
+"""The SDK's typed surface, as a user's type checker and interpreter see it.
+
+mypy runs on small IVRs written the way an app would write them; the import test runs in a fresh
+interpreter, since the test process has long loaded numpy.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import get_args
+
+import pytest
+
+from relaykit.client import Call, CallState, EndReason, Gender, PromptType
+from relaykit.client.payloads import IGNORED_KWARGS, PROMPT_KWARGS, PROMPT_TYPES
+from relaykit.protocol import calling
+
+MYPY_TIME_LIMIT = 300  # seconds; a cold run takes a few
+
+PROMPT_METHODS = ["prompt", "prompt_audio", "prompt_tts", "prompt_ringtone"]
+
+
+def run_mypy(tmp_path: Path, source: str) -> subprocess.CompletedProcess[str]:
+    """mypy --strict on ``source`` as an app module, outside the repository's configuration."""
+    app = tmp_path / "ivr_app.py"
+    app.write_text(textwrap.dedent(source))
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-error-summary",
+            "--show-error-codes",
+            "--cache-dir",
+            str(tmp_path / ".mypy_cache"),
+            app.name,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=MYPY_TIME_LIMIT,
+    )
+
+
+def errors_by_line(output: str) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {}
+    for match in re.finditer(r"^ivr_app\.py:(\d+): error: (.*)$", output, re.MULTILINE):
+        found.setdefault(int(match[1]), []).append(match[2])
+    return found
+
+
+def test_mypy_reports_a_misspelt_option_and_a_wrongly_typed_one_by_name(tmp_path):
+    """``digits_maxx=3`` and ``digits_max="3"`` are both type errors that name the option."""
+    result = run_mypy(
+        tmp_path,
+        """\
+        from relaykit import Call
+
+
+        async def ivr(call: Call) -> None:
+            await call.answer()
+            await call.prompt_tts("digits", "Enter your PIN", digits_maxx=3)
+            await call.prompt_tts_async("digits", "Enter your PIN", digits_max="3")
+        """,
+    )
+    errors = errors_by_line(result.stdout)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert set(errors) == {6, 7}, result.stdout
+    (misspelt,) = errors[6]
+    assert 'Unexpected keyword argument "digits_maxx"' in misspelt
+    assert '"prompt_tts" of "Call"' in misspelt
+    (wrong_type,) = errors[7]
+    assert 'Argument "digits_max"' in wrong_type
+    assert 'incompatible type "str"' in wrong_type
+    assert '"int | None"' in wrong_type
+
+
+def test_mypy_refuses_values_outside_the_literal_options(tmp_path):
+    """A prompt type, gender, hang-up reason or call state that does not exist is refused."""
+    result = run_mypy(
+        tmp_path,
+        """\
+        from relaykit import Call
+
+
+        async def ivr(call: Call) -> None:
+            await call.prompt_tts("dtmf", "Press a key")
+            await call.play_tts("Hello", gender="robot")
+            await call.hangup("rude")
+            await call.wait_for("answred")
+            await call.prompt_tts("speech", "Say yes", speech_hints="yes")
+        """,
+    )
+    errors = errors_by_line(result.stdout)
+    assert set(errors) == {5, 6, 7, 8, 9}, result.stdout
+    expected = {
+        5: ('Argument 1 to "prompt_tts"', "Literal['dtmf']"),
+        6: ('Argument "gender" to "play_tts"', "Literal['robot']"),
+        7: ('Argument 1 to "hangup"', "Literal['rude']"),
+        8: ('Argument 1 to "wait_for"', "Literal['answred']"),
+        9: ('Argument "speech_hints" to "prompt_tts"', 'incompatible type "str"'),
+    }
+    for line, (argument, value) in expected.items():
+        (message,) = errors[line]
+        assert argument in message and value in message, message
+
+
+def test_mypy_accepts_a_correct_ivr_and_types_its_results(tmp_path):
+    """A correct IVR passes --strict, and results are typed (not Any) all the way through."""
+    result = run_mypy(
+        tmp_path,
+        """\
+        from relaykit import Call, Consumer, PromptResult
+
+
+        async def read_pin(call: Call) -> str | None:
+            action = await call.prompt_tts_async(
+                "digits",
+                "Enter your PIN, then press pound.",
+                language="en-US",
+                gender="female",
+                volume=-3,
+                digits_max=4,
+                digits_terminators="#",
+                digits_timeout=5.0,
+                initial_timeout=10,
+            )
+            result = await action.wait()
+            return result.result
+
+
+        async def menu(call: Call) -> PromptResult:
+            return await call.prompt_audio(
+                "both",
+                "https://example.com/menu.wav",
+                digits_max=1,
+                speech_hints=["sales", "support"],
+                speech_language="en-US",
+                end_silence_timeout=1.0,
+                speech_timeout=30,
+                partial_results=True,
+                send_start_of_input=True,
+                barge_in=False,
+            )
+
+
+        class Ivr(Consumer):
+            contexts = ["office"]
+
+            async def on_incoming_call(self, call: Call) -> None:
+                await call.answer()
+                pin = await read_pin(call)
+                choice = await menu(call)
+                stopped = await (await call.play_ringtone_async("us", 5.0)).stop()
+                print(pin, choice.prompt_type, choice.confidence, stopped.successful)
+                await call.prompt(
+                    "speech", [{"type": "tts", "text": "Goodbye?"}], speech_timeout=5
+                )
+                await call.prompt_ringtone("digits", "us", duration=2, digits_max=1)
+                await call.play_tts("Goodbye.", "en-US", "male", 0)
+                await call.hangup("hangup")
+                await call.wait_for(events=["ended"], timeout=10)
+
+
+        Ivr(project="p", token="t", url="ws://127.0.0.1:1", request_timeout=5.0)
+        """,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_importing_the_sdk_loads_no_numpy_and_no_server():
+    """``import relaykit.client`` (and ``import relaykit``) stays light: no numpy, no media."""
+    code = (
+        "import json, sys, relaykit.client, relaykit; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('numpy', 'soxr', 'soundfile', 'pocketsphinx', 'matplotlib') "
+        "or m.startswith(('relaykit.server', 'relaykit.media', 'relaykit.testing')))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert json.loads(out.stdout) == []
+
+
+def test_the_server_still_loads_on_first_use_from_the_package():
+    """``relaykit.RelayServer`` and ``from relaykit import VirtualCaller`` still work."""
+    code = (
+        "import relaykit; from relaykit import VirtualCaller; "
+        "print(relaykit.RelayServer.__module__, VirtualCaller.__module__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.split() == ["relaykit.server.app", "relaykit.testing.caller"]
+
+
+# -- the signatures themselves ---------------------------------------------------------------------
+def _keywords(method: str) -> dict[str, inspect.Parameter]:
+    params = inspect.signature(getattr(Call, method)).parameters
+    return {n: p for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+@pytest.mark.parametrize("method", PROMPT_METHODS)
+def test_each_prompt_method_takes_every_v2_option_by_name_and_its_async_form_the_same(method):
+    """Every prompt kwarg relaykit accepts is an explicit keyword-only parameter, sync and async."""
+    blocking, starting = _keywords(method), _keywords(f"{method}_async")
+    assert set(blocking) == PROMPT_KWARGS | IGNORED_KWARGS
+    assert blocking == starting
+    assert all(p.default is None for p in blocking.values())
+    assert not any(
+        p.kind is inspect.Parameter.VAR_KEYWORD
+        for p in inspect.signature(getattr(Call, method)).parameters.values()
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "positional"),
+    [
+        ("prompt", ["prompt_type", "media_list"]),
+        ("prompt_audio", ["prompt_type", "url"]),
+        ("prompt_tts", ["prompt_type", "text"]),
+        ("prompt_ringtone", ["prompt_type", "name"]),
+        ("play", ["media_list", "volume"]),
+        ("play_audio", ["url", "volume"]),
+        ("play_tts", ["text", "language", "gender", "volume"]),
+        ("play_silence", ["duration"]),
+        ("play_ringtone", ["name", "duration", "volume"]),
+        ("hangup", ["reason"]),
+        ("answer", []),
+    ],
+)
+def test_positional_parameters_are_the_v2_sdks_in_its_order(method, positional):
+    """What signalwire 2.1.1 takes positionally (or by the same name) still can be."""
+    for name in (method, f"{method}_async"):
+        if not hasattr(Call, name):
+            continue
+        params = list(inspect.signature(getattr(Call, name)).parameters.values())[1:]
+        assert [
+            p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        ] == positional
+
+
+def test_literal_types_match_what_the_protocol_accepts():
+    """The Literal option types list exactly the values the wire format takes."""
+    assert get_args(PromptType) == PROMPT_TYPES
+    assert get_args(EndReason) == calling.END_REASONS
+    assert set(get_args(Gender)) == {"male", "female"}
+    assert get_args(CallState)[-1] == "ended" and "answered" in get_args(CallState)
