@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 
 # Modules loaded only together with their extra, so they may import it at module level.
-FEATURE_MODULES = {"relaykit/testing/plugin.py": "pytest"}
+FEATURE_MODULES = {"relaykit/pytest_plugin/__init__.py": "pytest"}
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def test_an_extra_imported_at_module_level_is_caught():
 
 def test_the_pytest_plugin_names_its_extra_when_a_part_is_missing():
     """Lazily imported parts of the pytest feature say which extra installs them."""
-    plugin = (SRC / "relaykit/testing/plugin.py").read_text()
+    plugin = (SRC / "relaykit/pytest_plugin/__init__.py").read_text()
     assert "relaykit[pytest]" in plugin
     _core, extras = declared()
     assert {"pytest", "pytest-asyncio", "looptime"} <= extras["pytest"]

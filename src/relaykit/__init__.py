@@ -2,38 +2,16 @@
 
 The SDK (``Consumer``, ``Client``, ``Call``, actions and results), the local RELAY server
 (``RelayServer``) and the virtual caller (``VirtualCaller``, from ``RelayServer.dial_in``).
+
+Every name loads on first use: ``import relaykit`` costs next to nothing, an app that uses only
+the SDK never loads numpy or the media engine, and pytest's loading of the plugin
+(``relaykit.pytest_plugin``) does not load the SDK.
 """
 
 import importlib as _importlib
 import typing as _typing
 
 from ._version import __version__
-from .client import (
-    AnswerResult,
-    Call,
-    Client,
-    Consumer,
-    Event,
-    HangupResult,
-    PlayAction,
-    PlayResult,
-    PlayVolumeResult,
-    PromptAction,
-    PromptResult,
-    PromptVolumeResult,
-    StopResult,
-)
-from .errors import (
-    AuthenticationError,
-    CallEndedError,
-    CommandError,
-    MediaError,
-    NotFoundError,
-    ProtocolError,
-    RelayConnectionError,
-    RelayError,
-    RelayTimeoutError,
-)
 
 __all__ = [
     "AnswerResult",
@@ -65,22 +43,83 @@ __all__ = [
 ]
 
 if _typing.TYPE_CHECKING:
+    from .client import (
+        AnswerResult,
+        Call,
+        Client,
+        Consumer,
+        Event,
+        HangupResult,
+        PlayAction,
+        PlayResult,
+        PlayVolumeResult,
+        PromptAction,
+        PromptResult,
+        PromptVolumeResult,
+        StopResult,
+    )
+    from .errors import (
+        AuthenticationError,
+        CallEndedError,
+        CommandError,
+        MediaError,
+        NotFoundError,
+        ProtocolError,
+        RelayConnectionError,
+        RelayError,
+        RelayTimeoutError,
+    )
     from .server import RelayServer
     from .testing import Heard, VirtualCaller
 
-# The server and the virtual caller need numpy and the media stack; they load on first use, so
-# an app that imports only the SDK stays light.
-_LAZY = {"RelayServer": ".server", "Heard": ".testing", "VirtualCaller": ".testing"}
+# Where each name lives: imported when first asked for.
+_HOME = {
+    **dict.fromkeys(
+        [
+            "AnswerResult",
+            "Call",
+            "Client",
+            "Consumer",
+            "Event",
+            "HangupResult",
+            "PlayAction",
+            "PlayResult",
+            "PlayVolumeResult",
+            "PromptAction",
+            "PromptResult",
+            "PromptVolumeResult",
+            "StopResult",
+        ],
+        ".client",
+    ),
+    **dict.fromkeys(
+        [
+            "AuthenticationError",
+            "CallEndedError",
+            "CommandError",
+            "MediaError",
+            "NotFoundError",
+            "ProtocolError",
+            "RelayConnectionError",
+            "RelayError",
+            "RelayTimeoutError",
+        ],
+        ".errors",
+    ),
+    "RelayServer": ".server",
+    "Heard": ".testing",
+    "VirtualCaller": ".testing",
+}
 
 
 if not _typing.TYPE_CHECKING:  # hidden from type checkers, which would accept any name
 
     def __getattr__(name: str) -> object:
-        if name not in _LAZY:
+        if name not in _HOME:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(_importlib.import_module(_LAZY[name], __name__), name)
+        value = getattr(_importlib.import_module(_HOME[name], __name__), name)
         globals()[name] = value
         return value
 
     def __dir__() -> list[str]:
-        return sorted(set(globals()) | set(_LAZY))
+        return sorted(set(globals()) | set(_HOME))

@@ -8,15 +8,14 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from typer.core import TyperCommand
 
-from ..calls import TranscriptEntry
-from ..server import RelayServer
-from ..server.auth import load_credentials
+if TYPE_CHECKING:  # the server and the media engine load only for the commands that run them
+    from ..calls import TranscriptEntry
 
 app = typer.Typer(
     name="relaykit",
@@ -58,6 +57,9 @@ def serve(
     ),
 ) -> None:
     """Serve RELAY v2 on ws://HOST:PORT until Ctrl-C (and SIP phones with --sip)."""
+    from ..server import RelayServer
+    from ..server.auth import load_credentials
+
     console = Console()
     pairs: dict[str, str] = {}
     if credentials is not None:

@@ -1,6 +1,6 @@
 """Testing tools: the virtual caller, its expectations, the remote caller and call timelines.
 
-The pytest plugin (``relaykit.testing.plugin``) is loaded by pytest through its entry point;
+The pytest plugin (``relaykit.pytest_plugin``) is loaded by pytest through its entry point;
 it is not imported here, so that importing relaykit never imports pytest.
 """
 

@@ -1,7 +1,9 @@
 """relaykit's pytest plugin: test an IVR offline, with a virtual caller, on a real local server.
 
 Installed with relaykit (entry point ``pytest11``) and opt-in: it only adds fixtures, options
-and a marker; nothing runs unless a test asks for a fixture.
+and a marker; nothing runs unless a test asks for a fixture. This module is all pytest loads on
+every run: the server, the SDK and the media engine are imported only when a relaykit fixture
+is used.
 
 Fixtures (async ones need pytest-asyncio; mark the tests ``@pytest.mark.asyncio``):
 
@@ -33,31 +35,28 @@ Options (each also an ini key):
 
 from __future__ import annotations
 
-__all__ = ["PytestRelayServer"]
+__all__ = ["relay_call", "relay_ivr", "relay_server"]
 
 import asyncio
 import contextlib
 import inspect
 import logging
-import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..client import Consumer
-from ..errors import RelayTimeoutError
-from ..server.app import RelayServer
-from .caller import VirtualCaller
+if TYPE_CHECKING:
+    from ..client import Consumer
+    from ..testing.caller import VirtualCaller
+    from ._server import PytestRelayServer
 
 try:
     import pytest_asyncio
 except ImportError:  # pragma: no cover - relaykit[pytest] installs it
     pytest_asyncio = None  # type: ignore[assignment]
-
-log = logging.getLogger("relaykit.testing")
 
 READY_TIMEOUT = 15.0  # seconds an IVR gets to connect and receive its contexts
 STOP_TIMEOUT = 10.0
@@ -238,62 +237,6 @@ def _fast_for(item: pytest.Item) -> bool:
     return item.config.stash[_SETTINGS].fast
 
 
-# -- the server --------------------------------------------------------------------------------
-class PytestRelayServer(RelayServer):
-    """The ``relay_server`` fixture's server: one throw-away project, remembers its calls."""
-
-    def __init__(self, project: str, token: str, **options: Any) -> None:
-        super().__init__(credentials={project: token}, **options)
-        self.project = project
-        self.token = token
-        self.callers: list[VirtualCaller] = []
-
-    async def dial_in(self, context: str, *args: Any, **kwargs: Any) -> VirtualCaller:
-        caller = await super().dial_in(context, *args, **kwargs)
-        self.callers.append(caller)
-        return caller
-
-    async def wait_receiving(self, contexts: Sequence[str], timeout: float = READY_TIMEOUT) -> None:
-        """Wait until some connected client of this project receives every one of ``contexts``."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not self._receiving(contexts, loop.time()):
-            if loop.time() >= deadline:
-                raise RelayTimeoutError(f"no client received contexts {list(contexts)}")
-            await asyncio.sleep(0.02)
-
-    def _receiving(self, contexts: Sequence[str], now: float) -> bool:
-        registry = self.session_registry
-        return all(registry.receiving(self.project, context, now) for context in contexts)
-
-
-def _safe_name(nodeid: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[-120:] or "test"
-
-
-def _failed(item: pytest.Item) -> bool:
-    reports = item.stash.get(_REPORTS, {})
-    return any(r.failed for r in reports.values())
-
-
-def _write_artifacts(item: pytest.Item, server: PytestRelayServer, folder: Path) -> None:
-    from .timeline import render_timeline
-
-    paths: list[Path] = []
-    target = folder / _safe_name(item.nodeid)
-    for index, caller in enumerate(server.callers, 1):
-        stem = target / f"call-{index}-{caller.context}"
-        try:
-            wav = caller.save_wav(stem.with_suffix(".wav"))
-            png = render_timeline(caller.event_log(), caller.recording(), stem.with_suffix(".png"))
-        except Exception:
-            log.exception("! could not write the artifacts of call %s", caller.call_id)
-            continue
-        paths += [wav, wav.with_suffix(".json"), png]
-    if paths:
-        item.config.stash[_WRITTEN].append((item.nodeid, paths))
-
-
 def _async_fixture(fn: Callable[..., Any]) -> Any:
     if pytest_asyncio is None:  # pragma: no cover
 
@@ -303,6 +246,11 @@ def _async_fixture(fn: Callable[..., Any]) -> Any:
 
         return missing
     return pytest_asyncio.fixture(fn)
+
+
+def _failed(item: pytest.Item) -> bool:
+    reports = item.stash.get(_REPORTS, {})
+    return any(r.failed for r in reports.values())
 
 
 @_async_fixture
@@ -315,6 +263,8 @@ async def relay_server(request: pytest.FixtureRequest) -> AsyncIterator[PytestRe
         clock.start()
         item.stash[_CLOCK] = clock
     try:
+        from ._server import PytestRelayServer, write_artifacts
+
         server = PytestRelayServer(
             f"project-{secrets.token_hex(4)}", secrets.token_urlsafe(16), inline_media=True
         )
@@ -324,7 +274,9 @@ async def relay_server(request: pytest.FixtureRequest) -> AsyncIterator[PytestRe
         finally:
             artifacts = item.config.stash[_SETTINGS].artifacts
             if artifacts is not None and server.callers and _failed(item):
-                _write_artifacts(item, server, artifacts)
+                paths = write_artifacts(item.nodeid, server, artifacts)
+                if paths:
+                    item.config.stash[_WRITTEN].append((item.nodeid, paths))
             await server.stop()
     finally:
         if clock is not None:
@@ -332,7 +284,8 @@ async def relay_server(request: pytest.FixtureRequest) -> AsyncIterator[PytestRe
             del item.stash[_CLOCK]
 
 
-IvrApp = type[Consumer] | Consumer | Callable[..., Awaitable[Any]]
+if TYPE_CHECKING:
+    IvrApp = type[Consumer] | Consumer | Callable[..., Awaitable[Any]]
 
 
 class _HookErrors(logging.Handler):
@@ -367,6 +320,8 @@ async def relay_ivr(
     ``project=``, ``token=``. Returns the consumer (or the task running the callable) once
     ``contexts`` (default: the consumer's) are received.
     """
+    from ..client import Consumer
+
     running: list[_Running] = []
     hook_errors = _HookErrors()
     client_log = logging.getLogger("relaykit.client")
