@@ -66,7 +66,7 @@ class ProtocolError(RelayError, ValueError):
     or ``""`` when the whole message is at fault.
     """
 
-    code = ErrorCode.INVALID_PARAMS
+    code: int = ErrorCode.INVALID_PARAMS
 
     def __init__(self, message: str, *, field: str = "", code: int | None = None) -> None:
         self.field = field

@@ -58,6 +58,7 @@ class MediaLoader:
     async def load(self, items: Sequence[MediaItem], media: Sequence[Media]) -> None:
         """Fill every item, in order; cheap media inline, the rest in a worker thread."""
         for item, m in zip(items, media, strict=True):
+            samples: np.ndarray | None
             try:
                 if isinstance(m, SilenceMedia):
                     samples = sources.silence(m.duration)

@@ -273,7 +273,8 @@ def _frame_levels(pcm: np.ndarray) -> np.ndarray:
     n = len(pcm) // _FRAME
     frames = pcm[: n * _FRAME].astype(np.float32).reshape(n, _FRAME)
     power = np.mean(frames * frames, axis=1) / (32768.0 * 32768.0)
-    return 10.0 * np.log10(power + 1e-12)
+    levels: np.ndarray = 10.0 * np.log10(power + 1e-12)
+    return levels
 
 
 def _loud_frames(levels: np.ndarray) -> np.ndarray:

@@ -442,9 +442,10 @@ class MediaEngine:
         if det_calls:
             channels = np.fromiter((c.dtmf_channel for c in det_calls), dtype=np.int64)
             for channel, key in self._dtmf.process(channels, np.stack(det_frames)):
-                call = self._by_channel.get(channel)
-                if call is None:
+                keyed = self._by_channel.get(channel)
+                if keyed is None:
                     continue
+                call = keyed
                 now = self.call_time(call)
                 call.keys.append((now, key))
                 events.append(KeyDetected(call.call_id, key, now))

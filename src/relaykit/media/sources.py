@@ -200,7 +200,7 @@ def _ringtone_cycle(tone: Ringtone) -> np.ndarray:
         envelope = (1.0 + d * np.sin(2 * np.pi * tone.modulation_hz * t)) / (1.0 + d)
         wave = envelope * np.sin(2 * np.pi * tone.frequencies[0] * t)
     else:
-        wave = sum(np.sin(2 * np.pi * f * t) for f in tone.frequencies)
+        wave = np.sum([np.sin(2 * np.pi * f * t) for f in tone.frequencies], axis=0)
     gate = np.zeros(n)
     ramp_n = round(_RAMP_SECONDS * SAMPLE_RATE)
     ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(ramp_n) / ramp_n)
@@ -210,7 +210,7 @@ def _ringtone_cycle(tone: Ringtone) -> np.ndarray:
         k = min(ramp_n, (b - a) // 2)
         gate[a : a + k] = ramp[:k]
         gate[b - k : b] = ramp[:k][::-1]
-    cycle = np.round(wave * gate * amplitude).astype(SAMPLE_DTYPE)
+    cycle: np.ndarray = np.round(wave * gate * amplitude).astype(SAMPLE_DTYPE)
     cycle.flags.writeable = False
     return cycle
 
@@ -354,4 +354,5 @@ def apply_gain_db(samples: np.ndarray, db: float) -> np.ndarray:
     if gain == 1.0:
         return samples.astype(SAMPLE_DTYPE, copy=True)
     scaled = np.rint(samples.astype(np.float32) * np.float32(gain))
-    return np.clip(scaled, -32768, 32767).astype(SAMPLE_DTYPE)
+    out: np.ndarray = np.clip(scaled, -32768, 32767).astype(SAMPLE_DTYPE)
+    return out

@@ -343,7 +343,8 @@ async def relay_ivr(
             consumer = app
             work = consumer.serve()
         elif callable(app):
-            work = app(url=server.url, project=server.project, token=server.token, **options)
+            run: Callable[..., Any] = app
+            work = run(url=server.url, project=server.project, token=server.token, **options)
             if not inspect.isawaitable(work):
                 raise TypeError(
                     f"{app!r} must be a Consumer or an async callable (it returned {work!r})"

@@ -94,7 +94,7 @@ class AuthThrottle:
             record = self._records[address] = _Record()
         record.failures += 1
         record.last = now
-        return min(self.maximum, self.base * 2 ** (record.failures - 1))
+        return float(min(self.maximum, self.base * 2.0 ** (record.failures - 1)))
 
     def failures(self, address: str, now: float) -> int:
         record = self._records.get(address)

@@ -25,7 +25,7 @@ WireEvent = tuple[str, dict[str, Any], str | None]
 
 def to_relay(event: CallEvent) -> WireEvent | None:
     """The ``calling.call.*`` event a consumer sees for ``event``, or None if it sees none."""
-    ids = {"call_id": event.call_id, "node_id": event.node_id}
+    ids: dict[str, Any] = {"call_id": event.call_id, "node_id": event.node_id}
     if isinstance(event, CallOffered):
         if event.direction != "inbound":
             return None

@@ -67,26 +67,30 @@ for _table in (_ULAW_ENC, _ULAW_DEC, _ALAW_ENC, _ALAW_DEC):
 
 def ulaw_encode(samples: np.ndarray) -> np.ndarray:
     """int16 samples (any shape) → µ-law codes (uint8, same shape)."""
-    return _ULAW_ENC[np.asarray(samples, dtype=np.int16).astype(np.int32) + 32768]
+    codes: np.ndarray = _ULAW_ENC[np.asarray(samples, dtype=np.int16).astype(np.int32) + 32768]
+    return codes
 
 
 def ulaw_decode(codes: bytes | np.ndarray) -> np.ndarray:
     """µ-law codes (bytes or uint8 array) → int16 samples."""
     if isinstance(codes, bytes | bytearray | memoryview):
         codes = np.frombuffer(codes, dtype=np.uint8)
-    return _ULAW_DEC[codes]
+    samples: np.ndarray = _ULAW_DEC[codes]
+    return samples
 
 
 def alaw_encode(samples: np.ndarray) -> np.ndarray:
     """int16 samples (any shape) → A-law codes (uint8, same shape)."""
-    return _ALAW_ENC[np.asarray(samples, dtype=np.int16).astype(np.int32) + 32768]
+    codes: np.ndarray = _ALAW_ENC[np.asarray(samples, dtype=np.int16).astype(np.int32) + 32768]
+    return codes
 
 
 def alaw_decode(codes: bytes | np.ndarray) -> np.ndarray:
     """A-law codes (bytes or uint8 array) → int16 samples."""
     if isinstance(codes, bytes | bytearray | memoryview):
         codes = np.frombuffer(codes, dtype=np.uint8)
-    return _ALAW_DEC[codes]
+    samples: np.ndarray = _ALAW_DEC[codes]
+    return samples
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,18 +101,18 @@ class SipDevice:
         if not isinstance(raw_headers, list):
             raise ProtocolError("must be a list", field=f"{path}.params.headers")
         for i, header in enumerate(raw_headers):
-            name = header.get("name") if isinstance(header, Mapping) else None
-            value = header.get("value") if isinstance(header, Mapping) else None
+            header_name = header.get("name") if isinstance(header, Mapping) else None
+            header_value = header.get("value") if isinstance(header, Mapping) else None
             if (
-                not isinstance(name, str)
-                or not isinstance(value, str)
-                or not name.startswith("X-")
-                or any(c in name + value for c in "\r\n")
+                not isinstance(header_name, str)
+                or not isinstance(header_value, str)
+                or not header_name.startswith("X-")
+                or any(c in header_name + header_value for c in "\r\n")
             ):
                 raise ProtocolError(
                     "must be {name: 'X-…', value: '…'}", field=f"{path}.params.headers[{i}]"
                 )
-            headers.append((name, value))
+            headers.append((header_name, header_value))
         from_name = params.get("from_name")
         if from_name is not None and (not isinstance(from_name, str) or '"' in from_name):
             raise ProtocolError("must be a plain string", field=f"{path}.params.from_name")
@@ -344,7 +344,9 @@ class SipGateway:
         context: str = "",
     ) -> Call:
         """Place one SIP call; returns once the INVITE is sent (states follow as events)."""
-        return (await self._begin(project, owner, tag, SipDevice.from_device(device), context)).call
+        state = await self._begin(project, owner, tag, SipDevice.from_device(device), context)
+        assert state.call is not None
+        return state.call
 
     async def _begin(
         self, project: str, owner: EventSink, tag: str | None, device: SipDevice, context: str

@@ -255,7 +255,7 @@ class RtpHub:
         frames = np.stack([frame for _, frame, _ in batch])
         history = np.stack([leg._down for leg, _, _ in batch])
         out, history = downsample2(frames, history)
-        pcmu = np.fromiter((leg.codec.payload_type == 0 for leg, _, _ in batch), bool, len(batch))  # type: ignore[union-attr]
+        pcmu = np.array([leg.codec.payload_type == 0 for leg, _, _ in batch], dtype=np.bool_)  # type: ignore[union-attr]
         codes = np.empty(out.shape, dtype=np.uint8)
         if pcmu.any():
             codes[pcmu] = batch[int(np.argmax(pcmu))][0].codec.encode(out[pcmu])  # type: ignore[union-attr]

@@ -23,7 +23,7 @@ def _design() -> np.ndarray:
     n = np.arange(_TAPS) - _CENTER
     h = 0.5 * np.sinc(0.5 * n) * np.kaiser(_TAPS, 6.0)
     h[(n % 2 == 0) & (n != 0)] = 0.0  # exact half-band zeros
-    return h / h.sum()
+    return np.asarray(h / h.sum(), dtype=np.float64)
 
 
 _H = _design()

@@ -236,7 +236,7 @@ def timeline_figure(
     text_end = duration + (_RIGHT_IN * _DPI - 10) * sec_per_px  # labels may use the margin
 
     fig = Figure(figsize=(width_in, 4.0), dpi=_DPI)
-    renderer = FigureCanvasAgg(fig).get_renderer()
+    renderer = FigureCanvasAgg(fig).get_renderer()  # type: ignore[no-untyped-call]
     font = FontProperties(size=_FONT)
 
     def measure(text: str) -> float:
