@@ -28,6 +28,7 @@ from ..testing.caller import VirtualCaller
 from .auth import Credentials
 from .caller_endpoint import CallerEndpoint
 from .connection import Connection, ConnectionLimits
+from .http import HttpRoutes
 from .router import Router
 from .sessions import ServerSession, SessionRegistry
 
@@ -149,6 +150,8 @@ class RelayServer:
         )
         self._connections: set[Connection] = set()
         self._server: Server | None = None
+        # Plain HTTP GETs on the same port (recordings, pages): adapters add their routes.
+        self.http = HttpRoutes()
         # Extra WebSocket paths beside RELAY on "/" (the remote caller API).
         self._routes: dict[str, Callable[[ServerConnection], Awaitable[None]]] = {
             "/caller": CallerEndpoint(
@@ -226,6 +229,7 @@ class RelayServer:
             self.port,
             max_size=self.max_message_size,
             compression=None,
+            process_request=self.http.process_request,
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
