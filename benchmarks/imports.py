@@ -5,8 +5,9 @@ Each case runs in a fresh interpreter and times its statement with ``time.perf_c
 report); ``import relaykit`` is also read from ``-X importtime``. Figures are medians of the
 runs, after a first run that leaves the bytecode cached (as an installed wheel has it), with
 ``PYTHONDONTWRITEBYTECODE`` unset. The pytest plugin is measured beyond what pytest and
-pytest-asyncio cost anyway (pytest loads them before any plugin). ``relaykit --help`` is the wall time of the whole command, with
-an empty interpreter's start-up measured in the same run as the baseline.
+pytest-asyncio cost anyway (pytest loads them before any plugin). ``relaykit --help`` is the
+wall time of the whole command, with an empty interpreter's start-up measured in the same run
+as the baseline.
 """
 
 from __future__ import annotations
