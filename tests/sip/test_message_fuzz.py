@@ -89,9 +89,29 @@ def test_errors_after_the_core_headers_carry_the_request_for_a_400():
     with pytest.raises(SipParseError) as info:
         parse_message(INVITE.replace(b"CSeq: 7 INVITE", b"CSeq: 7 BYE"))
     assert info.value.request is not None and info.value.request.method == "INVITE"
-    with pytest.raises(SipParseError) as info:
-        parse_message(INVITE.replace(b"i: abc@127.0.0.1\r\n", b""))
-    assert info.value.request is None  # no Call-ID: no response can be built
+
+
+@pytest.mark.parametrize(
+    "header", [b"i: abc@127.0.0.1\r\n", b"t: <sip:+15559870000@127.0.0.1>\r\n"]
+)
+def test_a_missing_call_id_or_to_still_carries_the_request_for_a_400(header):
+    """A client matches a response by its top Via and CSeq: without Call-ID a 400 still works."""
+    with pytest.raises(SipParseError, match="missing") as info:
+        parse_message(INVITE.replace(header, b""))
+    assert info.value.request is not None and info.value.request.method == "INVITE"
+
+
+@pytest.mark.parametrize("header", [b"CSeq: 7 INVITE\r\n", b"v: SIP/2.0/UDP 127.0.0.1:5061"])
+def test_without_via_or_cseq_no_response_can_be_matched(header):
+    data = INVITE
+    if header.startswith(b"v:"):  # drop the whole (folded) Via line
+        start = data.index(b"v: ")
+        data = data[:start] + data[data.index(b"\r\n", start) + 2 :]
+    else:
+        data = data.replace(header, b"")
+    with pytest.raises(SipParseError, match="missing") as info:
+        parse_message(data)
+    assert info.value.request is None
 
 
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
