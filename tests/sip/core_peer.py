@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from relaykit.sip.core import Event, Output, Send, SipCore
+from relaykit.sip.core import SipCore
+from relaykit.sip.events import Event, Output, Send
 from relaykit.sip.message import SipRequest, SipResponse, parse_message, parse_name_addr
 
 ME = ("127.0.0.1", 5070)  # where the core listens

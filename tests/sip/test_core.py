@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from relaykit.sip.core import (
-    MAX_COPIED_BYTES,
+from relaykit.sip.core import MAX_COPIED_BYTES, DialogState
+from relaykit.sip.events import (
     AnswerAcked,
     CallAnswered,
     CallEnded,
     CallFailed,
     CallKey,
     CallProgress,
-    DialogState,
     IncomingCall,
     KeyPressed,
 )
@@ -198,6 +197,20 @@ def test_our_bye_is_resent_on_timer_e_until_its_final_response():
     assert all(bytes(b.requests[0]) == bytes(bye) for b in batches)
     assert h.feed(response_to(bye, 200)).outputs == []
     assert h.advance(60.0) == []
+
+
+def test_a_provisional_response_to_our_bye_slows_timer_e_to_t2():
+    """§17.1.2.2: once proceeding, the request is re-sent every T2 (4 s) until timer F."""
+    h = Harness()
+    key, ok = answered(h)
+    h.feed(ack_for(ok))
+    [bye] = h.act(h.core.hangup(key, h.now)).requests
+    h.now = 0.2
+    assert h.feed(response_to(bye, 100)).outputs == []
+    assert h.feed(response_to(bye, 100)).outputs == []
+    batches = h.advance(40.0)
+    assert [b.at for b in batches] == [0.5, 4.5, 8.5, 12.5, 16.5, 20.5, 24.5, 28.5]
+    assert h.core.transactions == 0
 
 
 def test_our_bye_gives_up_after_timer_f():
@@ -391,11 +404,17 @@ def test_a_request_whose_copied_headers_are_too_large_is_dropped():
     assert h.feed(huge).outputs == [] and h.core.dropped == 1
 
 
-def test_a_huge_record_route_is_refused():
+@pytest.mark.parametrize(
+    ("method", "header", "count"),
+    [("INVITE", "Record-Route", 200), ("REGISTER", "Contact", 200), ("OPTIONS", "Require", 1)],
+)
+def test_other_echoed_headers_are_bounded_too(method, header, count):
+    """Record-Route goes into the 2xx, Contact into REGISTER's 200, Require into the 420."""
     h = Harness()
-    routes = "".join(f"Record-Route: <sip:10.0.0.{i};lr>\r\n" for i in range(200))
-    batch = h.feed(request("INVITE", body=SDP, extra=routes))
-    assert batch.statuses == [400] and batch.events == []
+    value = "x" * (MAX_COPIED_BYTES + 1) if count == 1 else "<sip:10.0.0.1:5060;lr>"
+    extra = "".join(f"{header}: {value}\r\n" for _ in range(count))
+    assert h.feed(request(method, body=SDP, extra=extra)).outputs == []
+    assert h.core.dropped == 1 and h.core.calls == 0
 
 
 def test_an_invite_with_an_unparsable_contact_gets_400():
@@ -406,6 +425,25 @@ def test_an_invite_with_an_unparsable_contact_gets_400():
     batch = h.feed(broken)
     assert "unclosed" in batch.response(400).reason
     assert batch.statuses == [400] and batch.events == [] and h.core.calls == 0
+
+
+@pytest.mark.parametrize("uri", ["sip:phone@127.0.0.1: 40000", "http://x", "sip:a b@127.0.0.1"])
+def test_an_invite_whose_contact_cannot_be_a_request_uri_gets_400(uri):
+    h = Harness()
+    data = request("INVITE", body=SDP).replace(b"sip:phone@127.0.0.1:40000", uri.encode())
+    batch = h.feed(data)
+    assert batch.statuses == [400] and batch.events == [] and h.core.calls == 0
+
+
+def test_a_2xx_whose_contact_cannot_be_a_request_uri_keeps_the_request_uri():
+    """Found by the fuzzer: a mutated Contact became the Request-URI of our ACK and BYE."""
+    h = Harness()
+    key, invite = outbound(h)
+    ok = response_to(invite, 200).replace(b"127.0.0.1:40000>", b"127.0.0.1: 40000>")
+    [ack] = h.feed(ok).requests
+    assert ack.uri == invite.uri
+    [bye] = h.act(h.core.hangup(key, h.now)).requests
+    assert bye.uri == invite.uri
 
 
 def test_beyond_max_transactions_requests_are_answered_without_state():

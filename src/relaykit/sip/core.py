@@ -3,9 +3,9 @@
 :class:`SipCore` is the transaction user of :mod:`.transaction` (RFC 3261 §8, §12-§15):
 it matches requests and responses to transactions and dialogs and decides the answers. It
 never touches a socket or reads a clock. Every entry point takes ``now`` (seconds on any
-monotonic clock) and returns a list of outputs, :class:`Send` datagrams first, then events
-(:class:`IncomingCall`, :class:`CallProgress`, :class:`CallAnswered`, :class:`CallFailed`,
-:class:`AnswerAcked`, :class:`CallEnded`, :class:`KeyPressed`). Timers are deadlines: after
+monotonic clock) and returns a list of outputs (:mod:`.events`): datagrams to send first,
+then events (``IncomingCall``, ``CallProgress``, ``CallAnswered``, ``CallFailed``,
+``AnswerAcked``, ``CallEnded``, ``KeyPressed``). Timers are deadlines: after
 any call, :meth:`SipCore.next_deadline` says when :meth:`SipCore.handle_timers` is next due.
 :mod:`.ua` runs it on an asyncio UDP socket.
 
@@ -35,10 +35,10 @@ Bad input
       answered.
     * What a response copies back is bounded (no reflection of attacker-sized headers,
       re-sent on every retransmission): a request with more than :data:`MAX_VIAS` Via values
-      or :data:`MAX_VIA_BYTES` bytes of them is refused with a 400 that copies only its top
-      Via; an INVITE with that much Record-Route gets 400 too; a request whose copied
-      headers (top Via or Via list, From, To, Call-ID, CSeq) still exceed
-      :data:`MAX_COPIED_BYTES` is dropped.
+      or more than :data:`MAX_VIA_BYTES` bytes of them is refused with a 400 that copies only
+      its top Via; a request whose echoed headers (that Via or Via list, From, To, Call-ID,
+      CSeq, Require, and an INVITE's Record-Route or a REGISTER's Contact) exceed
+      :data:`MAX_COPIED_BYTES` in all is dropped and counted in :attr:`SipCore.dropped`.
     * At most ``max_transactions`` server transactions are kept; beyond that requests are
       answered without one (a new INVITE with 503), so a flood of unique branches costs
       bounded memory.
@@ -59,18 +59,7 @@ __all__ = [
     "MAX_COPIED_BYTES",
     "MAX_VIAS",
     "MAX_VIA_BYTES",
-    "AnswerAcked",
-    "CallAnswered",
-    "CallEnded",
-    "CallFailed",
-    "CallKey",
-    "CallProgress",
     "DialogState",
-    "Event",
-    "IncomingCall",
-    "KeyPressed",
-    "Output",
-    "Send",
     "SipCore",
     "reason_phrase",
 ]
@@ -82,12 +71,27 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
+from .events import (
+    Address,
+    AnswerAcked,
+    CallAnswered,
+    CallEnded,
+    CallFailed,
+    CallKey,
+    CallProgress,
+    Event,
+    IncomingCall,
+    KeyPressed,
+    Output,
+    Send,
+)
 from .message import (
     SipParseError,
     SipRequest,
     SipResponse,
     parse_message,
     parse_name_addr,
+    parse_uri,
     parse_via,
 )
 from .transaction import (
@@ -103,7 +107,6 @@ from .transaction import (
 
 log = logging.getLogger("relaykit.sip")
 
-Address = tuple[str, int]
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REGISTER"
 MAX_VIAS = 10
 MAX_VIA_BYTES = 2048
@@ -136,89 +139,6 @@ _REASONS = {
 
 def reason_phrase(status: int) -> str:
     return _REASONS.get(status, "Unknown")
-
-
-# -- outputs --------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class CallKey:
-    """A call (dialog) of this user agent: its Call-ID and our tag."""
-
-    call_id: str
-    local_tag: str
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Send ``data`` as one UDP datagram to ``address``."""
-
-    data: bytes
-    address: Address
-
-
-@dataclass(frozen=True, slots=True)
-class IncomingCall:
-    """A new INVITE (100 Trying is sent): ring, answer or reject ``call``."""
-
-    call: CallKey
-    request_uri: str
-    from_uri: str
-    to_uri: str
-    offer: bytes
-    source: Address
-
-
-@dataclass(frozen=True, slots=True)
-class CallProgress:
-    """180/183 to our INVITE."""
-
-    call: CallKey
-    status: int
-
-
-@dataclass(frozen=True, slots=True)
-class CallAnswered:
-    """2xx to our INVITE (ACK sent)."""
-
-    call: CallKey
-    sdp: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class CallFailed:
-    """A final error to our INVITE (408 on timeout, 487 after a CANCEL); the call is over."""
-
-    call: CallKey
-    status: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class AnswerAcked:
-    """The ACK for our 200 OK came."""
-
-    call: CallKey
-
-
-@dataclass(frozen=True, slots=True)
-class CallEnded:
-    """The far end (or a timeout) ended the call: ``"hangup"``, ``"cancel"`` or ``"error"``."""
-
-    call: CallKey
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class KeyPressed:
-    """A key sent as SIP INFO."""
-
-    call: CallKey
-    key: str
-
-
-Event = (
-    IncomingCall | CallProgress | CallAnswered | CallFailed | AnswerAcked | CallEnded | KeyPressed
-)
-Output = Send | Event
 
 
 class DialogState(Enum):
@@ -678,7 +598,14 @@ class SipCore:
                 return
         else:
             tx = (ServerInvite if method == "INVITE" else ServerNonInvite)(self, key, source)
-            self._server_tx[key] = tx
+        self._dispatch(request, key, tx, source)
+        if not isinstance(tx, _Stateless) and tx.state is not State.TERMINATED:
+            self._server_tx[key] = tx  # kept once answered: retransmissions get the answer
+
+    def _dispatch(
+        self, request: SipRequest, key: _ServerKey, tx: _Answerer, source: Address
+    ) -> None:
+        method = request.method
         if method != "CANCEL" and (require := request.get("Require")) is not None:
             headers = [("Unsupported", require)]
             tx.respond(self._response(request, 420, source, headers=headers))
@@ -726,16 +653,12 @@ class SipCore:
         try:
             frm = parse_name_addr(request.get("From") or "")
             to = parse_name_addr(request.get("To") or "")
-            target = parse_name_addr(contact).uri if contact else frm.uri
+            target = _target(contact) if contact else frm.uri
         except SipParseError as exc:
             self.bad_requests += 1
             tx.respond(self._response(request, 400, source, f"Bad Request ({exc})"[:120]))
             return
-        route_set = request.get_all("Record-Route")
-        if not _vias_bounded(route_set):
-            self.bad_requests += 1
-            tx.respond(self._response(request, 400, source, "Bad Request (Record-Route too long)"))
-            return
+        route_set = request.get_all("Record-Route")  # bounded by _fits
         key = CallKey(request.call_id, _token())
         number, _ = request.cseq
         dialog = _Inbound(
@@ -875,7 +798,7 @@ class SipCore:
             contact = response.get("Contact")
             if contact:
                 with contextlib.suppress(SipParseError):  # else the request URI stays
-                    dialog.remote_target = parse_name_addr(contact).uri
+                    dialog.remote_target = _target(contact)
             dialog.route_set = list(reversed(response.get_all("Record-Route")))[:MAX_VIAS]
             if dialog.state is DialogState.EARLY:
                 dialog.state = DialogState.CONFIRMED
@@ -976,6 +899,15 @@ def _tag_of(value: str) -> str:
         return ""
 
 
+def _target(contact: str) -> str:
+    """The URI of a Contact, to be our Request-URI: it must parse and hold no whitespace."""
+    uri = parse_name_addr(contact).uri
+    parse_uri(uri)
+    if any(c.isspace() for c in uri):
+        raise SipParseError(f"whitespace in Contact URI {uri[:60]!r}")
+    return uri
+
+
 def _vias_bounded(values: list[str]) -> bool:
     return len(values) <= MAX_VIAS and sum(len(v) for v in values) <= MAX_VIA_BYTES
 
@@ -986,10 +918,14 @@ def _vias_to_copy(request: SipRequest) -> list[str]:
 
 
 def _fits(request: SipRequest) -> bool:
-    """Whether the headers a response copies stay within MAX_COPIED_BYTES."""
-    size = sum(len(v) for v in _vias_to_copy(request))
-    size += sum(len(request.get(name) or "") for name in ("From", "To", "Call-ID", "CSeq"))
-    return size <= MAX_COPIED_BYTES
+    """Whether what our responses copy from ``request`` stays within MAX_COPIED_BYTES."""
+    echoed = [*_vias_to_copy(request)]
+    echoed += [request.get(name) or "" for name in ("From", "To", "Call-ID", "CSeq", "Require")]
+    if request.method == "INVITE":
+        echoed += request.get_all("Record-Route")  # into the 2xx, and our route set
+    elif request.method == "REGISTER":
+        echoed += request.get_all("Contact")  # into the 200
+    return sum(len(value) for value in echoed) <= MAX_COPIED_BYTES
 
 
 def _server_key(request: SipRequest) -> _ServerKey:

@@ -17,26 +17,23 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from .core import (
+from .core import DialogState, SipCore
+from .events import (
     AnswerAcked,
     CallAnswered,
     CallEnded,
     CallFailed,
     CallKey,
     CallProgress,
-    DialogState,
     Event,
     IncomingCall,
     KeyPressed,
     Output,
     Send,
-    SipCore,
 )
 from .message import parse_uri
 
 log = logging.getLogger("relaykit.sip")
-
-Address = tuple[str, int]
 
 
 class _Call:
