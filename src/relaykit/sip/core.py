@@ -39,9 +39,10 @@ Bad input
       its top Via; a request whose echoed headers (that Via or Via list, From, To, Call-ID,
       CSeq, Require, and an INVITE's Record-Route or a REGISTER's Contact) exceed
       :data:`MAX_COPIED_BYTES` in all is dropped and counted in :attr:`SipCore.dropped`.
-    * At most ``max_transactions`` server transactions are kept; beyond that requests are
-      answered without one (a new INVITE with 503), so a flood of unique branches costs
-      bounded memory.
+    * At most ``max_transactions`` non-INVITE server transactions are kept (each lives
+      64·T1 after its answer); beyond that such requests are answered without one, so a
+      flood of unique branches costs bounded memory and never locks out calls. INVITEs
+      always get a transaction: each is a call, which the server's own limits bound.
 
 Not done (not needed for a phone calling an IVR on the same host or LAN): TCP/TLS,
 authentication, PRACK/100rel, UPDATE, forking, session timers, SDP-less INVITE.
@@ -207,7 +208,7 @@ class SipCore:
         host, port: the address in our Via and Contact (set ``port`` once the socket is bound).
         t1: the RFC 3261 round-trip estimate (0.5 s); every timer scales with it.
         user_agent: the User-Agent/Server header.
-        max_transactions: server transactions kept at most (see "Bad input").
+        max_transactions: non-INVITE server transactions kept at most (see "Bad input").
     """
 
     def __init__(
@@ -233,6 +234,7 @@ class SipCore:
         self.dropped = 0  # datagrams nothing could be answered to
         self._timers = Timers()
         self._server_tx: dict[Hashable, ServerInvite | ServerNonInvite] = {}
+        self._non_invites = 0  # ServerNonInvite in _server_tx
         self._client_tx: dict[Hashable, ClientInvite | ClientNonInvite] = {}
         self._owner: dict[Transaction, _Dialog] = {}
         self._dialogs: dict[CallKey, _Dialog] = {}
@@ -253,7 +255,8 @@ class SipCore:
     def forget(self, tx: Transaction) -> None:
         self._timers.stop_all(tx)
         if isinstance(tx, ServerInvite | ServerNonInvite):
-            self._server_tx.pop(tx.key, None)
+            if self._server_tx.pop(tx.key, None) is not None and isinstance(tx, ServerNonInvite):
+                self._non_invites -= 1
         else:
             self._client_tx.pop(tx.key, None)
         dialog = self._owner.pop(tx, None)
@@ -428,6 +431,7 @@ class SipCore:
                 self._reject(dialog, 603, None)
         self._dialogs.clear()
         self._server_tx.clear()
+        self._non_invites = 0
         self._client_tx.clear()
         self._owner.clear()
         self._timers.clear()
@@ -591,16 +595,16 @@ class SipCore:
             known.received_again()
             return
         tx: _Answerer
-        if len(self._server_tx) >= self.max_transactions:
-            tx = _Stateless(self, source)
-            if method == "INVITE" and not _tag_of(request.get("To") or ""):
-                tx.respond(self._response(request, 503, source))
-                return
+        if method == "INVITE":
+            tx = ServerInvite(self, key, source)
+        elif self._non_invites < self.max_transactions:
+            tx = ServerNonInvite(self, key, source)
         else:
-            tx = (ServerInvite if method == "INVITE" else ServerNonInvite)(self, key, source)
+            tx = _Stateless(self, source)
         self._dispatch(request, key, tx, source)
         if not isinstance(tx, _Stateless) and tx.state is not State.TERMINATED:
             self._server_tx[key] = tx  # kept once answered: retransmissions get the answer
+            self._non_invites += isinstance(tx, ServerNonInvite)
 
     def _dispatch(
         self, request: SipRequest, key: _ServerKey, tx: _Answerer, source: Address
