@@ -459,9 +459,6 @@ class Timers:
         self.stop(owner, name)
         return owner, name
 
-    def armed(self, owner: Transaction) -> set[str]:
-        return set(self._live.get(owner, ()))
-
     def _is_live(self, entry: tuple[float, int, Transaction, str]) -> bool:
         _, seq, owner, name = entry
         return self._live.get(owner, {}).get(name) == seq
