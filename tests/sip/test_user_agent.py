@@ -259,3 +259,40 @@ async def test_ack_stops_the_200_retransmissions():
     finally:
         phone.close()
         await ua.close()
+
+
+# -- hardening -------------------------------------------------------------------------------------
+async def test_invite_without_call_id_gets_400(phone):
+    """It used to be dropped silently; the Via branch and CSeq are enough to answer it."""
+    data = phone.request("INVITE", body=SDP).replace(b"Call-ID: call-1\r\n", b"")
+    phone.send(data)
+    response = await phone.response()
+    assert (response.status, response.reason) == (400, "Bad Request (missing Call-ID)")
+
+
+async def test_a_60_kb_via_list_is_not_copied_back(server, phone):
+    """A response copies a bounded Via list: this request gets a small 400 with one Via."""
+    hops = "".join(
+        f"Via: SIP/2.0/UDP 10.0.{i // 250}.{i % 250}:5060;branch=z9hG4bK-hop{i}\r\n"
+        for i in range(1100)
+    )
+    data = phone.request("INVITE", body=SDP, extra=hops)
+    assert len(data) > 60_000
+    phone.send(data)
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(WAIT):
+        raw = await loop.sock_recv(phone.sock, 65535)
+    response = parse_message(raw)
+    assert isinstance(response, SipResponse) and response.status == 400
+    assert len(response.get_all("Via")) == 1 and len(raw) < 1024
+    assert await phone.nothing()  # no 100 Trying, no call, nothing re-sent
+    assert server.sip.ua.core.calls == 0
+
+
+async def test_draining_answers_options_with_503(server, phone):
+    server.sip.ua.draining = True
+    phone.send(phone.request("OPTIONS"))
+    assert (await phone.response()).status == 503
+    server.sip.ua.draining = False
+    phone.send(phone.request("OPTIONS"))
+    assert (await phone.response()).status == 200

@@ -2,9 +2,10 @@
 
 :func:`parse_message` turns one UDP datagram into a :class:`SipRequest` or
 :class:`SipResponse`, or raises :class:`SipParseError` (a ValueError) saying what is wrong.
-When the error is found after the headers a response needs (Via, From, To, Call-ID, CSeq)
-were read, the exception carries the partly parsed request as ``request``, so the user agent
-can answer ``400 Bad Request`` (§8.2.2, §16.3); otherwise the datagram is dropped.
+When a malformed request still has what a client matches a response by (a top Via and a
+CSeq, §17.1.3), the exception carries the partly parsed request as ``request``, so the user
+agent can answer ``400 Bad Request`` (§8.2.2, §21.4.1) — a missing From, To or Call-ID is
+such an error; without them the datagram can only be dropped.
 
 Header names are kept in their canonical long form (compact forms such as ``v``, ``f``,
 ``i`` are expanded); values are strings. Comma-separated Via, Route and Record-Route values
@@ -84,6 +85,7 @@ _SPLIT_COMMAS = frozenset({"Via", "Route", "Record-Route"})
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 _METHOD = re.compile(r"^[A-Z][A-Z0-9\-.!%*_+`'~]*$")
 _REQUIRED = ("Via", "From", "To", "Call-ID", "CSeq")
+_MATCHED_BY = ("Via", "CSeq")  # what a client matches a response to its request by (§17.1.3)
 
 
 class SipParseError(ValueError):
@@ -237,10 +239,10 @@ def parse_name_addr(text: str) -> NameAddr:
         if not close:
             raise SipParseError(f"unclosed '<' in {text[:60]!r}")
         return NameAddr(display.strip().strip('"'), uri.strip(), _params(params.split(";")[1:]))
-    uri, *params = text.split(";")
-    if not uri:
+    bare, *bare_params = text.split(";")
+    if not bare:
         raise SipParseError(f"empty address {text[:60]!r}")
-    return NameAddr("", uri.strip(), _params(params))
+    return NameAddr("", bare.strip(), _params(bare_params))
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,11 +328,13 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
             message.headers.append((name, value))
 
     missing = [h for h in _REQUIRED if message.get(h) is None]
-    if missing:
+    if any(h in missing for h in _MATCHED_BY):
         raise SipParseError(f"missing {', '.join(missing)}")
-    # From here on a response can be built: errors carry the request.
+    # From here on a response can be built and matched: errors carry the request.
     request = message if isinstance(message, SipRequest) else None
     try:
+        if missing:
+            raise SipParseError(f"missing {', '.join(missing)}")
         _number, method = _check_cseq(message.get("CSeq") or "")
         if request is not None and method != request.method:
             raise SipParseError("CSeq method does not match the request method")
