@@ -92,6 +92,11 @@ _DETUNE_IN = (0.0, -0.0075, 0.0075, -0.015, 0.015)
 _DETUNE_OUT = (-0.03, 0.03)
 _DETUNE = _DETUNE_IN + _DETUNE_OUT
 _N_IN = len(_DETUNE_IN)
+_TWIST_DOUBT = 10.0 ** (3.0 / 10.0)  # a twist this near a limit is measured again, finely
+_WEAK_OVER_REST = 10.0 ** (3.0 / 10.0)
+_NOISE_TONE_SHARE = 0.2  # a window whose best pair has this share of its power is not noise
+_NOISE_UNSET = -1.0  # noise floor of a channel that has not had a window without tone yet
+_NOISE_MIN = 1.0  # lowest noise floor: AC power on the int16 scale (-90 dBFS)
 _N_DET = len(_DETUNE)
 
 
@@ -153,14 +158,16 @@ class DtmfDetector:
         self,
         sample_rate: int = SAMPLE_RATE,
         *,
-        floor_dbfs: float = -36.0,
+        floor_dbfs: float = -40.0,
+        noise_margin_db: float = 10.0,
+        noise_rise_db: float = 10.0,
         min_tone_ratio: float = 0.8,
         group_margin_db: float = 6.0,
-        normal_twist_db: float = 6.0,
-        reverse_twist_db: float = 4.0,
+        normal_twist_db: float = 7.0,
+        reverse_twist_db: float = 9.0,
         min_block_share: float = 0.5,
         confirm_windows: int = 2,
-        release_windows: int = 4,
+        release_windows: int = 5,
     ) -> None:
         if sample_rate % 200 or sample_rate <= 2 * max(DTMF_FREQS):
             raise ValueError(
@@ -173,7 +180,11 @@ class DtmfDetector:
         self._block = self.frame_size // 4  # 5 ms sub-block
         self._win = 4 * self._block  # 20 ms analysis window
 
-        self._floor = (_FULL_SCALE * 10.0 ** (floor_dbfs / 20.0)) ** 2  # squared amplitude
+        # Levels are compared as squared amplitudes (a sine's power is amplitude^2 / 2); the
+        # floor is on the pair: r^2 + c^2 at least that of two tones at floor_dbfs each.
+        self._floor = 2.0 * (_FULL_SCALE * 10.0 ** (floor_dbfs / 20.0)) ** 2
+        self._noise_margin = 2.0 * 10.0 ** (noise_margin_db / 10.0)  # noise power -> r^2 + c^2
+        self._noise_rise = 10.0 ** (noise_rise_db * FRAME_SECONDS / 10.0)  # per frame
         self._min_ratio = float(min_tone_ratio)
         self._margin = 10.0 ** (group_margin_db / 10.0)
         self._normal = 10.0 ** (normal_twist_db / 10.0)
@@ -182,6 +193,7 @@ class DtmfDetector:
         self._confirm = int(confirm_windows)
         self._release = int(release_windows)
         self._basis, self._combine = self._build_bases()
+        self._fine = self._build_fine_basis()
         # OpenBLAS threads a product once m*n*k reaches 4 * 65536. Threads gain nothing on
         # products this small and, on a busy machine, stall a tick for whole scheduler slices
         # (8 ms instead of 0.2 ms for 1000 channels), so the products are cut below that.
@@ -196,10 +208,12 @@ class DtmfDetector:
         # The last 2 sub-blocks of the previous frame: DFTs, and (sum, energy) pairs.
         self._hist_dft = np.zeros((0, 2, 8, 2), dtype=np.float32)
         self._hist_se = np.zeros((0, 2, 2), dtype=np.float32)
+        self._hist_x = np.zeros((0, self._win // 2), dtype=np.float32)  # and its samples
         self._cand = np.zeros(0, dtype=np.int8)  # key of the current run of windows, -1 none
         self._run = np.zeros(0, dtype=np.int32)  # length of that run
         self._held = np.zeros(0, dtype=np.int8)  # confirmed key still down, -1 none
         self._miss = np.zeros(0, dtype=np.int32)  # consecutive windows without the held key
+        self._noise = np.zeros(0, dtype=np.float32)  # tracked noise floor (AC power)
         self._buffers: dict[str, np.ndarray] = {}
 
     def _build_bases(self) -> tuple[np.ndarray, np.ndarray]:
@@ -232,6 +246,22 @@ class DtmfDetector:
             combine.reshape(8, 2 * _N_DET * 2, 12).astype(np.float32),
         )
 
+    def _build_fine_basis(self) -> np.ndarray:
+        """Hann-windowed DFT rows for each tone at each inner detuning: (8, _N_IN, 2, win).
+
+        A Hann window keeps a tone's leakage into the other group's tone under -50 dB (the
+        rectangular window: -25 dB), so the twist it measures is within 0.1 dB.
+        """
+        n = np.arange(self._win)
+        hann = 0.5 - 0.5 * np.cos(2 * np.pi * (n + 0.5) / self._win)
+        rows = np.zeros((8, _N_IN, 2, self._win))
+        for j, f in enumerate(DTMF_FREQS):
+            for d, rel in enumerate(_DETUNE_IN):
+                phase = 2 * np.pi * f * (1.0 + rel) / self.sample_rate * n
+                rows[j, d, 0] = np.cos(phase) * hann
+                rows[j, d, 1] = -np.sin(phase) * hann
+        return (rows * (2.0 / hann.sum())).astype(np.float32)
+
     # -- channels ---------------------------------------------------------------------------
 
     def _grow(self, need: int) -> None:
@@ -249,10 +279,12 @@ class DtmfDetector:
         self._in_use = grown(self._in_use, False)
         self._hist_dft = grown(self._hist_dft, 0.0)
         self._hist_se = grown(self._hist_se, 0.0)
+        self._hist_x = grown(self._hist_x, 0.0)
         self._cand = grown(self._cand, -1)
         self._run = grown(self._run, 0)
         self._held = grown(self._held, -1)
         self._miss = grown(self._miss, 0)
+        self._noise = grown(self._noise, _NOISE_UNSET)
         self._cap = cap
 
     def add_channel(self) -> int:
@@ -280,10 +312,12 @@ class DtmfDetector:
             raise KeyError(f"no such DTMF channel: {ch}")
         self._hist_dft[ch] = 0.0
         self._hist_se[ch] = 0.0
+        self._hist_x[ch] = 0.0
         self._cand[ch] = -1
         self._run[ch] = 0
         self._held[ch] = -1
         self._miss[ch] = 0
+        self._noise[ch] = _NOISE_UNSET
 
     @property
     def channel_count(self) -> int:
@@ -312,6 +346,16 @@ class DtmfDetector:
             raise KeyError("process() got a DTMF channel id that is not allocated")
         return self._update(ch, self._window_keys(ch, x))
 
+    def in_tone(self, channels: np.ndarray) -> np.ndarray:
+        """Whether each channel's last frame was part of a key's tone, as a bool array.
+
+        True from the first window that looks like a key (before it is confirmed) until the
+        key's release, ``release_windows`` windows after its tone ended: audio that a voice
+        detector must not take for speech.
+        """
+        ch = np.asarray(channels, dtype=np.intp)
+        return (self._held[ch] >= 0) | (self._cand[ch] >= 0)
+
     def _scratch(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         """A reusable float32 work array: fresh large arrays every tick cost page faults."""
         n = math.prod(shape)
@@ -324,7 +368,8 @@ class DtmfDetector:
         """Analyse the frame's 2 windows per channel; updates the sub-block history.
 
         Returns squared tone amplitudes (8, 2, k), "peak near nominal" flags (8, 2, k),
-        window AC power (2, k) and the smallest sub-block AC energy per window (2, k).
+        window AC power (2, k), the smallest sub-block AC energy per window (2, k) and the
+        squared amplitude at every detuning (8, _N_DET, 2, k), and the frame as float32 (k, n).
         """
         k, b = x.shape[0], self._block
         xf = self._scratch("x", (4 * k, b))
@@ -368,16 +413,45 @@ class DtmfDetector:
             np.minimum(block_ac[0:4:2], block_ac[1:5:2]),
             np.minimum(block_ac[2:6:2], block_ac[3:7:2]),
         )
-        return amp2, centred, w_power, b_min
+        return amp2, centred, w_power, b_min, xf.reshape(k, 4 * b)
 
     def _window_keys(self, ch: np.ndarray, x: np.ndarray) -> np.ndarray | None:
-        """Key index, or -1, of the frame's 2 windows per channel: (2, k) int8; None if no key."""
-        amp2, centred, w_power, b_min = self._measure(ch, x)
+        """Key index, or -1, of the frame's 2 windows per channel: (2, k) int8; None if no key.
+
+        Also advances each channel's noise floor and sample history over the frame.
+        """
+        amp2, centred, w_power, b_min, xk = self._measure(ch, x)
+        try:
+            return self._judge(ch, amp2, centred, w_power, b_min, xk)
+        finally:
+            self._hist_x[ch] = xk[:, self._win // 2 :]
+
+    def _judge(
+        self,
+        ch: np.ndarray,
+        amp2: np.ndarray,
+        centred: np.ndarray,
+        w_power: np.ndarray,
+        b_min: np.ndarray,
+        xk: np.ndarray,
+    ) -> np.ndarray | None:
         r1, c1 = amp2[:4].max(axis=0), amp2[4:].max(axis=0)
+        pair = r1 + c1  # (2, k): squared amplitudes, twice the pair's power
         # Level and energy ratio first: they fail for nearly every window of speech, noise or
         # silence, so the other tests only run on the few candidates left.
-        ok = (r1 >= self._floor) & (c1 >= self._floor)
-        ok &= (r1 + c1) * 0.5 >= self._min_ratio * w_power  # a sine's power is amplitude^2 / 2
+        tonal = pair * 0.5 >= self._min_ratio * w_power
+        noise = self._noise[ch]
+        ok = tonal & (pair >= np.maximum(self._floor, self._noise_margin * noise))
+        # The noise floor is the power of the quietest 5 ms sub-block of frames without tone:
+        # it starts at the first such frame's, drops at once to any quieter one and rises by at
+        # most noise_rise_db a second. Frames with a DTMF pair in part of a window (a tone's
+        # start or end) or below the level floor are left out too.
+        has_tone = pair * (0.5 / _NOISE_TONE_SHARE) > w_power  # not silence: 0 > 0
+        quiet = np.where(has_tone.any(axis=0), np.inf, b_min[1] * (1.0 / self._block))
+        rise = np.where(noise < 0.0, np.inf, noise * self._noise_rise)  # unset: take quiet
+        self._noise[ch] = np.where(
+            quiet < np.inf, np.maximum(np.minimum(quiet, rise), _NOISE_MIN), noise
+        )
         cand = np.flatnonzero(ok)  # into the flattened (2, k) window axis
         if not cand.size:
             return None
@@ -386,19 +460,53 @@ class DtmfDetector:
         centred = centred.reshape(8, -1)[:, cand]
         rows, cols = amp2[:4], amp2[4:]
         r1, c1 = r1.reshape(-1)[cand], c1.reshape(-1)[cand]
-        power, b_min = w_power.reshape(-1)[cand], b_min.reshape(-1)[cand]
+        w_pow, b_min = w_power.reshape(-1)[cand], b_min.reshape(-1)[cand]
         ri, ci = rows.argmax(axis=0), cols.argmax(axis=0)
         r2 = np.where(rows >= r1, 0.0, rows).max(axis=0)  # runner-up in each group
         c2 = np.where(cols >= c1, 0.0, cols).max(axis=0)
         ok = (r1 >= self._margin * r2) & (c1 >= self._margin * c2)
-        ok &= (c1 <= self._normal * r1) & (r1 <= self._reverse * c1)
-        ok &= b_min * 4.0 >= self._block_share * self._win * power  # tone fills the window
+        ok &= b_min * 4.0 >= self._block_share * self._win * w_pow  # tone fills the window
+        # The weaker tone stands above everything in the window that is not the pair.
+        ok &= np.minimum(r1, c1) * 0.5 >= _WEAK_OVER_REST * (w_pow - (r1 + c1) * 0.5)
         pick = np.arange(cand.size)
         ok &= centred[ri, pick] & centred[4 + ci, pick]
+        # Twist: the window's own estimate decides unless it is within _TWIST_DOUBT of a limit,
+        # where the other tone's leakage could tip it; then the Hann-windowed one decides.
+        ok &= (c1 <= self._normal * r1 * _TWIST_DOUBT) & (r1 <= self._reverse * c1 * _TWIST_DOUBT)
+        doubt = ok & (
+            (c1 * _TWIST_DOUBT > self._normal * r1) | (r1 * _TWIST_DOUBT > self._reverse * c1)
+        )
+        if doubt.any():
+            d = np.flatnonzero(doubt)
+            fr, fc = self._fine_pair(ch, cand[d], ri[d], ci[d], xk)
+            ok[d] = (fc <= self._normal * fr) & (fr <= self._reverse * fc)
 
         keys = np.full(w_power.size, -1, dtype=np.int8)
         keys[cand[ok]] = (ri * 4 + ci)[ok]
         return keys.reshape(w_power.shape)
+
+    def _fine_pair(
+        self,
+        ch: np.ndarray,
+        windows: np.ndarray,
+        ri: np.ndarray,
+        ci: np.ndarray,
+        xk: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Squared amplitudes of row ``ri`` and column ``ci`` in the given windows (indices into
+        the flattened (2, k) window axis), Hann-windowed, each at its best inner detuning."""
+        k, half = xk.shape[0], self._win // 2
+        win, pos = np.divmod(windows, k)
+        samples = np.empty((len(windows), self._win), dtype=np.float32)
+        first = win == 0  # the frame's first window starts in the previous frame
+        samples[first, :half] = self._hist_x[ch[pos[first]]]
+        samples[first, half:] = xk[pos[first], :half]
+        samples[~first] = xk[pos[~first]]
+        out = []
+        for tone in (ri, 4 + ci):
+            re_im = np.einsum("mn,mdqn->mdq", samples, self._fine[tone])
+            out.append(np.square(re_im).sum(axis=2).max(axis=1))  # the best detuning
+        return out[0], out[1]
 
     def _update(self, ch: np.ndarray, keys: np.ndarray | None) -> list[tuple[int, str]]:
         """Advance each channel's run/hold state over the frame's windows; collect onsets."""

@@ -1,0 +1,392 @@
+"""Measure the DTMF receiver's edges: where each requirement turns from accepted to rejected.
+
+``python -m benchmarks.dtmf_edges`` prints the receiver table of docs/dtmf-receiver.md. Every
+row scans one property of generated keys (level, twist, tone and gap duration, frequency
+offset, noise) on a fine grid; each grid point decodes all 16 keys at several alignments to
+the 20 ms frames and phases, one detector channel each. A point is *accepted* when every
+signal gives exactly its key(s), *rejected* when none gives any key; the table shows the
+last accepted and the first rejected point on each side. Talk-off decodes espeak-ng speech
+in every bundled voice variant, synthetic vowels, music-like chords and noise, and counts
+keys (and, more sensitive, single windows that pass every test). ``--cost`` times
+``DtmfDetector.process`` per channel on silent, noisy and speaking lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import benchmarks  # noqa: F401  (OPENBLAS_NUM_THREADS first)
+from relaykit.media.dtmf import COL_FREQS, DTMF_KEYS, ROW_FREQS, DtmfDetector
+from relaykit.media.frames import SAMPLE_RATE, SAMPLES_PER_FRAME
+
+KEYS = "0123456789*#ABCD"
+MS = SAMPLE_RATE // 1000
+ALIGNMENTS_MS = (0.0, 2.5, 5.0, 7.5, 10.0, 12.5, 15.0, 17.5)  # start within a 20 ms frame
+
+
+def dual_tone(
+    key: str,
+    ms: float,
+    *,
+    row_db: float,
+    col_db: float,
+    row_dev: float = 0.0,
+    col_dev: float = 0.0,
+    phase: float = 0.0,
+) -> np.ndarray:
+    """Float samples of one key: each tone at its level (dBFS) and relative frequency offset."""
+    k = DTMF_KEYS.index(key)
+    t = np.arange(round(ms * MS)) / SAMPLE_RATE
+    row = 10 ** (row_db / 20) * np.sin(2 * np.pi * ROW_FREQS[k // 4] * (1 + row_dev) * t)
+    col = 10 ** (col_db / 20) * np.sin(2 * np.pi * COL_FREQS[k % 4] * (1 + col_dev) * t + phase)
+    return 32767.0 * (row + col)
+
+
+def pcm(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(x), -32768, 32767).astype(np.int16)
+
+
+def decode(signals: Sequence[np.ndarray], **options: float) -> list[str]:
+    """Decode each signal on its own channel of one batch detector (one frame per tick)."""
+    det = DtmfDetector(**options)  # type: ignore[arg-type]
+    channels = np.array([det.add_channel() for _ in signals], dtype=np.intp)
+    n = max(len(s) for s in signals)
+    n += -n % SAMPLES_PER_FRAME + 6 * SAMPLES_PER_FRAME
+    audio = np.zeros((len(signals), n), dtype=np.float32)
+    for row, s in zip(audio, signals, strict=True):
+        row[: len(s)] = s
+    keys = [""] * len(signals)
+    for start in range(0, n, SAMPLES_PER_FRAME):
+        for ch, key in det.process(channels, audio[:, start : start + SAMPLES_PER_FRAME]):
+            keys[ch] += key
+    return keys
+
+
+@dataclass(frozen=True)
+class Point:
+    value: float
+    accepted: int  # signals that gave exactly their keys
+    rejected: int  # signals that gave no key
+    total: int
+
+
+Case = tuple[np.ndarray, str, str]  # signal, its result when accepted, when rejected
+
+
+def scan(values: Iterable[float], make: Callable[[float], list[Case]]) -> list[Point]:
+    """For each value: decode the cases ``make(value)`` returns and count both outcomes."""
+    points = []
+    for v in values:
+        cases = make(v)
+        got = decode([pcm(c[0]) for c in cases])
+        ok = sum(g == c[1] for g, c in zip(got, cases, strict=True))
+        rej = sum(g == c[2] for g, c in zip(got, cases, strict=True))
+        points.append(Point(v, ok, rej, len(cases)))
+    return points
+
+
+def edge(points: list[Point]) -> tuple[float | None, float | None]:
+    """(last value where all were accepted, first value after it where all were rejected),
+    scanning in the given order (from the accepted side outwards)."""
+    last_ok = first_rej = None
+    for p in points:
+        if p.accepted == p.total and first_rej is None:
+            last_ok = p.value
+        if p.rejected == p.total and last_ok is not None:
+            first_rej = p.value
+            break
+    return last_ok, first_rej
+
+
+def keys_at(ms: float = 60.0, **tone: float) -> list[Case]:
+    """Every key at every alignment, one signal each, ``tone`` passed to :func:`dual_tone`."""
+    out = []
+    for i, key in enumerate(KEYS):
+        for j, align in enumerate(ALIGNMENTS_MS):
+            phase = (i * 8 + j) * 0.7  # vary the phase between the two tones
+            sig = dual_tone(key, ms, phase=phase, **tone)  # type: ignore[arg-type]
+            lead = np.zeros(round(align * MS))
+            out.append((np.concatenate([lead, sig, np.zeros(60 * MS)]), key, ""))
+    return out
+
+
+def frange(start: float, stop: float, step: float) -> list[float]:
+    n = round((stop - start) / step)
+    return [round(start + i * step, 4) for i in range(n + 1)]
+
+
+# -- rows ---------------------------------------------------------------------------------------
+
+
+def level_row() -> dict[str, object]:
+    pts = scan(frange(-30.0, -46.0, -0.1), lambda v: keys_at(row_db=v, col_db=v))
+    ok, rej = edge(pts)
+    per_key = []
+    for key in KEYS:  # the level edge of each key on its own: how alike the keys are
+        for p in pts:
+            cases = [c for c in keys_at(row_db=p.value, col_db=p.value) if c[1] == key]
+            if any(g != key for g in decode([pcm(c[0]) for c in cases])):
+                per_key.append(p.value)
+                break
+    top = scan([-6.02], lambda v: keys_at(row_db=v, col_db=v))[0]
+    clipped = scan([-3.0], lambda v: keys_at(row_db=v, col_db=v))[0]  # pcm() clips the peaks
+    return {
+        "row": "level, each tone (dBFS)",
+        "accepted": f"-6.02 ({top.accepted}/{top.total}) down to {ok}; "
+        f"-3 per tone clipped: {clipped.accepted}/{clipped.total}",
+        "rejected": f"{rej} and below",
+        "edge": f"{ok} / {rej}; first miss per key from {max(per_key)} to {min(per_key)}",
+    }
+
+
+def twist_rows() -> list[dict[str, object]]:
+    rows = []
+    for label, sign in (("high group weaker", -1.0), ("high group stronger", 1.0)):
+        found = []
+        for low in ("loud", -20.0, -33.0):  # the low-group tone's level; the high one is twisted
+
+            def make(v: float, low: float | str = low, sign: float = sign) -> list[Case]:
+                if low == "loud":  # the pair scaled to peak at -1 dBFS, whatever the twist
+                    a = 0.89 / (1 + 10 ** (sign * v / 20))
+                    lo = 20 * np.log10(a)
+                    return keys_at(row_db=lo, col_db=lo + sign * v)
+                return keys_at(row_db=float(low), col_db=float(low) + sign * v)
+
+            found.append((low, *edge(scan(frange(0.0, 14.0, 0.1), make))))
+        rows.append(
+            {
+                "row": f"twist, {label} (dB)",
+                "accepted": f"up to {min(ok for _, ok, _ in found if ok is not None)}",
+                "rejected": f"from {max(rej for *_, rej in found if rej is not None)}",
+                "edge": ", ".join(f"{ok} / {rej} (low group at {lo})" for lo, ok, rej in found),
+            }
+        )
+    return rows
+
+
+def duration_rows() -> list[dict[str, object]]:
+    # Every key at 20 alignments, 1 ms apart (the 8 of keys_at are too coarse here).
+    def tones(v: float) -> list[Case]:
+        out = []
+        for i, key in enumerate(KEYS):
+            for a in range(20):
+                sig = dual_tone(key, v, row_db=-10, col_db=-10, phase=i + a)
+                out.append((np.concatenate([np.zeros(a * MS), sig]), key, ""))
+        return out
+
+    # The same key twice around a gap: two keys if accepted, one if bridged.
+    def gaps(v: float) -> list[Case]:
+        out = []
+        for i, key in enumerate(KEYS):
+            for a in range(20):
+                tone = dual_tone(key, 100, row_db=-10, col_db=-10, phase=i + a)
+                sig = np.concatenate([np.zeros(a * MS), tone, np.zeros(round(v * MS)), tone])
+                out.append((sig, key + key, key))
+        return out
+
+    tone_ok, tone_rej = edge(scan(frange(50.0, 10.0, -1.0), tones))
+    gap_ok, gap_rej = edge(scan(frange(60.0, 0.0, -1.0), gaps))
+    return [
+        {
+            "row": "tone duration (ms)",
+            "accepted": f"{tone_ok} and longer",
+            "rejected": f"{tone_rej} and shorter",
+            "edge": f"{tone_ok} / {tone_rej}",
+        },
+        {
+            "row": "pause between two presses of a key (ms)",
+            "accepted": f"{gap_ok} and longer: two keys",
+            "rejected": f"{gap_rej} and shorter: one key (bridged)",
+            "edge": f"{gap_ok} / {gap_rej}",
+        },
+    ]
+
+
+def frequency_row() -> dict[str, object]:
+    found = []
+    for sign in (1.0, -1.0):
+        for which in ("row_dev", "col_dev", "both"):
+
+            def make(v: float, sign: float = sign, which: str = which) -> list:
+                dev = sign * v / 100
+                devs = {"row_dev": dev, "col_dev": dev} if which == "both" else {which: dev}
+                return keys_at(row_db=-10, col_db=-10, **devs)
+
+            found.append((sign, which, *edge(scan(frange(0.0, 5.0, 0.05), make))))
+    oks = [ok for *_, ok, _ in found if ok is not None]
+    rejs = [rej for *_, rej in found if rej is not None]
+    return {
+        "row": "frequency offset (%)",
+        "accepted": f"within ±{min(oks)}",
+        "rejected": f"beyond ±{max(rejs)}",
+        "edge": ", ".join(
+            f"{'+' if s > 0 else '-'}{w.split('_')[0]} {ok}/{rej}" for s, w, ok, rej in found
+        ),
+    }
+
+
+def snr_row(seeds: int = 3) -> dict[str, object]:
+    def make(v: float) -> list[Case]:
+        out = []
+        for seed in range(seeds):
+            rng = np.random.default_rng(seed)
+            for i, key in enumerate(KEYS):
+                sig = dual_tone(key, 60, row_db=-20, col_db=-20, phase=i)
+                pair_power = 2 * (32767 * 10 ** (-20 / 20)) ** 2 / 2
+                x = np.concatenate([np.zeros(300 * MS), sig, np.zeros(100 * MS)])
+                x += rng.normal(0.0, np.sqrt(pair_power / 10 ** (v / 10)), x.shape)
+                out.append((x, key, ""))
+        return out
+
+    ok, rej = edge(scan(frange(25.0, 0.0, -0.5), make))
+    return {
+        "row": "signal to white noise (dB)",
+        "accepted": f"{ok} and above",
+        "rejected": f"{rej} and below",
+        "edge": f"{ok} / {rej}",
+    }
+
+
+# -- talk-off -----------------------------------------------------------------------------------
+
+TALK_TEXTS = (
+    "Thank you for calling. Please enter your account number, followed by the pound key.",
+    "One two three four five six seven eight nine zero star pound. Oh, ah, mmm, eee.",
+    "Hello, I would like to talk to someone in billing please, it's about my last invoice.",
+    "Sales. Support. Yes. No. Operator. Representative. Agent please.",
+)
+
+
+def talkoff_corpus(variants: Sequence[str] | None = None) -> list[np.ndarray]:
+    """espeak-ng speech in every bundled voice variant, vowels, chords: float samples."""
+    from relaykit.media.tts import EspeakTts
+
+    tts = EspeakTts()
+    if variants is None:
+        import espeakng_loader
+
+        root = Path(espeakng_loader.get_data_path()) / "voices" / "!v"
+        variants = sorted(os.listdir(root))
+    tts.synthesize("warm up")  # loads the library
+    speech = [_speak(v, text) for v in variants for text in TALK_TEXTS]
+    return speech + _vowels() + _chords()
+
+
+def _speak(variant: str, text: str) -> np.ndarray:
+    """``text`` in voice variant ``variant``: the TTS module's internals, since its public
+    lookup only knows two voices per language."""
+    from relaykit.media import tts
+
+    with tts._LOCK:
+        raw = tts._ESPEAK.synth(text, f"en-us+{variant}", ssml=False)
+        return tts.EspeakTts._finish(raw, tts._ESPEAK.rate).astype(float)
+
+
+def _vowels() -> list[np.ndarray]:
+    rng = np.random.default_rng(11)
+    formants = ((730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480),
+                (570, 840, 2410))  # fmt: skip
+    out = []
+    for lo in range(80, 300, 10):
+        for f1, f2, f3 in formants:
+            n = round(0.4 * SAMPLE_RATE)
+            pitch = np.linspace(lo, lo * 1.2, n) * (1 + 0.01 * rng.standard_normal())
+            source = np.diff(np.floor(np.cumsum(pitch) / SAMPLE_RATE), prepend=0.0)
+            freqs = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
+            env = sum(1 / (1 + ((freqs - f) / (60 + f / 20)) ** 2) for f in (f1, f2, f3))
+            voiced = np.fft.irfft(np.fft.rfft(source) * env / (1 + freqs / 1000), n)
+            out.append(voiced / np.abs(voiced).max() * 8000)
+    return out
+
+
+def _chords() -> list[np.ndarray]:
+    t = np.arange(round(0.25 * SAMPLE_RATE)) / SAMPLE_RATE
+    out = []
+    for root in range(40, 90):
+        for intervals in ((0, 4, 7), (0, 3, 7), (0, 7), (0, 5)):
+            chord = np.zeros_like(t)
+            for step in intervals:
+                f = 440.0 * 2 ** ((root + step - 69) / 12)
+                for h in range(1, 9):
+                    if h * f < 7000:
+                        chord += np.sin(2 * np.pi * h * f * t) / h
+            out.append(3000 * chord)
+    return out
+
+
+def talkoff_row(corpus: list[np.ndarray]) -> dict[str, object]:
+    seconds = 0.0
+    keys = near = 0
+    for level in (-10.0, -20.0, -30.0):
+        scaled = []
+        for x in corpus:
+            active = x[np.abs(x) > 0.01 * np.abs(x).max()]
+            rms = np.sqrt(np.mean(active**2)) if active.size else 1.0
+            scaled.append(pcm(x * 32768 * 10 ** (level / 20) / rms))
+            seconds += len(x) / SAMPLE_RATE
+        keys += sum(len(k) for k in decode(scaled))
+        near += sum(len(k) for k in decode(scaled, confirm_windows=1))
+    return {
+        "row": "talk-off: speech (espeak-ng, every voice variant), vowels, chords",
+        "accepted": "-",
+        "rejected": f"{seconds / 60:.0f} min at -10/-20/-30 dBFS rms",
+        "edge": f"{keys} keys; {near} single windows passing",
+    }
+
+
+# -- cost ---------------------------------------------------------------------------------------
+
+
+def cost(n: int = 1000, ticks: int = 200) -> dict[str, float]:
+    """CPU µs per channel per tick of DtmfDetector.process (median of 5 runs)."""
+    rng = np.random.default_rng(1)
+    speech = np.concatenate(talkoff_corpus(["m1", "f3"])[:8])
+    lines = {
+        "silence": np.zeros((n, SAMPLES_PER_FRAME * ticks), dtype=np.int16),
+        "noise": pcm(rng.normal(0, 300, (n, SAMPLES_PER_FRAME * ticks))),
+        "speech": pcm(
+            np.stack([np.roll(speech, 3217 * i)[: SAMPLES_PER_FRAME * ticks] for i in range(n)])
+        ),
+    }
+    out = {}
+    for name, audio in lines.items():
+        det = DtmfDetector()
+        ch = np.array([det.add_channel() for _ in range(n)], dtype=np.intp)
+        runs = []
+        for r in range(6):
+            t = time.thread_time()
+            for i in range(ticks // 5):
+                start = ((r * ticks // 5 + i) % ticks) * SAMPLES_PER_FRAME
+                det.process(ch, audio[:, start : start + SAMPLES_PER_FRAME])
+            runs.append((time.thread_time() - t) / (ticks // 5) / n * 1e6)
+        out[name] = sorted(runs[1:])[2]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cost", action="store_true", help="time the detector only")
+    parser.add_argument("--no-talkoff", action="store_true", help="skip the talk-off corpus")
+    args = parser.parse_args()
+    if args.cost:
+        for name, us in cost().items():
+            print(f"{name}: {us:.3f} µs per channel per tick (1000 channels)")
+        return
+    rows = [level_row(), *twist_rows(), *duration_rows(), frequency_row(), snr_row()]
+    if not args.no_talkoff:
+        rows.append(talkoff_row(talkoff_corpus()))
+    print("| property | accepted | rejected | measured edge (last accepted / first rejected) |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['row']} | {r['accepted']} | {r['rejected']} | {r['edge']} |")
+
+
+if __name__ == "__main__":
+    main()
