@@ -92,7 +92,7 @@ _DETUNE_IN = (0.0, -0.0075, 0.0075, -0.015, 0.015)
 _DETUNE_OUT = (-0.03, 0.03)
 _DETUNE = _DETUNE_IN + _DETUNE_OUT
 _N_IN = len(_DETUNE_IN)
-_TWIST_DOUBT = 10.0 ** (3.0 / 10.0)  # a twist this near a limit is measured again, finely
+_TWIST_EVEN = 10.0 ** (3.0 / 10.0)  # tones further apart than this are measured again, finely
 _WEAK_OVER_REST = 10.0 ** (3.0 / 10.0)
 _NOISE_TONE_SHARE = 0.2  # a window whose best pair has this share of its power is not noise
 _NOISE_UNSET = -1.0  # noise floor of a channel that has not had a window without tone yet
@@ -247,20 +247,21 @@ class DtmfDetector:
         )
 
     def _build_fine_basis(self) -> np.ndarray:
-        """Hann-windowed DFT rows for each tone at each inner detuning: (8, _N_IN, 2, win).
+        """Hann-windowed DFT basis per tone: (8, win, detuning * re/im).
 
         A Hann window keeps a tone's leakage into the other group's tone under -50 dB (the
         rectangular window: -25 dB), so the twist it measures is within 0.1 dB.
         """
         n = np.arange(self._win)
         hann = 0.5 - 0.5 * np.cos(2 * np.pi * (n + 0.5) / self._win)
-        rows = np.zeros((8, _N_IN, 2, self._win))
+        cols = np.zeros((8, self._win, _N_DET, 2))
         for j, f in enumerate(DTMF_FREQS):
-            for d, rel in enumerate(_DETUNE_IN):
+            for d, rel in enumerate(_DETUNE):
                 phase = 2 * np.pi * f * (1.0 + rel) / self.sample_rate * n
-                rows[j, d, 0] = np.cos(phase) * hann
-                rows[j, d, 1] = -np.sin(phase) * hann
-        return (rows * (2.0 / hann.sum())).astype(np.float32)
+                cols[j, :, d, 0] = np.cos(phase) * hann
+                cols[j, :, d, 1] = -np.sin(phase) * hann
+        cols *= 2.0 / hann.sum()  # |X|^2 is then the squared amplitude of a sine
+        return cols.reshape(8, self._win, 2 * _N_DET).astype(np.float32)
 
     # -- channels ---------------------------------------------------------------------------
 
@@ -466,20 +467,22 @@ class DtmfDetector:
         c2 = np.where(cols >= c1, 0.0, cols).max(axis=0)
         ok = (r1 >= self._margin * r2) & (c1 >= self._margin * c2)
         ok &= b_min * 4.0 >= self._block_share * self._win * w_pow  # tone fills the window
+        # With the tones within _TWIST_EVEN of each other, the window's own measure serves.
+        # Further apart, the stronger tone's leakage (-25 dB) blurs the weaker one: measure
+        # both again through a Hann window (leakage under -50 dB). Far beyond a limit, don't.
+        even = (c1 <= _TWIST_EVEN * r1) & (r1 <= _TWIST_EVEN * c1)
+        fine = ok & ~even
+        fine &= (c1 <= self._normal * r1 * _TWIST_EVEN) & (r1 <= self._reverse * c1 * _TWIST_EVEN)
+        ok &= even
+        if fine.any():
+            f = np.flatnonzero(fine)
+            r1[f], c1[f], centred_f = self._fine_pair(ch, cand[f], ri[f], ci[f], xk)
+            ok[f] = centred_f
+        pick = np.arange(cand.size)
+        ok &= ~even | (centred[ri, pick] & centred[4 + ci, pick])
+        ok &= (c1 <= self._normal * r1) & (r1 <= self._reverse * c1)
         # The weaker tone stands above everything in the window that is not the pair.
         ok &= np.minimum(r1, c1) * 0.5 >= _WEAK_OVER_REST * (w_pow - (r1 + c1) * 0.5)
-        pick = np.arange(cand.size)
-        ok &= centred[ri, pick] & centred[4 + ci, pick]
-        # Twist: the window's own estimate decides unless it is within _TWIST_DOUBT of a limit,
-        # where the other tone's leakage could tip it; then the Hann-windowed one decides.
-        ok &= (c1 <= self._normal * r1 * _TWIST_DOUBT) & (r1 <= self._reverse * c1 * _TWIST_DOUBT)
-        doubt = ok & (
-            (c1 * _TWIST_DOUBT > self._normal * r1) | (r1 * _TWIST_DOUBT > self._reverse * c1)
-        )
-        if doubt.any():
-            d = np.flatnonzero(doubt)
-            fr, fc = self._fine_pair(ch, cand[d], ri[d], ci[d], xk)
-            ok[d] = (fc <= self._normal * fr) & (fr <= self._reverse * fc)
 
         keys = np.full(w_power.size, -1, dtype=np.int8)
         keys[cand[ok]] = (ri * 4 + ci)[ok]
@@ -492,9 +495,10 @@ class DtmfDetector:
         ri: np.ndarray,
         ci: np.ndarray,
         xk: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Squared amplitudes of row ``ri`` and column ``ci`` in the given windows (indices into
-        the flattened (2, k) window axis), Hann-windowed, each at its best inner detuning."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Row ``ri`` and column ``ci`` in the given windows (indices into the flattened (2, k)
+        window axis) through a Hann window: their squared amplitudes, each at its best inner
+        detuning, and whether both peak near nominal."""
         k, half = xk.shape[0], self._win // 2
         win, pos = np.divmod(windows, k)
         samples = np.empty((len(windows), self._win), dtype=np.float32)
@@ -502,11 +506,18 @@ class DtmfDetector:
         samples[first, :half] = self._hist_x[ch[pos[first]]]
         samples[first, half:] = xk[pos[first], :half]
         samples[~first] = xk[pos[~first]]
-        out = []
-        for tone in (ri, 4 + ci):
-            re_im = np.einsum("mn,mdqn->mdq", samples, self._fine[tone])
-            out.append(np.square(re_im).sum(axis=2).max(axis=1))  # the best detuning
-        return out[0], out[1]
+        amps = []
+        centred = np.ones(len(windows), dtype=bool)
+        for tones in (ri, 4 + ci):
+            power = np.empty((len(windows), _N_DET), dtype=np.float32)
+            for tone in np.unique(tones):  # one product per tone that occurs
+                rows = np.flatnonzero(tones == tone)
+                re_im = samples[rows] @ self._fine[tone]  # (m, _N_DET * 2)
+                np.square(re_im, out=re_im)
+                power[rows] = re_im[:, 0::2] + re_im[:, 1::2]
+            amps.append(power[:, :_N_IN].max(axis=1))
+            centred &= amps[-1] >= power[:, _N_IN:].max(axis=1)
+        return amps[0], amps[1], centred
 
     def _update(self, ch: np.ndarray, keys: np.ndarray | None) -> list[tuple[int, str]]:
         """Advance each channel's run/hold state over the frame's windows; collect onsets."""
