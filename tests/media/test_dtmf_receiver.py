@@ -209,13 +209,14 @@ def test_a_quiet_key_right_after_loud_noise_stops_is_decoded():
 
 @pytest.mark.parametrize("tone_ms", [40, 100, 250, 500, 2000])
 @pytest.mark.parametrize("align", [0, 7, 13])
-def test_a_key_is_held_from_its_first_window_until_shortly_after_its_tone(tone_ms, align):
+@pytest.mark.parametrize("twist", [0.0, -8.0, 4.0])
+def test_a_key_is_held_from_its_first_window_until_shortly_after_its_tone(tone_ms, align, twist):
     """in_tone() is True on every frame the tone touches after its first 20 ms, and ends
     within 60 ms after the tone does (the release); a 10 ms dropout does not end it."""
     det = DtmfDetector()
     ch = np.array([det.add_channel()])
     lead = 100 + align
-    tone = generate_dtmf("#", tone_ms=tone_ms, gap_ms=0).astype(np.int16)
+    tone = pcm(dual_tone("#", Tone(-12.0, twist, tone_ms, 0.0, 0.0), phase=0.3))
     if tone_ms >= 250:
         tone[120 * MS : 130 * MS] = 0  # a dropout
     x = np.concatenate([np.zeros(lead * MS, np.int16), tone, np.zeros(300 * MS, np.int16)])

@@ -9,44 +9,62 @@ Detector
     channels: a tick is two small matrix products and a few dozen numpy operations, whatever
     the number of channels (about 1 ms of one core for 1000 channels). Nothing is looped
     over channels or samples but the list of hits. :class:`ChannelDtmfDetector` wraps it
-    for one stream of any chunking (tests, files).
+    for one stream of any chunking (tests, files). What it accepts and rejects, measured:
+    docs/dtmf-receiver.md (``python -m benchmarks.dtmf_edges`` measures it again).
 
 Method (a Goertzel-equivalent DFT at the DTMF frequencies)
     1. Each frame is cut into four 5 ms sub-blocks. One matrix product gives every sub-block's
        complex DFT at the 8 DTMF frequencies; its sample sum and energy come alongside.
     2. Analysis windows are 20 ms long at a 10 ms hop: two per frame, the first one using the
-       last two sub-blocks of the previous frame (kept per channel). A window's DFT is the sum
-       of its four sub-block DFTs, phase-rotated (a second, per-tone matrix product). Rotating
-       for ``f * (1 + d)`` with d in 0, ±0.75 %, ±1.5 % (gain-corrected for the sub-block
-       approximation) and keeping the strongest gives a flat response over the ±1.5 %
-       tolerance of ITU-T Q.24, while the 20 ms window keeps the 50 Hz resolution needed
-       between row tones 73 Hz apart. Two more rotations, at ±3 %, only check that the
-       tone's spectral peak lies within about ±2.25 % of nominal.
-    3. A window *has key K* when all of these hold (defaults in brackets):
+       last two sub-blocks of the previous frame (kept per channel, with their samples). A
+       window's DFT is the sum of its four sub-block DFTs, phase-rotated (a second, per-tone
+       matrix product). Rotating for ``f * (1 + d)`` with d in 0, ±0.75 %, ±1.5 %
+       (gain-corrected for the sub-block approximation) and keeping the strongest gives a flat
+       response over the ±1.5 % tolerance of ITU-T Q.24, while the 20 ms window keeps the
+       50 Hz resolution needed between row tones 73 Hz apart. Two more rotations, at ±3 %,
+       only check that the tone's spectral peak lies within about ±2.25 % of nominal.
+    3. A window *has key K* when all of these hold (defaults in brackets); every threshold but
+       the first is relative to the signal or to the line's noise:
 
-       - the strongest row and the strongest column tone are each at least ``floor_dbfs``
-         (-36 dBFS per tone, a full-scale sine being 0 dBFS);
-       - together they carry at least ``min_tone_ratio`` (0.8) of the window's AC power. This
-         is what rejects speech, music and noise;
+       - the strongest row and column tone together are at least as strong as two tones at
+         ``floor_dbfs`` (-40 dBFS per tone, a full-scale sine being 0 dBFS): a sensitivity
+         limit 7 dB under the quietest keys that must be accepted (-33 dBFS per tone, 5 dB
+         under the -25 dBm0 of the standards), so no key near that level sits on it;
+       - they carry at least ``min_tone_ratio`` (0.8) of the window's AC power. This is what
+         rejects speech, music and noise;
+       - they stand ``noise_margin_db`` (10 dB) above the channel's noise floor: the power of
+         the quietest 5 ms sub-block of recent frames without tone, taken from the first such
+         frame, dropping at once to any quieter one and rising by at most ``noise_rise_db``
+         (10 dB) a second;
        - each beats the runner-up of its group by ``group_margin_db`` (6 dB);
-       - twist: the column tone at most ``normal_twist_db`` (6 dB) above the row tone, the row
-         tone at most ``reverse_twist_db`` (4 dB) above the column tone;
        - each of the window's four 5 ms sub-blocks carries at least ``min_block_share`` (0.5)
          of their mean AC energy, i.e. the tone fills the whole window (the duration test);
+       - twist: the high-group (column) tone at most ``normal_twist_db`` (7 dB) above the
+         low-group (row) tone and at most ``reverse_twist_db`` (9 dB) below it, so the -8/+4 dB
+         window of Q.24's North American parameters is accepted and 10 dB either way is not;
+       - the weaker tone carries twice the power of everything in the window besides the pair
+         (what keeps a wide twist window from letting more speech through);
        - both tones peak within ~±2.25 % of their nominal frequency.
 
+       With the two tones more than 3 dB apart, the stronger one's leakage through the 20 ms
+       rectangular window (-25 dB) would blur the weaker one by up to ±1.5 dB, so those
+       windows, few, are measured again through a Hann window on their samples (leakage under
+       -50 dB) for the last three tests: twist is then decided to within 0.1 dB.
+
     4. A key is reported on its onset, once ``confirm_windows`` (2) consecutive windows agree,
-       and released after ``release_windows`` (4) consecutive windows without it.
+       and released after ``release_windows`` (5) consecutive windows without it.
+       :meth:`DtmfDetector.in_tone` says which channels are in a key's tone, from its first
+       window until its release: audio that is not speech.
 
 Timing
     A window passes only if none of its 5 ms sub-blocks is (nearly) silent. Of two windows
     10 ms apart, a tone of 20 ms or less leaves at least 5 ms at one end of one of them
     silent, so it never gives the two consecutive passes a key needs, whatever its alignment
     to frame boundaries; a tone of 40 ms or more always covers two consecutive windows whole.
-    In practice tones from about 25-30 ms up are accepted. A pause of 40 ms or more fails at
-    least 4 windows in a row, so the same key pressed again after it counts twice; a dropout
-    of 10 ms or less fails at most 3 and does not split a held key. Onsets are reported
-    30-40 ms after the tone starts.
+    In practice tones from about 25-35 ms up are accepted. A pause of 40 ms or more fails at
+    least 5 windows in a row, so the same key pressed again after it counts twice; a dropout
+    of 20 ms or less fails at most 4 and does not split a held key. Onsets are reported
+    30-40 ms after the tone starts, releases 20-45 ms after it ends.
 
 Limits
     A signal whose energy is almost all in one row and one column frequency for 30 ms is DTMF
@@ -54,7 +72,9 @@ Limits
     puts harmonics 4 and 5 at 956 and 1195 Hz, both within tolerance of "*" (941 + 1209 Hz),
     and some synthetic voices (espeak-ng's "belinda" variant) put almost all their energy in
     those two harmonics. Raising ``min_tone_ratio`` trades such talk-off for noise tolerance.
-    Tones below ``floor_dbfs`` are ignored. A detector is not thread-safe.
+    Keys in white noise need about 10 dB of signal to noise (15 dB is accepted); keys
+    that start a line's audio before any noise are judged without the noise floor until the
+    first frame without tone. A detector is not thread-safe.
 """
 
 from __future__ import annotations
@@ -92,12 +112,13 @@ _DETUNE_IN = (0.0, -0.0075, 0.0075, -0.015, 0.015)
 _DETUNE_OUT = (-0.03, 0.03)
 _DETUNE = _DETUNE_IN + _DETUNE_OUT
 _N_IN = len(_DETUNE_IN)
+_N_DET = len(_DETUNE)
+
 _TWIST_EVEN = 10.0 ** (3.0 / 10.0)  # tones further apart than this are measured again, finely
-_WEAK_OVER_REST = 10.0 ** (3.0 / 10.0)
+_WEAK_OVER_REST = 10.0 ** (3.0 / 10.0)  # weaker tone's power over the rest of the window's
 _NOISE_TONE_SHARE = 0.2  # a window whose best pair has this share of its power is not noise
 _NOISE_UNSET = -1.0  # noise floor of a channel that has not had a window without tone yet
 _NOISE_MIN = 1.0  # lowest noise floor: AC power on the int16 scale (-90 dBFS)
-_N_DET = len(_DETUNE)
 
 
 def _parse_keys(digits: str) -> list[int]:
@@ -469,23 +490,27 @@ class DtmfDetector:
         ok &= b_min * 4.0 >= self._block_share * self._win * w_pow  # tone fills the window
         # With the tones within _TWIST_EVEN of each other, the window's own measure serves.
         # Further apart, the stronger tone's leakage (-25 dB) blurs the weaker one: measure
-        # both again through a Hann window (leakage under -50 dB). Far beyond a limit, don't.
+        # both again through a Hann window (leakage under -50 dB), unless the window only
+        # continues the key its channel holds. Far beyond a twist limit, don't bother.
+        key = (ri * 4 + ci).astype(np.int8)
         even = (c1 <= _TWIST_EVEN * r1) & (r1 <= _TWIST_EVEN * c1)
-        fine = ok & ~even
-        fine &= (c1 <= self._normal * r1 * _TWIST_EVEN) & (r1 <= self._reverse * c1 * _TWIST_EVEN)
-        ok &= even
+        ok &= (c1 <= self._normal * r1 * _TWIST_EVEN) & (r1 <= self._reverse * c1 * _TWIST_EVEN)
+        held = self._held[ch[cand % len(ch)]] == key
+        fine = ok & ~even & ~held
+        strict = ~(ok & ~even & held)  # a held key goes on without the tests below
         if fine.any():
             f = np.flatnonzero(fine)
             r1[f], c1[f], centred_f = self._fine_pair(ch, cand[f], ri[f], ci[f], xk)
             ok[f] = centred_f
         pick = np.arange(cand.size)
-        ok &= ~even | (centred[ri, pick] & centred[4 + ci, pick])
-        ok &= (c1 <= self._normal * r1) & (r1 <= self._reverse * c1)
+        test = (c1 <= self._normal * r1) & (r1 <= self._reverse * c1)
+        test &= fine | (centred[ri, pick] & centred[4 + ci, pick])
         # The weaker tone stands above everything in the window that is not the pair.
-        ok &= np.minimum(r1, c1) * 0.5 >= _WEAK_OVER_REST * (w_pow - (r1 + c1) * 0.5)
+        test &= np.minimum(r1, c1) * 0.5 >= _WEAK_OVER_REST * (w_pow - (r1 + c1) * 0.5)
+        ok &= test | ~strict
 
         keys = np.full(w_power.size, -1, dtype=np.int8)
-        keys[cand[ok]] = (ri * 4 + ci)[ok]
+        keys[cand[ok]] = key[ok]
         return keys.reshape(w_power.shape)
 
     def _fine_pair(
