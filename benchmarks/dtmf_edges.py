@@ -258,14 +258,14 @@ def snr_row(seeds: int = 3) -> Row:
 def corners_row() -> Row:
     """Every combination of accepted edges at once, as in tests/media/test_dtmf_receiver.py."""
     cases: list[Case] = []
-    for level, twist, ms, (rd, cd) in itertools.product(
-        ("loud", -33.0),
+    for loud, twist, ms, (rd, cd) in itertools.product(
+        (True, False),
         (-8.0, 0.0, 4.0),
         (40.0, 100.0),
         ((-0.015, -0.015), (0.0, 0.0), (0.015, 0.015), (0.015, -0.015), (-0.015, 0.015)),
     ):
-        lo = 20 * np.log10(0.89 / (1 + 10 ** (twist / 20))) if level == "loud" else level
-        cases += keys_at(ms, row_db=float(lo), col_db=float(lo) + twist, row_dev=rd, col_dev=cd)
+        lo = float(20 * np.log10(0.89 / (1 + 10 ** (twist / 20)))) if loud else -33.0
+        cases += keys_at(ms, row_db=lo, col_db=lo + twist, row_dev=rd, col_dev=cd)
     (p,) = scan([0.0], lambda _: cases)
     return row(
         "all accepted edges at once: level × twist × duration × offset",

@@ -209,7 +209,7 @@ def test_keys_are_decoded_from_minus_30_to_the_loudest_level(level):
 
 
 def test_tones_below_the_floor_are_ignored():
-    """-45 dBFS per tone is under the -36 dBFS floor."""
+    """-45 dBFS per tone is under the -40 dBFS floor."""
     assert decode(generate_dtmf(ALL_KEYS, level_dbfs=-45.0)) == ""
 
 
@@ -235,7 +235,7 @@ def test_frequencies_off_by_3_5_percent_are_rejected(row_dev, col_dev):
 
 @pytest.mark.parametrize("row_db, col_db", [(-14.0, -9.0), (-10.0, -13.5), (-12.0, -12.0)])
 def test_twist_within_limits_is_accepted(row_db, col_db):
-    """Column up to 6 dB above the row tone, or row up to 4 dB above the column tone."""
+    """Column 5 dB above the row tone, row 3.5 dB above the column tone, and level."""
     parts = [
         np.concatenate([dual_tone(k, 50, row_db=row_db, col_db=col_db), silence(50)])
         for k in ALL_KEYS

@@ -69,7 +69,8 @@ def pin_then_question(
                 outputs.append(event)
             elif isinstance(event, SpeechCaptured) and event.final:
                 captured.append(event)
-                outputs += engine.speech_recognized("c", "question", "sales", 80.0, event.reason)
+                answer = engine.speech_recognized("c", "question", "sales", 80.0, event.reason)
+                outputs += [e for e in answer if isinstance(e, CollectOutputEvent)]
         done = [o.output for o in outputs if isinstance(o.output, PromptResultData)]
         if done:
             return done[0], outputs, captured, tone_end

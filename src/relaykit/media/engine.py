@@ -429,9 +429,9 @@ class MediaEngine:
                         call, control_id, prompt.collector.digit(key, now), now
                     )
                     prompt.speech = []
-            tone = self._dtmf.in_tone(channels)
-            if tone.any():
-                in_tone.update(channels[tone].tolist())
+            toned = self._dtmf.in_tone(channels)
+            if toned.any():
+                in_tone.update(channels[toned].tolist())
 
         # 3. speech and timers of running prompts; 4. outbound audio and recording
         for call, frame in zip(calls, inbound, strict=True):
