@@ -49,7 +49,8 @@ Method (a Goertzel-equivalent DFT at the DTMF frequencies)
        With the two tones more than 3 dB apart, the stronger one's leakage through the 20 ms
        rectangular window (-25 dB) would blur the weaker one by up to ±1.5 dB, so those
        windows, few, are measured again through a Hann window on their samples (leakage under
-       -50 dB) for the last three tests: twist is then decided to within 0.1 dB.
+       -50 dB) for the last three tests: twist is then decided to within 0.1 dB. A window
+       that only continues the key its channel already holds skips those three tests.
 
     4. A key is reported on its onset, once ``confirm_windows`` (2) consecutive windows agree,
        and released after ``release_windows`` (5) consecutive windows without it.
@@ -391,7 +392,7 @@ class DtmfDetector:
 
         Returns squared tone amplitudes (8, 2, k), "peak near nominal" flags (8, 2, k),
         window AC power (2, k), the smallest sub-block AC energy per window (2, k) and the
-        squared amplitude at every detuning (8, _N_DET, 2, k), and the frame as float32 (k, n).
+        frames as float32 (k, frame_size).
         """
         k, b = x.shape[0], self._block
         xf = self._scratch("x", (4 * k, b))
@@ -457,6 +458,7 @@ class DtmfDetector:
         b_min: np.ndarray,
         xk: np.ndarray,
     ) -> np.ndarray | None:
+        """The tests of step 3 (module docstring) on the measures of :meth:`_measure`."""
         r1, c1 = amp2[:4].max(axis=0), amp2[4:].max(axis=0)
         pair = r1 + c1  # (2, k): squared amplitudes, twice the pair's power
         # Level and energy ratio first: they fail for nearly every window of speech, noise or
@@ -466,8 +468,8 @@ class DtmfDetector:
         ok = tonal & (pair >= np.maximum(self._floor, self._noise_margin * noise))
         # The noise floor is the power of the quietest 5 ms sub-block of frames without tone:
         # it starts at the first such frame's, drops at once to any quieter one and rises by at
-        # most noise_rise_db a second. Frames with a DTMF pair in part of a window (a tone's
-        # start or end) or below the level floor are left out too.
+        # most noise_rise_db a second. A frame where a DTMF pair has a fifth of a window's
+        # power (a tone, its start or end, or one too weak for a key) is not noise.
         has_tone = pair * (0.5 / _NOISE_TONE_SHARE) > w_power  # not silence: 0 > 0
         quiet = np.where(has_tone.any(axis=0), np.inf, b_min[1] * (1.0 / self._block))
         rise = np.where(noise < 0.0, np.inf, noise * self._noise_rise)  # unset: take quiet
