@@ -108,6 +108,25 @@ def test_generated_tones_never_clip_at_the_highest_level():
     assert np.abs(out.astype(int)).max() > 30000
 
 
+@pytest.mark.parametrize("twist_db", [-8.0, 4.0])
+def test_twist_sets_the_high_group_tone_relative_to_the_low_group_tone(twist_db):
+    """The low-group tone is at level_dbfs, the high-group tone twist_db above it."""
+    out = generate_dtmf("5", tone_ms=1000, gap_ms=0, level_dbfs=-20.0, twist_db=twist_db)
+    spectrum = np.abs(np.fft.rfft(out.astype(float))) * 2 / len(out)  # 1 Hz bins: exact
+    row, col = spectrum[770], spectrum[1336]
+    assert 20 * np.log10(row / 32767) == pytest.approx(-20.0, abs=0.05)
+    assert 20 * np.log10(col / row) == pytest.approx(twist_db, abs=0.05)
+
+
+def test_a_twisted_pair_that_would_clip_is_refused():
+    """Level and twist together may not make the pair's peak exceed full scale."""
+    generate_dtmf("1", level_dbfs=-10.0, twist_db=4.0)  # 0.32 + 0.50 of full scale: fine
+    with pytest.raises(ValueError, match="clip"):
+        generate_dtmf("1", level_dbfs=-8.0, twist_db=4.0)
+    with pytest.raises(ValueError):
+        generate_dtmf("1", twist_db=float("inf"))
+
+
 def test_lowercase_letters_are_keys_too():
     """a-d are accepted and mean A-D."""
     assert np.array_equal(generate_dtmf("abcd"), generate_dtmf("ABCD"))

@@ -139,11 +139,14 @@ def generate_dtmf(
     tone_ms: float = 100,
     gap_ms: float = 100,
     level_dbfs: float = -10.0,
+    twist_db: float = 0.0,
 ) -> np.ndarray:
     """Render ``digits`` as int16 DTMF: per key ``tone_ms`` of dual tone, then ``gap_ms`` silence.
 
     Keys are ``0-9 * # A-D`` (``a-d`` accepted). Each of the two tones is at ``level_dbfs`` (a
-    full-scale sine is 0 dBFS); it must be at most -6.02 dBFS so that the pair can never clip.
+    full-scale sine is 0 dBFS), or with ``twist_db`` the low-group tone is and the high-group
+    tone is ``twist_db`` above it (negative: below). The pair must never clip: at no twist each
+    tone is at most -6.02 dBFS.
     """
     keys = _parse_keys(digits)
     if not sample_rate > 2 * max(DTMF_FREQS):
@@ -152,17 +155,23 @@ def generate_dtmf(
         raise ValueError(f"tone_ms must be at least 1, got {tone_ms}")
     if not gap_ms >= 0:
         raise ValueError(f"gap_ms must be non-negative, got {gap_ms}")
+    if not math.isfinite(twist_db):
+        raise ValueError(f"twist_db must be a finite number, got {twist_db}")
     gain = 10.0 ** (level_dbfs / 20.0) if math.isfinite(level_dbfs) else math.nan
-    if not gain <= _MAX_TONE_GAIN:
-        raise ValueError(f"level_dbfs must be <= -6.02 (two tones would clip), got {level_dbfs}")
+    high_gain = gain * 10.0 ** (twist_db / 20.0)
+    if not gain + high_gain <= 2 * _MAX_TONE_GAIN:
+        raise ValueError(
+            f"level_dbfs {level_dbfs} with twist_db {twist_db} would clip: the two tones' "
+            "amplitudes must add up to full scale at most"
+        )
 
     n_tone = round(tone_ms * sample_rate / 1000)
     n_gap = round(gap_ms * sample_rate / 1000)
     t = np.arange(n_tone) * (2 * np.pi / sample_rate)
-    amp = 32767.0 * gain
+    low, high = 32767.0 * gain, 32767.0 * high_gain
     out = np.zeros(len(keys) * (n_tone + n_gap), dtype=np.int16)
     for i, k in enumerate(keys):
-        tone = amp * (np.sin(ROW_FREQS[k // 4] * t) + np.sin(COL_FREQS[k % 4] * t))
+        tone = low * np.sin(ROW_FREQS[k // 4] * t) + high * np.sin(COL_FREQS[k % 4] * t)
         start = i * (n_tone + n_gap)
         out[start : start + n_tone] = np.round(tone).astype(np.int16)
     return out
