@@ -37,7 +37,7 @@ async def _pin_then_question(server, run_ivr, script):
     return answer, caller
 
 
-def _question_began_during_the_pound_tone(caller, tone_ms: int) -> bool:
+def _question_began_during_the_pound_tone(caller) -> bool:
     (press,) = [a for a in caller.actions if a.kind == "press"]
     pound_tone_end = press.end - 0.1  # the caller's press ends with a 100 ms gap
     (question,) = [h for h in caller.heard if h.text == QUESTION]
@@ -53,8 +53,8 @@ async def test_silence_after_a_held_pound_key_is_no_input(server, run_ivr, tone_
 
     answer, caller = await _pin_then_question(server, run_ivr, script)
     assert (answer.prompt_type, answer.reason) == ("no_input", "initial_timeout")
-    if tone_ms >= 250:  # the IVR answers well within 200 ms: the tone did reach the question
-        assert _question_began_during_the_pound_tone(caller, tone_ms)
+    if tone_ms >= 500:  # the IVR answers well within 400 ms: the tone did reach the question
+        assert _question_began_during_the_pound_tone(caller)
     (question,) = [h for h in caller.heard if h.text == QUESTION]
     barge_ins = [e for e in caller.transcript if "barge-in" in e.text and e.at >= question.start]
     assert barge_ins == [], "the question was cut short"
@@ -71,8 +71,8 @@ async def test_a_word_after_a_held_pound_key_is_recognised(server, run_ivr, tone
     answer, caller = await _pin_then_question(server, run_ivr, script)
     assert (answer.prompt_type, answer.result) == ("speech", "sales")
     assert answer.reason == "end_silence"
-    if tone_ms >= 250:
-        assert _question_began_during_the_pound_tone(caller, tone_ms)
+    if tone_ms >= 500:
+        assert _question_began_during_the_pound_tone(caller)
     # the question was cut short by the word, not by the tone before it
     (question,) = [h for h in caller.heard if h.text == QUESTION]
     (say,) = [a for a in caller.actions if a.kind == "say"]
