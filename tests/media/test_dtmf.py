@@ -108,6 +108,25 @@ def test_generated_tones_never_clip_at_the_highest_level():
     assert np.abs(out.astype(int)).max() > 30000
 
 
+@pytest.mark.parametrize("twist_db", [-8.0, 4.0])
+def test_twist_sets_the_high_group_tone_relative_to_the_low_group_tone(twist_db):
+    """The low-group tone is at level_dbfs, the high-group tone twist_db above it."""
+    out = generate_dtmf("5", tone_ms=1000, gap_ms=0, level_dbfs=-20.0, twist_db=twist_db)
+    spectrum = np.abs(np.fft.rfft(out.astype(float))) * 2 / len(out)  # 1 Hz bins: exact
+    row, col = spectrum[770], spectrum[1336]
+    assert 20 * np.log10(row / 32767) == pytest.approx(-20.0, abs=0.05)
+    assert 20 * np.log10(col / row) == pytest.approx(twist_db, abs=0.05)
+
+
+def test_a_twisted_pair_that_would_clip_is_refused():
+    """Level and twist together may not make the pair's peak exceed full scale."""
+    generate_dtmf("1", level_dbfs=-10.0, twist_db=4.0)  # 0.32 + 0.50 of full scale: fine
+    with pytest.raises(ValueError, match="clip"):
+        generate_dtmf("1", level_dbfs=-8.0, twist_db=4.0)
+    with pytest.raises(ValueError):
+        generate_dtmf("1", twist_db=float("inf"))
+
+
 def test_lowercase_letters_are_keys_too():
     """a-d are accepted and mean A-D."""
     assert np.array_equal(generate_dtmf("abcd"), generate_dtmf("ABCD"))
@@ -209,7 +228,7 @@ def test_keys_are_decoded_from_minus_30_to_the_loudest_level(level):
 
 
 def test_tones_below_the_floor_are_ignored():
-    """-45 dBFS per tone is under the -36 dBFS floor."""
+    """-45 dBFS per tone is under the -40 dBFS floor."""
     assert decode(generate_dtmf(ALL_KEYS, level_dbfs=-45.0)) == ""
 
 
@@ -235,7 +254,7 @@ def test_frequencies_off_by_3_5_percent_are_rejected(row_dev, col_dev):
 
 @pytest.mark.parametrize("row_db, col_db", [(-14.0, -9.0), (-10.0, -13.5), (-12.0, -12.0)])
 def test_twist_within_limits_is_accepted(row_db, col_db):
-    """Column up to 6 dB above the row tone, or row up to 4 dB above the column tone."""
+    """Column 5 dB above the row tone, row 3.5 dB above the column tone, and level."""
     parts = [
         np.concatenate([dual_tone(k, 50, row_db=row_db, col_db=col_db), silence(50)])
         for k in ALL_KEYS

@@ -4,7 +4,10 @@ Each :meth:`MediaEngine.tick` advances all calls together:
 
 1. read each call's inbound frame (caller audio, silence when nothing is queued);
 2. run the DTMF detector over all audible calls as one batch (numpy over calls × samples);
-3. feed keys and the clock to each running prompt's :class:`Collector`; input starts barge in;
+3. feed keys, voice activity and the clock to each running prompt's :class:`Collector`; input
+   starts barge in. A frame that is part of a key's tone, from its first window until the
+   key's release (:meth:`DtmfDetector.in_tone`), is not voice: the prompts' voice detectors
+   do not hear it and the speech handed to the recogniser has silence in its place;
 4. render each call's playbacks (dB gain applied to the samples) and record both channels.
 
 It returns :data:`EngineEvent` values for the network layer to turn into RELAY events. Time on
@@ -439,6 +442,7 @@ class MediaEngine:
             det_frames.append(_SILENCE if frame is None else frame)
 
         # 2. DTMF over all audible calls at once
+        in_tone: set[int] = set()  # DTMF channels whose frame is part of a key's tone
         if det_calls:
             channels = np.fromiter((c.dtmf_channel for c in det_calls), dtype=np.int64)
             for channel, key in self._dtmf.process(channels, np.stack(det_frames)):
@@ -454,6 +458,9 @@ class MediaEngine:
                         call, control_id, prompt.collector.digit(key, now), now
                     )
                     prompt.speech = []
+            toned = self._dtmf.in_tone(channels)
+            if toned.any():
+                in_tone.update(channels[toned].tolist())
 
         # 3. speech and timers of running prompts; 4. outbound audio and recording
         for call, frame in zip(calls, inbound, strict=True):
@@ -461,7 +468,8 @@ class MediaEngine:
                 now = (frame_no - call.start_frame) * FRAME_SECONDS
                 for control_id, prompt in list(call.prompts.items()):
                     if prompt.vad is not None:
-                        events += self._listen(call, control_id, prompt, frame, now)
+                        tone = call.dtmf_channel in in_tone
+                        events += self._listen(call, control_id, prompt, frame, now, tone)
                     if prompt.collector.has_timer:
                         outputs = prompt.collector.tick(now)
                         if outputs:
@@ -547,13 +555,18 @@ class MediaEngine:
         prompt: _Prompt,
         frame: np.ndarray | None,
         now: float,
+        tone: bool,
     ) -> list[EngineEvent]:
-        """Feed one inbound frame to the prompt's VAD and collector; buffer the utterance."""
+        """Feed one inbound frame to the prompt's VAD and collector; buffer the utterance.
+
+        A frame of a key's ``tone`` is not voice: the VAD does not hear it (its noise floor
+        stays that of the line) and the buffered audio gets silence instead.
+        """
         assert prompt.vad is not None
-        frame = _SILENCE if frame is None else frame
+        frame = _SILENCE if frame is None or tone else frame
         collector = prompt.collector
         was_speaking = collector.speaking
-        outputs = collector.voice(now, prompt.vad.push(frame))
+        outputs = collector.voice(now, False if tone else prompt.vad.push(frame))
         if collector.speaking and not was_speaking:
             prompt.speech = list(prompt.preroll)
         if collector.speaking or any(isinstance(o, SpeechEnded) for o in outputs):
