@@ -175,8 +175,8 @@ class CallMedia:
     dtmf_channel: int
     record: bool
     inbound: deque[_InboundChunk] = field(default_factory=deque)
-    playbacks: dict[str, Playback] = field(default_factory=dict)
-    prompts: dict[str, _Prompt] = field(default_factory=dict)
+    # The one component table of the call, by control_id: plays and prompts.
+    components: dict[str, Playback | _Prompt] = field(default_factory=dict)
     heard: list[HeardMedia] = field(default_factory=list)
     keys: list[tuple[float, str]] = field(default_factory=list)
     on_outbound: Callable[[np.ndarray], None] | None = None
@@ -192,6 +192,10 @@ class CallMedia:
     def inbound_pending(self) -> float:
         """Seconds of caller audio still queued."""
         return sum(len(c.samples) - c.offset for c in self.inbound) / SAMPLE_RATE
+
+    def prompts(self) -> list[tuple[str, _Prompt]]:
+        """The prompts among the call's components, by control_id."""
+        return [(cid, c) for cid, c in self.components.items() if isinstance(c, _Prompt)]
 
     def recording(self) -> np.ndarray:
         """Both channels so far as an (n, 2) int16 array: column 0 the caller, 1 the IVR."""
@@ -277,18 +281,16 @@ class MediaEngine:
         self._dtmf.remove_channel(call.dtmf_channel)
         now = self.call_time(call)
         events: list[EngineEvent] = []
-        for control_id, prompt in list(call.prompts.items()):
-            if not prompt.playback.done:
-                _stop_playback(call, prompt.playback, now, events)
+        for control_id, component in list(call.components.items()):
+            playback = component.playback if isinstance(component, _Prompt) else component
+            if not playback.done:
+                _stop_playback(call, playback, now, events)
                 events.append(
                     PlaybackEvent(call_id, control_id, "error", now, "call ended", "hangup")
                 )
-            events += self._collect_events(call, control_id, prompt.collector.hangup(), now)
-        for control_id, playback in list(call.playbacks.items()):
-            _stop_playback(call, playback, now, events)
-            events.append(PlaybackEvent(call_id, control_id, "error", now, "call ended", "hangup"))
-        call.prompts.clear()
-        call.playbacks.clear()
+            if isinstance(component, _Prompt):
+                events += self._collect_events(call, control_id, component.collector.hangup(), now)
+        call.components.clear()
         for chunk in call.inbound:
             if chunk.on_done is not None:
                 chunk.on_done()
@@ -302,7 +304,7 @@ class MediaEngine:
         call = self._require(call_id)
         self._require_free(call, control_id)
         playback = Playback(control_id, list(items), volume_db)
-        call.playbacks[control_id] = playback
+        call.components[control_id] = playback
         return playback
 
     def start_prompt(
@@ -322,22 +324,22 @@ class MediaEngine:
                 raise ValueError("this engine has no voice activity detector for speech")
             vad = self._vad_factory()
         prompt = _Prompt(collector, Playback(control_id, list(items), volume_db), vad)
-        call.prompts[control_id] = prompt
+        call.components[control_id] = prompt
         return collector
 
     def has_component(self, call_id: str, control_id: str) -> bool:
         call = self._calls.get(call_id)
-        return call is not None and (control_id in call.playbacks or control_id in call.prompts)
+        return call is not None and control_id in call.components
 
     def component_count(self, call_id: str) -> int:
         """How many components (plays, prompts) run on the call."""
         call = self._calls.get(call_id)
-        return 0 if call is None else len(call.playbacks) + len(call.prompts)
+        return 0 if call is None else len(call.components)
 
     def is_collecting(self, call_id: str) -> bool:
         """Whether a prompt collects input on the call."""
         call = self._calls.get(call_id)
-        return call is not None and bool(call.prompts)
+        return call is not None and any(isinstance(c, _Prompt) for c in call.components.values())
 
     def stop(self, call_id: str, control_id: str) -> list[EngineEvent]:
         """Stop a play or prompt now; returns its terminal events (empty if it is not running)."""
@@ -346,11 +348,13 @@ class MediaEngine:
             return []
         now = self.call_time(call)
         events: list[EngineEvent] = []
-        if (playback := call.playbacks.pop(control_id, None)) is not None:
-            _stop_playback(call, playback, now, events)
+        component = call.components.get(control_id)
+        if isinstance(component, Playback):
+            del call.components[control_id]
+            _stop_playback(call, component, now, events)
             events.append(PlaybackEvent(call_id, control_id, "finished", now, cause="stopped"))
-        elif (prompt := call.prompts.get(control_id)) is not None:
-            events += self._collect_events(call, control_id, prompt.collector.stop(), now)
+        elif isinstance(component, _Prompt):
+            events += self._collect_events(call, control_id, component.collector.stop(), now)
         return events
 
     def speech_recognized(
@@ -393,24 +397,24 @@ class MediaEngine:
                 return []
         call.keys.append((now, key))
         events: list[EngineEvent] = [KeyDetected(call.call_id, key, now)]
-        for control_id, prompt in list(call.prompts.items()):
+        for control_id, prompt in call.prompts():
             events += self._collect_events(call, control_id, prompt.collector.digit(key, now), now)
             prompt.speech = []
         return events
 
     def _prompt(self, call_id: str, control_id: str) -> tuple[CallMedia | None, _Prompt | None]:
         call = self._calls.get(call_id)
-        return call, (None if call is None else call.prompts.get(control_id))
+        component = None if call is None else call.components.get(control_id)
+        return call, (component if isinstance(component, _Prompt) else None)
 
     def set_volume(self, call_id: str, control_id: str, volume_db: float) -> bool:
         call = self._calls.get(call_id)
         if call is None:
             return False
-        playback = call.playbacks.get(control_id)
-        if playback is None and (prompt := call.prompts.get(control_id)) is not None:
-            playback = prompt.playback
-        if playback is None:
+        component = call.components.get(control_id)
+        if component is None:
             return False
+        playback = component.playback if isinstance(component, _Prompt) else component
         playback.set_volume(volume_db)
         return True
 
@@ -453,7 +457,7 @@ class MediaEngine:
                 now = self.call_time(call)
                 call.keys.append((now, key))
                 events.append(KeyDetected(call.call_id, key, now))
-                for control_id, prompt in list(call.prompts.items()):
+                for control_id, prompt in call.prompts():
                     events += self._collect_events(
                         call, control_id, prompt.collector.digit(key, now), now
                     )
@@ -464,9 +468,11 @@ class MediaEngine:
 
         # 3. speech and timers of running prompts; 4. outbound audio and recording
         for call, frame in zip(calls, inbound, strict=True):
-            if call.prompts:
+            if not call.components:
+                out = None
+            else:
                 now = (frame_no - call.start_frame) * FRAME_SECONDS
-                for control_id, prompt in list(call.prompts.items()):
+                for control_id, prompt in call.prompts():
                     if prompt.vad is not None:
                         tone = call.dtmf_channel in in_tone
                         events += self._listen(call, control_id, prompt, frame, now, tone)
@@ -474,7 +480,7 @@ class MediaEngine:
                         outputs = prompt.collector.tick(now)
                         if outputs:
                             events += self._collect_events(call, control_id, outputs, now)
-            out = self._render(call, events) if call.playbacks or call.prompts else None
+                out = self._render(call, events)
             if out is not None and call.on_outbound is not None:
                 call.on_outbound(out)
             if call.record:
@@ -488,20 +494,21 @@ class MediaEngine:
 
     # -- internals ----------------------------------------------------------------------------
     def _render(self, call: CallMedia, events: list[EngineEvent]) -> np.ndarray | None:
-        active = [p for p in call.playbacks.values() if not p.done]
-        active += [p.playback for p in call.prompts.values() if not p.playback.done]
+        active = [c.playback if isinstance(c, _Prompt) else c for c in call.components.values()]
+        active = [p for p in active if not p.done]
         if not active:
             return None  # prompts waiting for input: silence
         if len(active) == 1 and (frame := active[0].fast_frame()) is not None:
             return frame  # one playback mid-item at unity gain: a view, no mixing
         now = self.call_time(call)
         mix = np.zeros(SAMPLES_PER_FRAME, dtype=np.float32)
-        for control_id, playback in list(call.playbacks.items()):
-            self._render_one(call, control_id, playback, mix, now, events)
-            if playback.done:
-                del call.playbacks[control_id]
-        for control_id, prompt in list(call.prompts.items()):
-            playback = prompt.playback
+        for control_id, component in list(call.components.items()):
+            if isinstance(component, Playback):
+                self._render_one(call, control_id, component, mix, now, events)
+                if component.done:
+                    del call.components[control_id]
+                continue
+            prompt, playback = component, component.playback
             if playback.done:
                 continue
             self._render_one(call, control_id, playback, mix, now, events)
@@ -620,7 +627,8 @@ class MediaEngine:
         self, call: CallMedia, control_id: str, outputs: list[CollectOutput], now: float
     ) -> list[EngineEvent]:
         events: list[EngineEvent] = []
-        prompt = call.prompts.get(control_id)
+        component = call.components.get(control_id)
+        prompt = component if isinstance(component, _Prompt) else None
         for output in outputs:
             if (
                 isinstance(output, InputStarted)
@@ -640,7 +648,7 @@ class MediaEngine:
                             call.call_id, control_id, "finished", now, cause=output.reason
                         )
                     )
-                call.prompts.pop(control_id, None)
+                call.components.pop(control_id, None)
             report = prompt is not None and prompt.collector.collect.send_start_of_input
             events.append(CollectOutputEvent(call.call_id, control_id, output, now, report))
         return events
@@ -653,7 +661,7 @@ class MediaEngine:
 
     @staticmethod
     def _require_free(call: CallMedia, control_id: str) -> None:
-        if control_id in call.playbacks or control_id in call.prompts:
+        if control_id in call.components:
             raise ValueError(f"control_id {control_id!r} is already running on this call")
 
 
