@@ -131,3 +131,17 @@ def test_importing_relaykit_or_its_cli_help_loads_no_numpy_or_media():
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
         )
         assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_every_public_class_has_a_docstring():
+    """Public classes of public modules say what they are in a docstring."""
+    missing = []
+    for path in sorted(SRC.rglob("*.py")):
+        parts = path.relative_to(SRC).parts
+        if any(p.startswith("_") and p != "__init__.py" for p in parts):
+            continue
+        for node in ast.parse(path.read_text()).body:
+            public = isinstance(node, ast.ClassDef) and not node.name.startswith("_")
+            if public and ast.get_docstring(node) is None:
+                missing.append(f"{path.relative_to(SRC.parent)}:{node.lineno} {node.name}")
+    assert missing == []

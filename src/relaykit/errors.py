@@ -77,6 +77,8 @@ class ProtocolError(RelayError, ValueError):
 
 
 class UnknownMethodError(ProtocolError):
+    """The request names a method this server does not have."""
+
     code = ErrorCode.METHOD_NOT_FOUND
 
     def __init__(self, method: str) -> None:
@@ -85,6 +87,8 @@ class UnknownMethodError(ProtocolError):
 
 
 class AuthenticationError(RelayError):
+    """Unknown project or wrong token (also: a request before ``blade.connect``)."""
+
     code = ErrorCode.AUTHENTICATION_FAILED
 
 
@@ -98,6 +102,8 @@ class CommandError(RelayError):
 
 
 class NotFoundError(CommandError):
+    """No such call or component (another project's looks the same)."""
+
     def __init__(self, message: str) -> None:
         super().__init__(message, code=ErrorCode.NOT_FOUND)
 
@@ -127,6 +133,8 @@ class MediaError(RelayError):
 
 
 class UnsupportedLanguageError(MediaError):
+    """A TTS or speech language this engine does not have; names the ones it has."""
+
     def __init__(self, language: str, supported: list[str] | tuple[str, ...] = ()) -> None:
         self.language = language
         self.supported = tuple(supported)

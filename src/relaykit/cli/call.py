@@ -27,6 +27,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 @dataclass(frozen=True, slots=True)
 class Step:
+    """One step of ``relaykit call``, in the order given on the command line."""
+
     kind: str  # expect, press, say, silence, play
     value: str
 
@@ -36,6 +38,8 @@ class Step:
 
 @dataclass(frozen=True, slots=True)
 class CallOutcome:
+    """How ``relaykit call`` ended: its exit code, a message and the transcript."""
+
     code: int  # the process exit code
     message: str
     transcript: list[TranscriptEntry]

@@ -49,6 +49,8 @@ class PinIvr(Consumer):
 
 @dataclass(frozen=True)
 class DemoOutcome:
+    """The demo call's prompt result, transcript and recording."""
+
     result: PromptResult
     transcript: list[TranscriptEntry]
     wav: Path

@@ -42,6 +42,8 @@ class InputStarted:
 
 @dataclass(frozen=True, slots=True)
 class PartialResult:
+    """An interim result while the caller is still speaking (``partial_results``)."""
+
     result_type: str
     params: dict[str, Any]
 
@@ -67,6 +69,8 @@ CollectOutput = InputStarted | PartialResult | PromptResultData | SpeechEnded
 
 @dataclass(slots=True)
 class Collector:
+    """A prompt's input side as a pure state machine; see the module docstring."""
+
     collect: Collect
     digits: str = ""
     input_started: bool = False

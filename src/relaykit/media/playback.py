@@ -17,6 +17,8 @@ from .frames import SAMPLE_RATE, SAMPLES_PER_FRAME, db_to_gain
 
 
 class PlaybackState(Enum):
+    """Where a playlist is: loading its first item, playing, or done one of three ways."""
+
     LOADING = "loading"  # first item not ready yet
     PLAYING = "playing"
     FINISHED = "finished"

@@ -238,6 +238,8 @@ class VoiceActivityDetector:
 
 
 class VadEventType(enum.Enum):
+    """What a :class:`VadEvent` marks: the start or the end of an utterance."""
+
     SPEECH_START = "speech_start"
     SPEECH_END = "speech_end"
 

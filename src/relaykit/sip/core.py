@@ -143,6 +143,8 @@ def reason_phrase(status: int) -> str:
 
 
 class DialogState(Enum):
+    """Where a call's dialog is (RFC 3261 §12)."""
+
     EARLY = "early"  # INVITE sent or received, no final response yet
     CONFIRMED = "confirmed"  # 2xx sent or received
     TERMINATED = "terminated"

@@ -60,6 +60,8 @@ def _end_reason(status: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SipDevice:
+    """A RELAY ``sip`` device to call: URIs, ring timeout, extra X- headers, display name."""
+
     to: str
     from_: str
     timeout: float = 30.0

@@ -105,6 +105,8 @@ def canonical(name: str) -> str:
 
 @dataclass(slots=True)
 class SipMessage:
+    """What requests and responses share: headers in order, and the body."""
+
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
 
@@ -148,6 +150,8 @@ class SipMessage:
 
 @dataclass(slots=True)
 class SipRequest(SipMessage):
+    """A SIP request: method, Request-URI, headers, body."""
+
     method: str = ""
     uri: str = ""
 
@@ -159,6 +163,8 @@ class SipRequest(SipMessage):
 
 @dataclass(slots=True)
 class SipResponse(SipMessage):
+    """A SIP response: status code, reason phrase, headers, body."""
+
     status: int = 0
     reason: str = ""
 
@@ -171,6 +177,8 @@ class SipResponse(SipMessage):
 # -- header values ------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class SipUri:
+    """A parsed ``sip:``/``sips:`` URI."""
+
     scheme: str
     user: str
     host: str
@@ -221,6 +229,8 @@ def _params(parts: list[str]) -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class NameAddr:
+    """A From/To/Contact value: display name, URI and header parameters."""
+
     display: str
     uri: str
     params: dict[str, str]
@@ -247,6 +257,8 @@ def parse_name_addr(text: str) -> NameAddr:
 
 @dataclass(frozen=True, slots=True)
 class Via:
+    """One Via header value: transport, sent-by host and port, parameters."""
+
     transport: str
     host: str
     port: int | None

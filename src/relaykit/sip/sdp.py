@@ -45,6 +45,8 @@ class AudioOffer:
 
 @dataclass(frozen=True, slots=True)
 class Negotiated:
+    """What an SDP offer/answer settled on: the codec and the RFC 4733 payload type."""
+
     codec: Codec
     telephone_event: int | None  # the peer's payload type for RFC 4733 events, if any
 

@@ -58,6 +58,8 @@ Address = tuple[str, int]
 
 
 class State(Enum):
+    """A transaction's state (RFC 3261 §17, with RFC 6026's Accepted)."""
+
     CALLING = "calling"
     TRYING = "trying"
     PROCEEDING = "proceeding"
@@ -68,6 +70,8 @@ class State(Enum):
 
 
 class Input(Enum):
+    """What can happen to a transaction: the inputs of its transition table."""
+
     REQUEST = "request retransmission"
     PROVISIONAL = "1xx"
     SUCCESS = "2xx"
