@@ -26,7 +26,7 @@ log = logging.getLogger("relaykit.server")
 
 
 class MediaLoader:
-    """Validates RELAY media (:meth:`prepare`); fills the samples off the event loop (:meth:`load`)."""
+    """Checks RELAY media (:meth:`prepare`); fills its samples off the event loop (:meth:`load`)."""
 
     def __init__(
         self, tts: TtsEngine, *, fetch_timeout: float = 10.0, inline: bool = False
