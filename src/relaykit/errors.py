@@ -12,8 +12,9 @@
     ├── RelayTimeoutError (TimeoutError) a request or a wait ran out of time
     ├── LimitExceededError               a per-session or per-call limit was reached
     ├── CallEndedError (RuntimeError)    the call is over; nothing more can be done on it
-    └── MediaError                       media could not be produced or decoded
-        └── UnsupportedLanguageError     TTS or ASR was asked for a language it does not have
+    ├── MediaError                       media could not be produced or decoded
+    │   └── UnsupportedLanguageError     TTS or ASR was asked for a language it does not have
+    └── MissingExtraError (ImportError)  a feature needs an optional extra that is not installed
 
 Each error that can go over the wire carries the JSON-RPC ``code`` the server answers with.
 """
@@ -27,6 +28,7 @@ __all__ = [
     "ErrorCode",
     "LimitExceededError",
     "MediaError",
+    "MissingExtraError",
     "NotFoundError",
     "ProtocolError",
     "RelayConnectionError",
@@ -140,3 +142,14 @@ class UnsupportedLanguageError(MediaError):
         self.supported = tuple(supported)
         hint = f"; supported: {', '.join(self.supported)}" if self.supported else ""
         super().__init__(f"unsupported language {language!r}{hint}")
+
+
+class MissingExtraError(RelayError, ImportError):
+    """A feature needs an optional part of relaykit that is not installed; names the extra."""
+
+    def __init__(self, feature: str, extra: str) -> None:
+        self.feature = feature
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs relaykit's {extra!r} extra: pip install 'relaykit[{extra}]'"
+        )

@@ -136,3 +136,12 @@ def test_serve_prints_its_url_and_accepts_a_client():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_version_is_the_installed_packages():
+    """`relaykit --version` prints the version the package metadata carries."""
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"relaykit {version('relaykit')}"

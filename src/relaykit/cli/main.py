@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperCommand
 
 if TYPE_CHECKING:  # the server and the media engine load only for the commands that run them
@@ -23,6 +24,27 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_short=True,
 )
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .._version import __version__
+
+        typer.echo(f"relaykit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print relaykit's version and exit.",
+    ),
+) -> None:
+    """Run SignalWire RELAY v2 prompts locally: a server, a demo and a virtual caller."""
+
 
 _ACTOR_STYLE = {"caller": "bold cyan", "ivr": "bold magenta", "call": "bold yellow"}
 
@@ -66,7 +88,7 @@ def serve(
         try:
             pairs.update(load_credentials(credentials))
         except (OSError, ValueError) as exc:
-            console.print(f"[red]--credentials: {exc}[/red]")
+            console.print(f"[red]--credentials: {escape(str(exc))}[/red]")
             raise typer.Exit(2) from None
     if project and token:
         pairs[project] = token
@@ -89,7 +111,7 @@ def serve(
     try:
         routes = parse_routes(route)
     except ValueError as exc:
-        console.print(f"[red]--route: {exc}[/red]")
+        console.print(f"[red]--route: {escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
 
     async def run() -> None:
@@ -247,16 +269,21 @@ def timeline(
     out: Path = typer.Option(None, "--out", "-o", help="Picture to write (PNG, SVG or PDF)."),
 ) -> None:
     """Draw a call's timeline: both audio channels, prompts, keys, speech, results, states."""
+    from ..errors import MissingExtraError
     from ..testing.timeline import load_call, render_timeline
 
     console = Console(highlight=False)
     try:
         data, samples = load_call(log)
     except (OSError, ValueError) as exc:
-        console.print(f"[red]cannot read {log}: {exc}[/red]")
+        console.print(f"[red]cannot read {escape(str(log))}: {escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
     target = out if out is not None else log.with_suffix(".png")
-    render_timeline(data, samples, target)
+    try:
+        render_timeline(data, samples, target)
+    except MissingExtraError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
     note = "" if samples is not None else " (no WAV found beside the log: events only)"
     console.print(f"Timeline: {target.resolve()}{note}")
 

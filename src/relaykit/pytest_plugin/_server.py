@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import RelayTimeoutError
+from ..errors import MissingExtraError, RelayTimeoutError
 from ..server.app import RelayServer
 from ..testing.caller import VirtualCaller
 from ..testing.timeline import render_timeline
@@ -58,9 +58,16 @@ def write_artifacts(nodeid: str, server: PytestRelayServer, folder: Path) -> lis
         stem = target / f"call-{index}-{caller.context}"
         try:
             wav = caller.save_wav(stem.with_suffix(".wav"))
-            png = render_timeline(caller.event_log(), caller.recording(), stem.with_suffix(".png"))
         except Exception:
-            log.exception("! could not write the artifacts of call %s", caller.call_id)
+            log.exception("! could not write the recording of call %s", caller.call_id)
             continue
-        paths += [wav, wav.with_suffix(".json"), png]
+        paths += [wav, wav.with_suffix(".json")]
+        try:
+            paths.append(
+                render_timeline(caller.event_log(), caller.recording(), stem.with_suffix(".png"))
+            )
+        except MissingExtraError as exc:
+            log.warning("! no timeline picture for call %s: %s", caller.call_id, exc)
+        except Exception:
+            log.exception("! could not draw the timeline of call %s", caller.call_id)
     return paths

@@ -34,6 +34,7 @@ from ..calls import (
     event_from_dict,
 )
 from ..calls.log import Span, caller_spans, media_spans
+from ..errors import MissingExtraError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -211,12 +212,18 @@ def render_timeline(
 def timeline_figure(
     log: dict[str, Any], samples: np.ndarray | None, *, title: str | None = None
 ) -> Figure:
-    """The timeline as a matplotlib :class:`~matplotlib.figure.Figure` (no pyplot involved)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.font_manager import FontProperties
-    from matplotlib.gridspec import GridSpec
-    from matplotlib.ticker import MultipleLocator
+    """The timeline as a matplotlib :class:`~matplotlib.figure.Figure` (no pyplot involved).
+
+    Raises MissingExtraError when matplotlib (the ``plot`` extra) is not installed.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.font_manager import FontProperties
+        from matplotlib.gridspec import GridSpec
+        from matplotlib.ticker import MultipleLocator
+    except ImportError:
+        raise MissingExtraError("drawing a call timeline", "plot") from None
 
     rate = int(log.get("sample_rate", 16000))
     events = [event_from_dict(e) for e in log.get("events", [])]
