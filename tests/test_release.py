@@ -37,9 +37,11 @@ def test_the_wheel_and_sdist_carry_the_package_its_types_and_licence(dist: Path)
     assert "relaykit/py.typed" in names
     assert "relaykit/calls/speech_worker.py" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
-    metadata = zipfile.ZipFile(wheel).read(
-        next(n for n in names if n.endswith(".dist-info/METADATA"))
-    ).decode()
+    metadata = (
+        zipfile.ZipFile(wheel)
+        .read(next(n for n in names if n.endswith(".dist-info/METADATA")))
+        .decode()
+    )
     assert "License-Expression: MIT" in metadata
     assert "Provides-Extra: plot" in metadata and "Provides-Extra: pytest" in metadata
     with tarfile.open(sdist) as tar:

@@ -25,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_short=True,
 )
 
+
 def _print_version(value: bool) -> None:
     if value:
         from .._version import __version__
