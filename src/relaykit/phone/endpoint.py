@@ -81,6 +81,7 @@ class Phone:
         check: ``check(project, token)`` is True for valid credentials.
         throttle: slows down failed logins.
         keep_ended: ended calls kept per project for their recordings and timelines.
+        dial_timeout: seconds a call from a page waits for an IVR of its context.
     """
 
     def __init__(
@@ -90,8 +91,10 @@ class Phone:
         throttle: Throttle,
         *,
         keep_ended: int = 20,
+        dial_timeout: float = DIAL_TIMEOUT,
     ) -> None:
         self.service = service
+        self.dial_timeout = dial_timeout
         self.check = check
         self.throttle = throttle
         self.directory = CallDirectory(service, keep_ended=keep_ended)
@@ -365,7 +368,7 @@ class _PageSession:
                 context=context,
                 from_number=from_number,
                 to_number=to,
-                timeout=DIAL_TIMEOUT,
+                timeout=self.phone.dial_timeout,
                 leg=line,
                 via="phone",
             )
@@ -374,7 +377,7 @@ class _PageSession:
             self._error(
                 "no_ivr",
                 f"no IVR takes calls to context {context!r} of project {self.project!r} "
-                f"(waited {DIAL_TIMEOUT:g} s): start one, or check the context",
+                f"(waited {self.phone.dial_timeout:g} s): start one, or check the context",
             )
             return
         except asyncio.CancelledError:
@@ -390,7 +393,7 @@ class _PageSession:
         assert self.project is not None
         entry = self.phone.directory.find(self.project, call_id)
         if entry is None:
-            raise _Refused("not_found", f"call {call_id!r} not found")
+            raise _Refused("not_found", "call not found")
         self.watched = call_id
         events = [_event_json(event) for event in entry.call.log]
         self.sender.text(
