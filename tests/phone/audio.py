@@ -69,3 +69,9 @@ def find(segment: np.ndarray, signal: np.ndarray) -> tuple[int, float]:
     window = b[offset : offset + len(a)]
     score = float(np.dot(a, window) / (np.linalg.norm(a) * np.linalg.norm(window) + 1e-12))
     return offset, score
+
+
+def envelope(samples: np.ndarray, frame: int = 160) -> np.ndarray:
+    """RMS per 10 ms: the shape of speech, whatever filters it went through."""
+    x = samples[: len(samples) // frame * frame].astype(np.float64).reshape(-1, frame)
+    return np.sqrt(np.mean(x * x, axis=1))

@@ -4,6 +4,7 @@ recording and timeline only with the call's project credentials, once the call h
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,3 +170,11 @@ async def test_a_server_without_the_phone_serves_no_page():
         assert server.phone is None
         status, _, _ = await get(server.port, "/phone")
         assert status == 404
+
+
+async def test_the_readme_shows_the_phone_in_a_call():
+    """The README's screenshot exists (taken by the PIN test's browser, with
+    RELAYKIT_PHONE_SCREENSHOT=docs/phone.png)."""
+    root = Path(__file__).resolve().parents[2]
+    assert (root / "docs" / "phone.png").read_bytes().startswith(b"\x89PNG")
+    assert "](docs/phone.png)" in (root / "README.md").read_text()
