@@ -9,7 +9,6 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from relaykit import RelayServer
 from tests.helpers import WAIT
 
 
@@ -25,8 +24,9 @@ class PageClient:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def open(cls, server: RelayServer, origin: str | None = None) -> PageClient:
-        url = server.url + "/phone/ws"
+    async def open(cls, server_url: str, origin: str | None = None) -> PageClient:
+        """Connect to the phone's socket of the server at ``server_url`` (ws://host:port)."""
+        url = server_url + "/phone/ws"
         headers = {} if origin is None else {"Origin": origin}
         return cls(await connect(url, additional_headers=headers, max_size=None))
 

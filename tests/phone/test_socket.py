@@ -21,7 +21,7 @@ pytestmark = pytest.mark.asyncio
 
 
 async def _page(server, project=PROJECT_A, token=TOKEN_A) -> PageClient:
-    page = await PageClient.open(server)
+    page = await PageClient.open(server.url)
     ready = await page.log_in(project, token)
     assert ready["type"] == "ready", ready
     return page
@@ -41,7 +41,7 @@ async def _dial(page: PageClient, context: str = "office") -> str:
 
 
 async def test_a_wrong_token_is_refused_and_the_socket_closed(server):
-    page = await PageClient.open(server)
+    page = await PageClient.open(server.url)
     refused = await page.log_in(PROJECT_A, TOKEN_B)
     assert refused == {"type": "error", "kind": "auth", "message": "unknown project or wrong token"}
     with pytest.raises(ConnectionClosed):
@@ -52,7 +52,7 @@ async def test_a_wrong_token_is_refused_and_the_socket_closed(server):
 
 async def test_nothing_is_served_before_login(server):
     """A first message other than ``auth`` closes the socket without a word."""
-    page = await PageClient.open(server)
+    page = await PageClient.open(server.url)
     await page.send({"type": "dial", "context": "office"})
     await asyncio.wait_for(page.ws.wait_closed(), WAIT)
     assert page.ws.close_code == 1008 and page.messages == []
@@ -60,10 +60,10 @@ async def test_nothing_is_served_before_login(server):
 
 async def test_another_sites_page_cannot_open_the_socket(server):
     """Browsers name the page's origin: only the phone's own page may use its socket."""
-    page = await PageClient.open(server, origin="http://evil.example")
+    page = await PageClient.open(server.url, origin="http://evil.example")
     await asyncio.wait_for(page.ws.wait_closed(), WAIT)
     assert page.ws.close_code == 1008
-    own = await PageClient.open(server, origin=f"http://127.0.0.1:{server.port}")
+    own = await PageClient.open(server.url, origin=f"http://127.0.0.1:{server.port}")
     assert (await own.log_in(PROJECT_A, TOKEN_A))["type"] == "ready"
     await own.close()
 
