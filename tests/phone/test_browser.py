@@ -150,6 +150,9 @@ async def test_dialpad_keys_reach_the_ivr_as_a_pin(server, run_ivr, tmp_path, qu
     """Keys pressed on the page's dialpad are DTMF tones the IVR's detector collects; the
     timeline shows the result as it happens; after the call its WAV and timeline download."""
 
+    release = asyncio.Event()
+    results: asyncio.Queue = asyncio.Queue()
+
     async def ivr(call):
         await call.answer()
         result = await call.prompt_tts(
@@ -158,9 +161,10 @@ async def test_dialpad_keys_reach_the_ivr_as_a_pin(server, run_ivr, tmp_path, qu
             digits_max=8,
             digits_terminators="#",
         )
-        await call.play_tts(f"You entered {' '.join(result.result or '')}. Goodbye.")
+        results.put_nowait(result)
+        await call.play_tts(f"You entered {' '.join(result.result or '')}. Thank you for calling.")
+        await release.wait()
         await call.hangup()
-        return result
 
     outcomes = await run_ivr(ivr)
     expect = _expect()
@@ -172,7 +176,7 @@ async def test_dialpad_keys_reach_the_ivr_as_a_pin(server, run_ivr, tmp_path, qu
         await expect(events).to_contain_text("plays tts 'Please enter your PIN, then press pound.'")
         for key in "427#":
             await page.click(f"#dialpad button[data-key='{key}']")
-        result = await outcome(outcomes)
+        result = await outcome(results)
         assert (result.result, result.terminator, result.reason) == ("427", "#", "terminator")
         ended = page.locator("#events li[data-kind='prompt.ended']")
         await expect(ended).to_have_text(
@@ -184,11 +188,21 @@ async def test_dialpad_keys_reach_the_ivr_as_a_pin(server, run_ivr, tmp_path, qu
         await expect(ended).to_have_class("result-good")
         for key in "427#":
             await expect(events).to_contain_text(f"detects key {key}")
-        await expect(events).to_contain_text("plays tts 'You entered 4 2 7. Goodbye.'")
+        await expect(events).to_contain_text(
+            "plays tts 'You entered 4 2 7. Thank you for calling.'"
+        )
         await expect(page.locator("#pressed")).to_have_text("427#")
+        at = [
+            float(a)
+            for a in await events.locator("li").evaluate_all("rows => rows.map(r => r.dataset.at)")
+        ]
+        assert at == sorted(at)  # in call-time order
+        await asyncio.sleep(0.8)  # the picture shows the meter mid-sentence
         shot = await page.screenshot(path=str(tmp_path / "phone.png"))
         if os.environ.get(SCREENSHOT_ENV):
             Path(os.environ[SCREENSHOT_ENV]).write_bytes(shot)
+        release.set()
+        await outcome(outcomes)
 
         await expect(page.locator("#line-state")).to_have_text("ended (hangup)")
         await expect(page.locator("#downloads")).to_be_visible()

@@ -421,9 +421,15 @@ function addEvent(event) {
     span.textContent = text;
     li.append(span);
   }
+  li.dataset.at = event.at;
   const list = $("events");
   const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
-  list.append(li);
+  // in call-time order: a key's press is logged when it is queued, before earlier detections
+  let before = null;
+  for (let row = list.lastElementChild; row && Number(row.dataset.at) > event.at; row = row.previousElementSibling) {
+    before = row;
+  }
+  list.insertBefore(li, before);
   if (atBottom) list.scrollTop = list.scrollHeight;
 }
 
