@@ -352,3 +352,43 @@ async def test_a_non_secure_origin_says_why_the_microphone_is_off(server, run_iv
         release.set()
         await outcome(outcomes)
         assert page.errors == []
+
+
+async def test_the_microphone_worklet_resamples_a_48_khz_context(server, quiet_microphone):
+    """Where the microphone runs at another rate, the page's worklet makes 16 kHz frames:
+    a 1 kHz tone keeps its frequency and level, and a 12 kHz tone (which would fold over to
+    4 kHz) is filtered out."""
+    async with browser(quiet_microphone) as chromium_:
+        page = await chromium_.new_page()
+        await page.goto(page_url(server))
+        samples = await page.evaluate(
+            """async () => {
+              const ctx = new AudioContext({ sampleRate: 48000 });
+              await ctx.audioWorklet.addModule("/phone/audio-worklet.js");
+              const mic = new AudioWorkletNode(ctx, "relaykit-microphone");
+              const frames = [];
+              mic.port.onmessage = (event) => frames.push(...new Int16Array(event.data));
+              const mute = ctx.createGain();
+              mute.gain.value = 0;
+              mic.connect(mute).connect(ctx.destination);
+              for (const frequency of [1000, 12000]) {
+                const osc = ctx.createOscillator();
+                const gain = ctx.createGain();
+                osc.frequency.value = frequency;
+                gain.gain.value = 0.25;
+                osc.connect(gain).connect(mic);
+                osc.start();
+              }
+              await ctx.resume();
+              while (frames.length < 16000) await new Promise((r) => setTimeout(r, 50));
+              await ctx.close();
+              return frames.slice(3200, 16000);
+            }"""
+        )
+    pcm = np.array(samples, dtype=np.int16)
+    assert dominant_frequency(pcm) == pytest.approx(1000, rel=0.005)
+    assert level_dbfs(pcm) == pytest.approx(20 * np.log10(0.25 / np.sqrt(2)), abs=0.5)
+    spectrum = np.abs(np.fft.rfft(pcm * np.hanning(len(pcm))))
+    bin_hz = RATE / len(pcm)
+    alias = spectrum[round(3900 / bin_hz) : round(4100 / bin_hz)].max()
+    assert 20 * np.log10(alias / spectrum.max()) < -30

@@ -56,7 +56,7 @@ from .web import DOWNLOADS, PageFiles, Reply, download_target
 
 log = logging.getLogger("relaykit.phone")
 
-AUTH_TIMEOUT = 60.0  # seconds a new page socket has to log in
+AUTH_TIMEOUT = 10.0  # seconds a new page socket has to log in (the page logs in on open)
 DIAL_TIMEOUT = 5.0  # seconds to wait for an IVR of the context to take the call
 MAX_AUDIO_FRAMES = 25  # IVR audio frames (0.5 s) waiting for a slow page; beyond, dropped
 MAX_MESSAGES = 5000  # JSON messages waiting for a page that does not read; beyond, closed
@@ -99,7 +99,6 @@ class Phone:
         self.throttle = throttle
         self.directory = CallDirectory(service, keep_ended=keep_ended)
         self.pages = PageFiles()
-        self._sessions: set[_PageSession] = set()
 
     def close(self) -> None:
         """The server stops: forget the calls (the sockets are closed by the server)."""
@@ -153,11 +152,9 @@ class Phone:
     async def serve(self, ws: ServerConnection) -> None:
         """Run one page's socket until it closes."""
         session = _PageSession(self, ws)
-        self._sessions.add(session)
         try:
             await session.run()
         finally:
-            self._sessions.discard(session)
             session.close()
 
 

@@ -4,8 +4,9 @@
 const RATE = 16000;
 const FRAME = 320; // samples in 20 ms
 
-// Microphone → 20 ms int16 frames (posted as ArrayBuffers). Resamples linearly when the
-// context does not run at 16 kHz.
+// Microphone → 20 ms int16 frames (posted as ArrayBuffers). A context at another rate (a
+// browser that will not feed a microphone into a 16 kHz context) is low-pass filtered below
+// 7 kHz, then resampled linearly.
 class Microphone extends AudioWorkletProcessor {
   constructor() {
     super();
@@ -14,19 +15,21 @@ class Microphone extends AudioWorkletProcessor {
     this.prev = 0; // the last input sample of the previous block
     this.frame = new Int16Array(FRAME);
     this.fill = 0;
+    this.taps = sampleRate > RATE ? lowPass(7000 / sampleRate, 63) : null;
+    this.history = this.taps ? new Float32Array(this.taps.length - 1) : null;
   }
 
   process(inputs) {
-    const input = inputs[0] && inputs[0][0];
-    if (!input) return true;
+    const raw = inputs[0] && inputs[0][0];
+    if (!raw) return true;
+    const input = this.taps ? this.filter(raw) : raw;
     for (;;) {
       const i = Math.floor(this.pos);
       if (i >= input.length) break;
+      // pos counts from one sample before the block (prev), so the mix is a..b
       const a = i === 0 ? this.prev : input[i - 1];
       const b = input[i];
-      const t = this.pos - i;
-      // pos counts from one sample before the block (prev), so the mix is a..b
-      const v = a + (b - a) * t;
+      const v = a + (b - a) * (this.pos - i);
       this.frame[this.fill++] = Math.max(-32768, Math.min(32767, Math.round(v * 32768)));
       if (this.fill === FRAME) {
         this.port.postMessage(this.frame.buffer, [this.frame.buffer]);
@@ -39,6 +42,37 @@ class Microphone extends AudioWorkletProcessor {
     this.prev = input[input.length - 1];
     return true;
   }
+
+  filter(input) {
+    const taps = this.taps;
+    const n = taps.length;
+    const x = new Float32Array(n - 1 + input.length);
+    x.set(this.history);
+    x.set(input, n - 1);
+    const y = new Float32Array(input.length);
+    for (let i = 0; i < input.length; i++) {
+      let sum = 0;
+      for (let k = 0; k < n; k++) sum += taps[k] * x[i + n - 1 - k];
+      y[i] = sum;
+    }
+    this.history = x.slice(input.length);
+    return y;
+  }
+}
+
+// A windowed-sinc low-pass FIR: ``cutoff`` in cycles per sample, unity gain at 0 Hz.
+function lowPass(cutoff, n) {
+  const taps = new Float32Array(n);
+  const middle = (n - 1) / 2;
+  let total = 0;
+  for (let k = 0; k < n; k++) {
+    const t = k - middle;
+    const sinc = t === 0 ? 2 * cutoff : Math.sin(2 * Math.PI * cutoff * t) / (Math.PI * t);
+    taps[k] = sinc * (0.5 - 0.5 * Math.cos((2 * Math.PI * k) / (n - 1)));
+    total += taps[k];
+  }
+  for (let k = 0; k < n; k++) taps[k] /= total;
+  return taps;
 }
 
 // The IVR's frames → the speakers. Starts once PRIME samples wait (or the first frame has

@@ -54,7 +54,9 @@ class PhoneAudio {
     this.player = null; // the worklet player, or null: buffers scheduled one by one
     this.next = 0;
     this.stream = null;
+    this.source = null;
     this.mic = null;
+    this.micCtx = null; // only where the 16 kHz context takes no microphone
   }
 
   // One 20 ms frame of the IVR's audio (an ArrayBuffer of int16).
@@ -82,18 +84,35 @@ class PhoneAudio {
     this.stream = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: true, noiseSuppression: false, autoGainControl: false },
     });
-    const source = this.ctx.createMediaStreamSource(this.stream);
-    this.mic = new AudioWorkletNode(this.ctx, "relaykit-microphone");
+    let ctx = this.ctx;
+    let source;
+    try {
+      source = ctx.createMediaStreamSource(this.stream);
+    } catch {
+      // Some browsers feed a microphone only into a context at its own rate: the worklet
+      // resamples to 16 kHz there.
+      if (!this.micCtx) {
+        this.micCtx = new AudioContext();
+        await this.micCtx.audioWorklet.addModule("/phone/audio-worklet.js");
+      }
+      ctx = this.micCtx;
+      await ctx.resume();
+      source = ctx.createMediaStreamSource(this.stream);
+    }
+    this.mic = new AudioWorkletNode(ctx, "relaykit-microphone");
     this.mic.port.onmessage = (event) => onFrame(event.data);
-    const mute = this.ctx.createGain();
+    const mute = ctx.createGain();
     mute.gain.value = 0; // the node must reach the destination to run; nothing is heard
-    source.connect(this.mic).connect(mute).connect(this.ctx.destination);
+    source.connect(this.mic).connect(mute).connect(ctx.destination);
+    this.source = source;
   }
 
   stopMicrophone() {
     if (this.stream) this.stream.getTracks().forEach((track) => track.stop());
+    if (this.source) this.source.disconnect();
     if (this.mic) this.mic.disconnect();
     this.stream = null;
+    this.source = null;
     this.mic = null;
   }
 
