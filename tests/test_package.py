@@ -39,6 +39,7 @@ def test_public_names_are_exactly_all():
         "server",
         "sip",
         "testing",
+        "phone",
         "cli",
     }
     assert set(listed) - {"__version__"} == public - subpackages

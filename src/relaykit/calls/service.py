@@ -299,6 +299,24 @@ class CallService:
         """Queue far-end audio (16 kHz int16) into the call; ``on_done`` once it has played."""
         call.media.push_inbound(samples, on_done)
 
+    def on_outbound_audio(
+        self, call: Call, listener: Callable[[np.ndarray], None]
+    ) -> Callable[[], None]:
+        """Hand ``listener`` every 20 ms frame (16 kHz int16) the IVR plays on ``call``, during
+        the media tick (it must not block, and must copy the frame to keep it). Frames in which
+        nothing plays are not handed over. One listener per call: the adapter that owns its far
+        end. Returns a function that removes the listener."""
+        media = call.media
+        if media.on_outbound is not None:
+            raise RuntimeError(f"call {call.call_id}'s outbound audio already has a listener")
+        media.on_outbound = listener
+
+        def remove() -> None:
+            if media.on_outbound is listener:
+                media.on_outbound = None
+
+        return remove
+
     def inject_key(self, call: Call, key: str) -> None:
         """A key received out of band (RFC 4733, SIP INFO)."""
         if not call.ended:

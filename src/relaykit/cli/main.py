@@ -1,4 +1,4 @@
-"""The ``relaykit`` command line: ``serve``, ``demo``, ``call`` and ``timeline``."""
+"""The ``relaykit`` command line: ``serve``, ``demo``, ``phone``, ``call`` and ``timeline``."""
 
 from __future__ import annotations
 
@@ -161,6 +161,43 @@ def demo(
         console.print(f"Event log: {log_path.resolve()}  (picture: relaykit timeline {log_path})")
     if not result.successful:
         raise typer.Exit(1)
+
+
+@app.command()
+def phone(
+    host: str = typer.Option("127.0.0.1", help="Interface of the server (started if none runs)."),
+    port: int = typer.Option(8080, help="TCP port of the server (0: start one on a free port)."),
+    project: str = typer.Option(
+        None, envvar="RELAYKIT_PROJECT", help="Project to serve (made up when not given)."
+    ),
+    token: str = typer.Option(
+        None, envvar="RELAYKIT_TOKEN", help="Token for the project (or RELAYKIT_TOKEN)."
+    ),
+    demo: bool = typer.Option(False, "--demo", help="Also run the demo PIN IVR (context office)."),
+    open_browser: bool = typer.Option(True, "--open/--no-open", help="Open the page in a browser."),
+) -> None:
+    """Open the phone in your browser: call IVRs, hear them, press keys and talk.
+
+    Starts a server on HOST:PORT unless one runs there already, and with --demo the demo PIN
+    IVR; then serves until Ctrl-C.
+    """
+    from .phone import run_phone
+
+    console = Console(highlight=False)
+    code = 0
+    with contextlib.suppress(KeyboardInterrupt):
+        code = asyncio.run(
+            run_phone(
+                host=host,
+                port=port,
+                project=project,
+                token=token,
+                demo=demo,
+                open_browser=open_browser,
+                console=console,
+            )
+        )
+    raise typer.Exit(code)
 
 
 class _StepsInOrder(TyperCommand):

@@ -3,7 +3,8 @@
 The parts: the call service (the core, :mod:`relaykit.calls`) with its media engine, clock,
 media loader and speech recognition; the RELAY adapter (session registry, router, one
 connection per WebSocket); and the adapters plugged in here: the virtual caller's door
-(:meth:`RelayServer.dial_in`, the ``/caller`` WebSocket) and the SIP gateway (``sip=``).
+(:meth:`RelayServer.dial_in`, the ``/caller`` WebSocket), the browser phone (``/phone``) and the
+SIP gateway (``sip=``).
 """
 
 from __future__ import annotations
@@ -18,17 +19,19 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request
 
 from ..calls import Call, CallService, MediaClock, MediaLoader, SpeechRecognition
 from ..media.asr import Recognizer
 from ..media.engine import MediaEngine
 from ..media.tts import EspeakTts, TtsEngine
 from ..media.vad import VoiceActivityDetector
+from ..phone import PAGE_PATH, SOCKET_PATH, Phone
 from ..testing.caller import VirtualCaller
 from .auth import Credentials
 from .caller_endpoint import CallerEndpoint
 from .connection import Connection, ConnectionLimits
-from .http import HttpRoutes
+from .http import HttpReply, HttpRoutes
 from .router import Router
 from .sessions import ServerSession, SessionRegistry
 
@@ -68,6 +71,8 @@ class RelayServer:
         sip: ``(host, port)`` to answer SIP phones on (UDP; port 0 picks one, read it back
             from ``server.sip.port``); None: no SIP. See :mod:`relaykit.sip.gateway`.
         sip_routes: dialled number (or ``*``) → context for inbound SIP calls.
+        phone: serve the browser phone at ``http://host:port/phone`` (see
+            :mod:`relaykit.phone`).
 
     Use as ``async with RelayServer(credentials={"p": "t"}) as server: ...``.
     """
@@ -99,6 +104,8 @@ class RelayServer:
         # Real phones (SIP/RTP)
         sip: tuple[str, int] | None = None,
         sip_routes: Mapping[str, str] | None = None,
+        # The browser phone
+        phone: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -161,6 +168,14 @@ class RelayServer:
                 max_outbox=max_outbox,
             )
         }
+        # The browser phone: its page over HTTP, its socket beside RELAY
+        self.phone: Phone | None = None
+        if phone:
+            self.phone = Phone(
+                self.call_service, self.credentials.check, self.session_registry.throttle
+            )
+            self.http.add(PAGE_PATH + "/", self._phone_http)
+            self.add_route(SOCKET_PATH, self.phone.serve)
         # Real phones
         self.sip: SipGateway | None = None
         if sip is not None:
@@ -219,6 +234,12 @@ class RelayServer:
         """How late each of the first 100,000 media ticks ran, in seconds."""
         return self.clock.lateness
 
+    def add_route(self, path: str, handler: Callable[[ServerConnection], Awaitable[None]]) -> None:
+        """Serve WebSocket connections to ``path`` (beside RELAY on "/") with ``handler``."""
+        if path == "/" or path in self._routes:
+            raise ValueError(f"WebSocket path {path!r} is already served")
+        self._routes[path] = handler
+
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> RelayServer:
         if self._server is not None:
@@ -253,6 +274,8 @@ class RelayServer:
         await server.wait_closed()
         await self.clock.stop()
         self.speech.close()
+        if self.phone is not None:
+            self.phone.close()
 
     async def __aenter__(self) -> RelayServer:
         return await self.start()
@@ -294,6 +317,11 @@ class RelayServer:
             recognizer=self.speech.recognizer,
             inline=self.inline_media,
         )
+
+    async def _phone_http(self, request: Request) -> HttpReply:
+        assert self.phone is not None
+        reply = await self.phone.http(request)
+        return HttpReply(reply.status, reply.body, reply.content_type, reply.headers)
 
     # -- connections ----------------------------------------------------------------------------
     async def _connection(self, ws: ServerConnection) -> None:

@@ -10,7 +10,7 @@ a fast-forwarding loop clock (``looptime``) runs the same conversation in a frac
 
 from __future__ import annotations
 
-__all__ = ["CALL_LOG_FORMAT", "CallerAction", "Heard", "VirtualCaller"]
+__all__ = ["CALL_LOG_FORMAT", "CallerAction", "Heard", "VirtualCaller", "call_event_log"]
 
 import asyncio
 import contextlib
@@ -38,6 +38,24 @@ from .expect import ExpectationError, PromptMatcher, audio_says
 _T = TypeVar("_T")
 
 CALL_LOG_FORMAT = "relaykit-call-log/2"  # the "format" field of event_log() and its JSON files
+
+
+def call_event_log(call: Call) -> dict[str, Any]:
+    """A call as JSON-ready data: who, where, and its log's events (times in call seconds), as
+    :meth:`relaykit.calls.CallEvent.to_dict` writes them; the format of the JSON beside every
+    WAV, read by the timeline."""
+    return {
+        "format": CALL_LOG_FORMAT,
+        "call_id": call.call_id,
+        "context": call.context,
+        "from": call.from_number,
+        "to": call.to_number,
+        "state": call.state.value,
+        "end_reason": call.end_reason,
+        "sample_rate": SAMPLE_RATE,
+        "duration": round(len(call.media.recording()) / SAMPLE_RATE, 3),
+        "events": [event.to_dict() for event in call.log],
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,21 +300,8 @@ class VirtualCaller:
         return path
 
     def event_log(self) -> dict[str, Any]:
-        """The call as JSON-ready data: who, where, and its log's events (times in call
-        seconds), as :meth:`relaykit.calls.CallEvent.to_dict` writes them."""
-        call = self._call
-        return {
-            "format": CALL_LOG_FORMAT,
-            "call_id": call.call_id,
-            "context": call.context,
-            "from": call.from_number,
-            "to": call.to_number,
-            "state": call.state.value,
-            "end_reason": call.end_reason,
-            "sample_rate": SAMPLE_RATE,
-            "duration": round(len(self.recording()) / SAMPLE_RATE, 3),
-            "events": [event.to_dict() for event in call.log],
-        }
+        """The call as JSON-ready data: see :func:`call_event_log`."""
+        return call_event_log(self._call)
 
     # -- expectations -----------------------------------------------------------------------------
     async def expect_prompt(
