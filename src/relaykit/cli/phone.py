@@ -21,6 +21,8 @@ PHONE_MARKER = b"<title>relaykit phone</title>"  # how the page is told from oth
 
 
 class ServerCheck(enum.Enum):
+    """What answers on the port ``relaykit phone`` would use."""
+
     NONE = "nothing listens there"
     PHONE = "a relaykit server with the phone"
     OTHER = "something else"
