@@ -106,7 +106,7 @@ def _describe_component(event: ComponentChanged) -> str | None:
             return f"starts detecting {params.get('type', '')}"
         if event.final:
             return f"detector ends{why}"
-        return f"detects {event.state}"
+        return f"{params.get('type', '')} detector: {event.state}"
     if event.component == "tap":
         return f"taps {tap_target(params)}" if not event.final else f"tap ends{why}"
     if event.component == "send_digits":

@@ -6,7 +6,7 @@ engine calls its hooks only on calls that have such components, once per 20 ms f
 
 - :meth:`~MediaComponent.key` for each DTMF key heard in the caller's audio;
 - :meth:`~MediaComponent.render` to add audio for the caller to the frame's mix (digits,
-  a beep), for components with ``renders = True``;
+  a beep), while its ``rendering`` is true;
 - :meth:`~MediaComponent.hear` with the frame's two sides: what the caller said (inbound)
   and what the caller heard (outbound, after the mix), ``None`` for silence;
 - :meth:`~MediaComponent.stop` and :meth:`~MediaComponent.hangup` when asked to end.
@@ -60,6 +60,11 @@ class MediaComponent:
     def begin(self, now: float) -> None:
         """The engine took the component at call time ``now``."""
         self.started_at = now
+
+    @property
+    def rendering(self) -> bool:
+        """Whether :meth:`render` has audio to add this frame."""
+        return self.renders and not self.done
 
     def key(self, key: str, now: float) -> list[Update]:
         """A DTMF key was heard in the caller's audio."""

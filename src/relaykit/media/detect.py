@@ -229,7 +229,10 @@ class MachineDetector(_Detector):
         tonal, beep_ended = self._beep(frame)
         if beep_ended:
             return self._ready()
-        if voice and not tonal:
+        if tonal:  # a beep going on: not speech, but the greeting has not ended
+            self._last_voice = now
+            return []
+        if voice:
             self._last_voice = now
             if self._paused:
                 self._paused = False

@@ -598,7 +598,7 @@ class MediaEngine:
     ) -> np.ndarray | None:
         """The MediaComponents' turn: their audio joins ``out``, then they hear the frame."""
         components = list(call.media_components)
-        renderers = [c for c in components if c.renders and not c.done]
+        renderers = [c for c in components if c.rendering]
         if renderers:
             mix = np.zeros(SAMPLES_PER_FRAME, dtype=np.float32)
             if out is not None:

@@ -80,6 +80,10 @@ class Recorder(MediaComponent):
         """Seconds recorded so far."""
         return round(self.frames * FRAME_SECONDS, 3)
 
+    @property
+    def rendering(self) -> bool:
+        return self._beep is not None and self._beep_pos < len(self._beep) and not self.done
+
     def render(self, mix: np.ndarray, now: float) -> list[Update]:
         if self._beep is None:
             return []
