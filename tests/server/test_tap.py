@@ -60,17 +60,19 @@ async def test_tap_streams_the_callers_audio_as_pcmu_rtp_over_udp(server, run_iv
     transport, receiver = await udp_receiver()
     port = transport.get_extra_info("sockname")[1]
     go: asyncio.Queue = asyncio.Queue()
+    tapping: asyncio.Queue = asyncio.Queue()
 
     async def ivr(call: Call):
         await call.answer()
         action = await call.tap_async("speak", "rtp", "127.0.0.1", port, target_ptime=30)
+        await tapping.put(action.state)
         await go.get()
         await action.stop()
         return action
 
     outcomes = await run_ivr(ivr)
     caller = await server.dial_in(context="office")
-    await caller.wait_answered()
+    assert await asyncio.wait_for(tapping.get(), WAIT) in ("", "tapping")
     await caller.send_audio(tone(1.0))
     await caller.silence(0.1)  # the last packet of the tone goes out
     await go.put("stop")
