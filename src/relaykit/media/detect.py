@@ -14,10 +14,10 @@ Fax tones
 
 Answering machines
     By voice-activity timing, as v2's parameters describe it. After the caller's first speech
-    (within ``initial_timeout``, else ``UNKNOWN``) the greeting is timed: if it goes on for
-    ``machine_voice_threshold`` seconds (pauses shorter than ``end_silence_timeout`` included),
-    or holds ``machine_words_threshold`` words (bursts of speech between quiet frames), it is
-    a ``MACHINE``; if it stops for ``end_silence_timeout`` before that, a ``HUMAN``. A machine
+    (within ``initial_timeout``, else ``UNKNOWN``) the greeting is timed: once it holds
+    ``machine_voice_threshold`` seconds of speech (its pauses not counted) or
+    ``machine_words_threshold`` words (bursts of speech between quiet frames), it is a
+    ``MACHINE``; if it stops for ``end_silence_timeout`` before that, a ``HUMAN``. A machine
     is ``READY`` for a message when its greeting ends: at the end of a beep (a steady pure tone
     of 120 ms or more), or after ``end_silence_timeout`` of silence; speech resuming after a
     pause of half that is reported ``NOT_READY``. HUMAN, UNKNOWN and READY end the detector.
@@ -177,6 +177,7 @@ class MachineDetector(_Detector):
         self.machine_words_threshold = machine_words_threshold
         self.verdict: str | None = None  # HUMAN, MACHINE or UNKNOWN
         self.words = 0
+        self._voiced = 0.0
         self._greeting_from: float | None = None
         self._last_voice = 0.0
         self._was_voice = False
@@ -217,7 +218,8 @@ class MachineDetector(_Detector):
             if not self._was_voice:
                 self.words += 1
             self._last_voice = now
-            long_enough = now - self._greeting_from >= self.machine_voice_threshold
+            self._voiced += FRAME_SECONDS
+            long_enough = self._voiced >= self.machine_voice_threshold
             if long_enough or self.words >= self.machine_words_threshold:
                 return self._decide("MACHINE", now)
             return []
