@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 
 import benchmarks  # noqa: F401  (OPENBLAS_NUM_THREADS first)
-from benchmarks.dtmf_edges import _speak
 from relaykit.media.detect import MachineDetector
 from relaykit.media.frames import FRAME_SECONDS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from relaykit.media.record import beep
