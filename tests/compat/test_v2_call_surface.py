@@ -207,3 +207,15 @@ async def test_a_tap_to_nowhere_fails_the_action(server, wire, v2_app):
     log = await app.wait_event("log")
     assert "device: tap target not reachable" in log["message"]
     wire.assert_conformant()
+
+
+async def test_fax_send_and_receive_fail_with_a_clear_message(server, wire, v2_app):
+    """Not supported here: v2's fax_send/fax_receive return unsuccessful at once and log why."""
+    app = await v2_app("call_surface.py", "fax_send")
+    await app.wait_event("ready")
+    await server.dial_in(context="office", timeout=WAIT)
+    faxed = await app.wait_event("faxed")
+    assert (faxed["send"], faxed["receive"]) == (False, False)
+    log = await app.wait_event("log")
+    assert "fax send and receive are not supported by relaykit" in log["message"]
+    wire.assert_conformant()

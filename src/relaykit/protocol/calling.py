@@ -36,11 +36,13 @@ __all__ = [
     "PLAY_STOP",
     "PLAY_VOLUME",
     "RECEIVE",
+    "RECEIVE_FAX",
     "RECORD",
     "RECORD_EVENT",
     "RECORD_STOP",
     "SEND_DIGITS",
     "SEND_DIGITS_EVENT",
+    "SEND_FAX",
     "TAP",
     "TAP_EVENT",
     "TAP_STOP",
@@ -652,6 +654,8 @@ DETECT = "calling.detect"
 DETECT_STOP = "calling.detect.stop"
 TAP = "calling.tap"
 TAP_STOP = "calling.tap.stop"
+SEND_FAX = "calling.send_fax"
+RECEIVE_FAX = "calling.receive_fax"
 
 RECORD_EVENT = "calling.call.record"
 SEND_DIGITS_EVENT = "calling.call.send_digits"

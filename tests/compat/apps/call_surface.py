@@ -4,7 +4,7 @@ Modes: ``voicemail`` (record with a beep until silence), ``record_stop`` (record
 stop on "go"), ``send_digits``, ``detect_digit``, ``detect_async`` (detect_digit_async, stop
 on "go"), ``amd`` (detect_answering_machine, then amd(wait_for_beep=True)), ``human``,
 ``fax``, ``bad_detect`` (an unknown detect type), ``tap PORT`` (tap_async over RTP to
-127.0.0.1:PORT, stop on "go"), ``tap_refused PORT``.
+127.0.0.1:PORT, stop on "go"), ``tap_refused PORT``, ``fax_send`` (fax_send, fax_receive).
 """
 
 import asyncio
@@ -141,6 +141,11 @@ class Surface(Consumer):
             destination=result.destination_device,
             **event_fields(result),
         )
+
+    async def fax_send(self, call):
+        sent = await call.fax_send("https://example.com/doc.pdf")
+        received = await call.fax_receive()
+        emit("faxed", send=sent.successful, receive=received.successful)
 
     async def tap_refused(self, call):
         action = await call.tap_async(

@@ -10,7 +10,7 @@ from __future__ import annotations
 __all__ = ["METHODS", "Handler"]
 
 from ...protocol import calling
-from . import calls, components, detect, play, prompt, receive, record, send_digits, tap
+from . import calls, components, detect, fax, play, prompt, receive, record, send_digits, tap
 from .base import Handler
 
 METHODS: dict[str, Handler] = {
@@ -33,4 +33,6 @@ METHODS: dict[str, Handler] = {
     calling.DETECT_STOP: components.stop,
     calling.TAP: tap.tap,
     calling.TAP_STOP: components.stop,
+    calling.SEND_FAX: fax.unsupported,
+    calling.RECEIVE_FAX: fax.unsupported,
 }
