@@ -263,6 +263,7 @@ class CallMedia:
 
 _SILENCE = np.zeros(SAMPLES_PER_FRAME, dtype=np.int16)
 _SILENCE.flags.writeable = False
+_OWN_KINDS = (Playback, _Prompt)  # what the engine runs itself; the rest are MediaComponents
 
 
 class MediaEngine:
@@ -315,7 +316,7 @@ class MediaEngine:
         now = self.call_time(call)
         events: list[EngineEvent] = []
         for control_id, component in list(call.components.items()):
-            if not isinstance(component, Playback | _Prompt):
+            if not isinstance(component, _OWN_KINDS):
                 events += self._updates(call, component, component.hangup(now), now)
                 continue
             playback = component.playback if isinstance(component, _Prompt) else component
@@ -467,7 +468,7 @@ class MediaEngine:
         if call is None:
             return False
         component = call.components.get(control_id)
-        if not isinstance(component, Playback | _Prompt):
+        if not isinstance(component, _OWN_KINDS):
             return False  # none, or a component without volume (record, detect…)
         playback = component.playback if isinstance(component, _Prompt) else component
         playback.set_volume(volume_db)
@@ -556,7 +557,7 @@ class MediaEngine:
         active = [
             c.playback if isinstance(c, _Prompt) else c
             for c in call.components.values()
-            if isinstance(c, Playback | _Prompt)
+            if isinstance(c, _OWN_KINDS)
         ]
         active = [p for p in active if not p.done]
         if not active:
@@ -566,7 +567,7 @@ class MediaEngine:
         now = self.call_time(call)
         mix = np.zeros(SAMPLES_PER_FRAME, dtype=np.float32)
         for control_id, component in list(call.components.items()):
-            if not isinstance(component, Playback | _Prompt):
+            if not isinstance(component, _OWN_KINDS):
                 continue  # a MediaComponent: _run_components renders it
             if isinstance(component, Playback):
                 self._render_one(call, control_id, component, mix, now, events)
