@@ -138,7 +138,7 @@ class CallService:
         speech: decodes utterances off the media clock.
         node_id: this node's id, carried by every event.
         record_calls: keep both audio channels of every call (WAVs, timelines).
-        max_components_per_call: plays and prompts one call may run at once.
+        max_components_per_call: components (plays, prompts, records…) one call may run at once.
         recordings: where ``calling.record`` writes (a temporary directory by default).
         taps: opens ``calling.tap`` targets (None: taps are refused).
     """
