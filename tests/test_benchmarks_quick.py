@@ -37,3 +37,18 @@ def test_quick_benchmark_runs_and_prints_its_tables() -> None:
         assert heading in done.stdout, f"{heading!r} missing from:\n{done.stdout}"
     assert "| N " in done.stdout  # the concurrency tables have their header rows
     assert "OPENBLAS_NUM_THREADS=1" in done.stdout
+
+
+def test_amd_benchmark_runs_and_prints_its_table() -> None:
+    """``python -m benchmarks.amd --voices 1`` (the AMD accuracy set, one voice) runs."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.amd", "--voices", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr[-4000:]}"
+    assert "# Answering-machine detection (AMD) accuracy" in done.stdout
+    for row in ("| machine |", "| person |", "| silence |", "Overall:"):
+        assert row in done.stdout

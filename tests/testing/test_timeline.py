@@ -80,3 +80,38 @@ async def test_a_log_without_its_wav_still_draws_the_events(busy_call, tmp_path)
     assert samples is None
     figure = timeline_figure(log, None)
     assert "no recording" in {t.get_text() for ax in figure.axes for t in ax.texts}
+
+
+class SurfaceIvr(Consumer):
+    """Record, detect and send digits: the timeline draws them as spans and marks."""
+
+    contexts = ("office",)
+
+    async def on_incoming_call(self, call: Call) -> None:
+        await call.answer()
+        await call.detect_answering_machine(wait_for_beep=True)
+        await call.record(record_format="wav", end_silence_timeout=0.5)
+        await call.send_digits("12")
+        await call.hangup()
+
+
+async def test_records_detects_and_digits_are_drawn(relay_server, relay_ivr, tmp_path):
+    await relay_ivr(SurfaceIvr)
+    call = await relay_server.dial_in(context="office")
+    await call.answer_as_machine("Hi, this is Robin. Leave a message after the tone, thanks.")
+    await call.say("This is my message")
+    await call.expect_hangup()
+    assert call.heard_digits() == "12"
+    log, samples = load_call(call.save_wav(tmp_path / "surface.wav").with_suffix(".json"))
+    figure = timeline_figure(log, samples)
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)
+    labels = {t.get_text() for ax in figure.axes for t in ax.texts}
+    assert "detect machine → MACHINE, READY" in labels
+    assert "send digits 12" in labels
+    assert any(label.startswith("record speak wav: finished") for label in labels), labels
+    assert "machine: MACHINE" in labels and any("machine: READY" in lb for lb in labels)
+    for ax in figure.axes:
+        boxes = [t.get_window_extent(renderer) for t in ax.texts if t.get_text()]
+        for a, b in itertools.combinations(boxes, 2):
+            assert not a.overlaps(b), (a, b)

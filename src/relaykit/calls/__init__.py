@@ -2,16 +2,18 @@
 
 :class:`CallService` is the call interface every adapter uses (RELAY sessions, SIP, virtual
 callers); :class:`Call` is one call; :mod:`.events` are what happens on calls, as data;
-:class:`CallLog` keeps a call's events; :class:`MediaClock` ticks the media engine.
+:class:`CallLog` keeps a call's events; :class:`MediaClock` ticks the media engine;
+:class:`RecordingStore` keeps ``calling.record``'s files.
 """
 
-from .call import Call, EventSink, Leg
+from .call import Call, ComponentResource, EventSink, Leg
 from .clock import MediaClock
 from .events import (
     CallerActed,
     CallEvent,
     CallOffered,
     CallStateChanged,
+    ComponentChanged,
     DialStateChanged,
     InputStarted,
     KeyDetected,
@@ -25,7 +27,8 @@ from .events import (
 )
 from .loader import MediaLoader
 from .log import CallLog, TranscriptEntry, describe
-from .service import CallService, Dialer, Receivers
+from .recordings import Recording, RecordingStore
+from .service import CallService, Dialer, Receivers, TapSink, TapTargets
 from .speech import SpeechRecognition
 from .state import CallState
 
@@ -38,6 +41,8 @@ __all__ = [
     "CallState",
     "CallStateChanged",
     "CallerActed",
+    "ComponentChanged",
+    "ComponentResource",
     "DialStateChanged",
     "Dialer",
     "EventSink",
@@ -52,8 +57,12 @@ __all__ = [
     "PromptEnded",
     "PromptPartial",
     "Receivers",
+    "Recording",
+    "RecordingStore",
     "SpeechHeard",
     "SpeechRecognition",
+    "TapSink",
+    "TapTargets",
     "TranscriptEntry",
     "describe",
     "event_from_dict",

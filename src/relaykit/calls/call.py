@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["Call", "EventSink", "Leg"]
+__all__ = ["Call", "ComponentResource", "EventSink", "Leg"]
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,6 +33,17 @@ class Leg(Protocol):
 
 
 @dataclass(eq=False, slots=True)
+class ComponentResource:
+    """What the core keeps for a running record, detect, tap or send_digits component:
+    the ``params`` every one of its events carries, and ``close``, which frees what it holds
+    (a file, a socket) when it ends and returns what its final event adds (a file's size)."""
+
+    kind: str
+    params: dict[str, Any]
+    close: Callable[[], dict[str, Any]] | None = None
+
+
+@dataclass(eq=False, slots=True)
 class Call:
     """A call of ``project`` on this node. Commands reach it through the CallService."""
 
@@ -53,6 +65,7 @@ class Call:
     state_changed: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)  # loaders, recognitions
     partials_running: set[str] = field(default_factory=set)
+    resources: dict[str, ComponentResource] = field(default_factory=dict)  # by control_id
 
     @property
     def ended(self) -> bool:

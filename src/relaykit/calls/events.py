@@ -15,6 +15,7 @@ __all__ = [
     "CallOffered",
     "CallStateChanged",
     "CallerActed",
+    "ComponentChanged",
     "DialStateChanged",
     "InputStarted",
     "KeyDetected",
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 
@@ -198,6 +199,28 @@ class PromptEnded(CallEvent):
     reason: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ComponentChanged(CallEvent):
+    """A ``record``, ``detect``, ``tap`` or ``send_digits`` component started or changed state.
+
+    ``state`` is its RELAY state (``recording``, ``finished``, ``tapping``…; a detector's
+    result such as ``MACHINE`` or a key), or its start (``detecting``, ``sending``), which
+    RELAY does not send. ``params`` holds what its RELAY events carry (the ``record`` options
+    and ``url``, ``duration`` and ``size`` at the end; the detect ``type``; the ``tap`` and
+    ``device``; the ``digits`` sent). ``final``: it ended, ``reason`` says why (``stopped``,
+    ``hangup``, ``timeout``, ``terminator``, ``end_silence``, ``error``…).
+    """
+
+    kind: ClassVar[str] = "component.changed"
+    actor: ClassVar[str] = "ivr"
+    control_id: str
+    component: str
+    state: str
+    params: dict[str, Any] = field(default_factory=dict)
+    final: bool = False
+    reason: str | None = None
+
+
 EVENT_TYPES: dict[str, type[CallEvent]] = {
     cls.kind: cls
     for cls in (
@@ -213,6 +236,7 @@ EVENT_TYPES: dict[str, type[CallEvent]] = {
         SpeechHeard,
         PromptPartial,
         PromptEnded,
+        ComponentChanged,
     )
 }
 

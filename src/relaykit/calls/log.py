@@ -7,8 +7,10 @@ __all__ = [
     "Span",
     "TranscriptEntry",
     "caller_spans",
+    "component_spans",
     "describe",
     "media_spans",
+    "tap_target",
     "transcript_entry",
 ]
 
@@ -22,6 +24,7 @@ from .events import (
     CallEvent,
     CallOffered,
     CallStateChanged,
+    ComponentChanged,
     KeyDetected,
     MediaEnded,
     MediaStarted,
@@ -85,7 +88,41 @@ def describe(event: CallEvent) -> str | None:
     if isinstance(event, PromptEnded):
         shown = {k: v for k, v in (event.params or {}).items() if v != ""}
         return f"prompt ends: {event.result_type} {shown} (reason {event.reason})"
+    if isinstance(event, ComponentChanged):
+        return _describe_component(event)
     return None
+
+
+def _describe_component(event: ComponentChanged) -> str | None:
+    params = event.params
+    why = f" ({event.reason})" if event.reason else ""
+    if event.component == "record":
+        if not event.final:
+            audio = params.get("record", {}).get("audio", {})
+            return f"records {audio.get('direction', '')} audio ({audio.get('format', '')})"
+        return f"recording {event.state}: {params.get('duration', 0):g} s{why}"
+    if event.component == "detect":
+        if event.state == "detecting":
+            return f"starts detecting {params.get('type', '')}"
+        if event.final:
+            return f"detector ends{why}"
+        return f"{params.get('type', '')} detector: {event.state}"
+    if event.component == "tap":
+        return f"taps {tap_target(params)}" if not event.final else f"tap ends{why}"
+    if event.component == "send_digits":
+        return f"sends digits {params.get('digits', '')}" if not event.final else None
+    return None
+
+
+def tap_target(params: dict[str, object]) -> str:
+    """Where a tap streams, from its event params: ``rtp://addr:port`` or the WebSocket URL."""
+    device = params.get("device")
+    if not isinstance(device, dict):
+        return "?"
+    dparams = device.get("params") or {}
+    if device.get("type") == "rtp":
+        return f"rtp://{dparams.get('addr')}:{dparams.get('port')} ({dparams.get('codec')})"
+    return f"{dparams.get('uri')} ({dparams.get('codec')})"
 
 
 class CallLog:
@@ -167,6 +204,47 @@ def caller_spans(events: Iterable[CallEvent]) -> list[Span]:
             continue
         spans.append(Span(event.action, event.label, event.at, end))
     return spans
+
+
+def component_spans(events: Iterable[CallEvent]) -> list[Span]:
+    """Record, detect, tap and send_digits components from start to end (``kind`` the
+    component, ``label`` what it did: the recording's length, the detector's results…)."""
+    spans: list[Span] = []
+    open_spans: dict[str, int] = {}
+    results: dict[str, list[str]] = {}
+    for event in events:
+        if not isinstance(event, ComponentChanged):
+            continue
+        index = open_spans.get(event.control_id)
+        if index is None:
+            open_spans[event.control_id] = len(spans)
+            spans.append(Span(event.component, _span_label(event, []), event.at, None))
+            continue
+        if event.component == "detect" and not event.final:
+            results.setdefault(event.control_id, []).append(event.state)
+        span = spans[index]
+        label = _span_label(event, results.get(event.control_id, []))
+        end = event.at if event.final else None
+        spans[index] = Span(span.kind, label, span.start, end)
+        if event.final:
+            del open_spans[event.control_id]
+    return spans
+
+
+def _span_label(event: ComponentChanged, results: list[str]) -> str:
+    params = event.params
+    if event.component == "record":
+        audio = params.get("record", {}).get("audio", {})
+        label = f"record {audio.get('direction', '')} {audio.get('format', '')}".rstrip()
+        if event.final:
+            label += f": {event.state} {params.get('duration', 0):g} s"
+        return label
+    if event.component == "detect":
+        label = f"detect {params.get('type', '')}"
+        return f"{label} → {', '.join(results)}" if results else label
+    if event.component == "tap":
+        return f"tap → {tap_target(params)}"
+    return f"send digits {params.get('digits', '')}"
 
 
 def media_spans(events: Iterable[CallEvent]) -> list[Span]:

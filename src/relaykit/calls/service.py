@@ -11,7 +11,7 @@ project's call looks exactly like no call at all (:class:`NotFoundError`).
 
 from __future__ import annotations
 
-__all__ = ["CallService", "Dialer", "Receivers"]
+__all__ = ["CallService", "Dialer", "Receivers", "TapSink", "TapTargets"]
 
 import asyncio
 import contextlib
@@ -24,8 +24,11 @@ import numpy as np
 
 from ..errors import LimitExceededError, NotFoundError, ProtocolError
 from ..media import collector as collect_outputs
+from ..media.components import MediaComponent
+from ..media.detect import DigitDetector, FaxToneDetector, MachineDetector
 from ..media.engine import (
     CollectOutputEvent,
+    ComponentUpdate,
     EngineEvent,
     ItemEnded,
     ItemStarted,
@@ -35,13 +38,17 @@ from ..media.engine import (
 )
 from ..media.engine import KeyDetected as EngineKey
 from ..media.frames import SAMPLE_RATE
+from ..media.record import Recorder
+from ..media.send_digits import DigitSender
+from ..media.tap import AudioTap
 from ..protocol import calling
-from .call import Call, EventSink, Leg
+from .call import Call, ComponentResource, EventSink, Leg
 from .events import (
     CallerActed,
     CallEvent,
     CallOffered,
     CallStateChanged,
+    ComponentChanged,
     InputStarted,
     KeyDetected,
     MediaEnded,
@@ -52,6 +59,7 @@ from .events import (
     SpeechHeard,
 )
 from .loader import MediaLoader
+from .recordings import RecordingStore
 from .speech import SpeechRecognition
 from .state import CallState
 
@@ -97,6 +105,30 @@ class Dialer(Protocol):
         to ``owner``)."""
 
 
+class TapSink(Protocol):
+    """Where a tap's audio goes (an RTP stream, a WebSocket): opened by :class:`TapTargets`."""
+
+    @property
+    def source_device(self) -> dict[str, Any]:
+        """Where the stream comes from, as v2's ``source_device`` (type and params)."""
+
+    def write(self, frame: np.ndarray) -> bool:
+        """Take one 20 ms frame (16 kHz int16); False once the target is gone."""
+
+    def close(self) -> None:
+        """Stop streaming and free the socket (idempotent)."""
+
+
+class TapTargets(Protocol):
+    """Opens tap targets (the server's network side)."""
+
+    async def open(self, device: calling.TapDevice) -> TapSink:
+        """Reach ``device``; raises ConnectionError saying why when it cannot."""
+
+
+TAP_OPEN_TIMEOUT = 5.0  # seconds to reach a tap target before the command fails
+
+
 class CallService:
     """Owns the calls of this node and their components.
 
@@ -106,7 +138,9 @@ class CallService:
         speech: decodes utterances off the media clock.
         node_id: this node's id, carried by every event.
         record_calls: keep both audio channels of every call (WAVs, timelines).
-        max_components_per_call: plays and prompts one call may run at once.
+        max_components_per_call: components (plays, prompts, records…) one call may run at once.
+        recordings: where ``calling.record`` writes (a temporary directory by default).
+        taps: opens ``calling.tap`` targets (None: taps are refused).
     """
 
     def __init__(
@@ -118,6 +152,8 @@ class CallService:
         node_id: str,
         record_calls: bool = True,
         max_components_per_call: int = 32,
+        recordings: RecordingStore | None = None,
+        taps: TapTargets | None = None,
     ) -> None:
         self.engine = engine
         self.loader = loader
@@ -125,6 +161,8 @@ class CallService:
         self.node_id = node_id
         self.record_calls = record_calls
         self.max_components_per_call = max_components_per_call
+        self.recordings = recordings if recordings is not None else RecordingStore()
+        self.taps = taps
         self.receivers: Receivers | None = None
         self.dialers: dict[str, Dialer] = {}
         self._calls: dict[str, Call] = {}
@@ -381,12 +419,162 @@ class CallService:
         if not self.engine.set_volume(call.call_id, control_id, volume_db):
             raise NotFoundError(f"control_id {control_id!r} not found")
 
+    def record(self, project: str, params: calling.RecordParams) -> str:
+        """``calling.record``: record the call into a new file; returns its URL.
+
+        ProtocolError naming ``record.audio.format`` when that format cannot be written here.
+        """
+        call = self.get(project, params.call.call_id)
+        self._check_new_component(call, params.control_id)
+        audio = params.audio
+        record_format = audio.format or self.recordings.default_format
+        recording = self.recordings.create(record_format, 2 if audio.stereo else 1)
+        timed = audio.initial_timeout > 0 or audio.end_silence_timeout > 0
+        recorder = Recorder(
+            params.control_id,
+            recording.write,
+            direction=audio.direction,
+            stereo=audio.stereo,
+            beep_first=audio.beep,
+            initial_timeout=audio.initial_timeout,
+            end_silence_timeout=audio.end_silence_timeout,
+            terminators=audio.terminators,
+            vad=self.engine.voice_detector() if timed else None,
+        )
+        self._start_component(
+            call,
+            recorder,
+            "recording",
+            {"record": audio.to_wire(record_format), "url": recording.url},
+            close=lambda: {"size": recording.close()},
+        )
+        return recording.url
+
+    def send_digits(self, project: str, params: calling.SendDigitsParams) -> None:
+        """``calling.send_digits``: DTMF tones into what the far end hears."""
+        call = self.get(project, params.call.call_id)
+        self._check_new_component(call, params.control_id)
+        sender = DigitSender(params.control_id, params.digits)
+        self._start_component(call, sender, "sending", {"digits": params.digits})
+
+    def detect(self, project: str, params: calling.DetectParams) -> None:
+        """``calling.detect``: keys, fax tones or an answering machine in the caller's audio."""
+        call = self.get(project, params.call.call_id)
+        self._check_new_component(call, params.control_id)
+        spec = params.detector
+        detector: MediaComponent
+        if isinstance(spec, calling.DigitDetect):
+            detector = DigitDetector(params.control_id, params.timeout, spec.digits)
+        elif isinstance(spec, calling.FaxDetect):
+            detector = FaxToneDetector(params.control_id, params.timeout, spec.tone)
+        else:
+            detector = MachineDetector(
+                params.control_id,
+                params.timeout,
+                self.engine.voice_detector(),
+                initial_timeout=spec.initial_timeout,
+                end_silence_timeout=spec.end_silence_timeout,
+                machine_voice_threshold=spec.machine_voice_threshold,
+                machine_words_threshold=spec.machine_words_threshold,
+            )
+        static = {"type": spec.type, "detect": spec.to_wire(), "timeout": params.timeout}
+        self._start_component(call, detector, "detecting", static)
+
+    async def tap(self, project: str, params: calling.TapParams) -> dict[str, Any]:
+        """``calling.tap``: stream the call's audio to ``params.device``; returns v2's
+        ``source_device``. ProtocolError naming ``device`` when the target cannot be reached."""
+        call = self.get(project, params.call.call_id)
+        self._check_new_component(call, params.control_id)
+        if self.taps is None:
+            raise ProtocolError("taps are not available on this server", field="device")
+        try:
+            sink = await asyncio.wait_for(self.taps.open(params.device), TAP_OPEN_TIMEOUT)
+        except TimeoutError:
+            raise ProtocolError(
+                f"tap target not reachable within {TAP_OPEN_TIMEOUT:g} s", field="device"
+            ) from None
+        except ConnectionError as exc:
+            raise ProtocolError(f"tap target not reachable: {exc}", field="device") from None
+        try:  # the call may have ended, or the control_id been taken, while connecting
+            call = self.get(project, params.call.call_id)
+            self._check_new_component(call, params.control_id)
+        except Exception:
+            sink.close()
+            raise
+
+        def close() -> dict[str, Any]:
+            sink.close()
+            return {}
+
+        tap = AudioTap(params.control_id, sink.write, params.direction)
+        static = {"tap": params.tap_to_wire(), "device": params.device.to_wire()}
+        self._start_component(call, tap, "tapping", static, close=close)
+        return sink.source_device
+
+    def _start_component(
+        self,
+        call: Call,
+        component: MediaComponent,
+        state: str,
+        params: dict[str, Any],
+        *,
+        close: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        """Run ``component`` in the engine; its start is logged now and sent after the reply."""
+        try:
+            self.engine.start_component(call.call_id, component)
+        except Exception:
+            if close is not None:
+                close()
+            raise
+        call.resources[component.control_id] = ComponentResource(component.kind, params, close)
+        event = ComponentChanged(
+            **self._stamp(call),
+            control_id=component.control_id,
+            component=component.kind,
+            state=state,
+            params=dict(params),
+        )
+        call.log.append(event)
+        owner = call.owner
+        if owner is not None:
+            asyncio.get_running_loop().call_soon(owner.deliver, event)
+
+    def _component_changed(self, call: Call, stamp: dict[str, Any], event: ComponentUpdate) -> None:
+        resource = call.resources.get(event.control_id)
+        params = {**(resource.params if resource is not None else {}), **event.params}
+        if event.final and resource is not None:
+            del call.resources[event.control_id]
+            params.update(self._release(resource))
+        self._emit(
+            call,
+            ComponentChanged(
+                **stamp,
+                control_id=event.control_id,
+                component=event.kind,
+                state=event.state,
+                params=params,
+                final=event.final,
+                reason=event.reason,
+            ),
+        )
+
+    @staticmethod
+    def _release(resource: ComponentResource) -> dict[str, Any]:
+        if resource.close is None:
+            return {}
+        try:
+            return resource.close()
+        except Exception:
+            log.exception("! closing a %s component failed", resource.kind)
+            return {}
+
     def _check_new_component(self, call: Call, control_id: str) -> None:
         if self.engine.has_component(call.call_id, control_id):
             raise ProtocolError("is already in use on this call", field="control_id")
         running = self.engine.component_count(call.call_id)
         if running >= self.max_components_per_call:
-            raise LimitExceededError(f"call already runs {running} plays/prompts, the limit")
+            raise LimitExceededError(f"call already runs {running} components, the limit")
 
     def _load(self, call: Call, items: list[Any], media: Any) -> None:
         self._spawn(call, self.loader.load(items, media))
@@ -412,6 +600,9 @@ class CallService:
         call.move_to(CallState.ENDING)
         self.emit_state(call)
         self.dispatch(self.engine.end_call(call.call_id))
+        for resource in call.resources.values():  # none should be left; never leak one
+            self._release(resource)
+        call.resources.clear()
         for task in call.tasks:
             task.cancel()
         call.move_to(CallState.ENDED)
@@ -495,6 +686,8 @@ class CallService:
                 self._emit(call, KeyDetected(**stamp, key=event.key))
             elif isinstance(event, SpeechCaptured):
                 self._recognize(call, event)
+            elif isinstance(event, ComponentUpdate):
+                self._component_changed(call, stamp, event)
 
     def _collect(self, call: Call, stamp: dict[str, Any], event: CollectOutputEvent) -> None:
         output = event.output

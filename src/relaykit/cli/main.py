@@ -78,6 +78,12 @@ def serve(
     route: list[str] = typer.Option(
         [], help="Dialled number (or *) to context, e.g. +15559870000=office. Repeatable."
     ),
+    recordings: Path = typer.Option(
+        None, help="Directory for calling.record's files (default: a temporary one)."
+    ),
+    retention: float = typer.Option(
+        None, help="Seconds a finished recording is kept (default: kept)."
+    ),
 ) -> None:
     """Serve RELAY v2 on ws://HOST:PORT until Ctrl-C (and SIP phones with --sip)."""
     from ..server import RelayServer
@@ -114,10 +120,19 @@ def serve(
     except ValueError as exc:
         console.print(f"[red]--route: {escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
+    if retention is not None and retention <= 0:
+        console.print("[red]--retention must be a positive number of seconds[/red]")
+        raise typer.Exit(2)
 
     async def run() -> None:
         async with RelayServer(
-            host, port, credentials=pairs, sip=sip_address, sip_routes=routes
+            host,
+            port,
+            credentials=pairs,
+            sip=sip_address,
+            sip_routes=routes,
+            recordings_dir=recordings,
+            recording_retention=retention,
         ) as server:
             console.print(
                 f"RELAY server listening on [bold]{server.url}[/bold] "

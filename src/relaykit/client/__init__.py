@@ -7,29 +7,56 @@ Protocol. Loading the SDK loads neither numpy nor the server.
 
 from .call import Call, Calling
 from .client import Client
-from .components import PlayAction, PromptAction
+from .components import (
+    DetectAction,
+    PlayAction,
+    PromptAction,
+    RecordAction,
+    SendDigitsAction,
+    TapAction,
+)
 from .consumer import Consumer
-from .payloads import CallState, EndReason, Gender, PromptType
+from .payloads import (
+    AudioDirection,
+    CallState,
+    DetectType,
+    EndReason,
+    FaxTone,
+    Gender,
+    PromptType,
+    RecordFormat,
+    TapCodec,
+    TapTargetType,
+)
 from .results import (
     AnswerResult,
+    DetectResult,
     Event,
     HangupResult,
     PlayResult,
     PlayVolumeResult,
     PromptResult,
     PromptVolumeResult,
+    RecordResult,
+    SendDigitsResult,
     StopResult,
+    TapResult,
 )
 
 __all__ = [
     "AnswerResult",
+    "AudioDirection",
     "Call",
     "CallState",
     "Calling",
     "Client",
     "Consumer",
+    "DetectAction",
+    "DetectResult",
+    "DetectType",
     "EndReason",
     "Event",
+    "FaxTone",
     "Gender",
     "HangupResult",
     "PlayAction",
@@ -39,5 +66,14 @@ __all__ = [
     "PromptResult",
     "PromptType",
     "PromptVolumeResult",
+    "RecordAction",
+    "RecordFormat",
+    "RecordResult",
+    "SendDigitsAction",
+    "SendDigitsResult",
     "StopResult",
+    "TapAction",
+    "TapCodec",
+    "TapResult",
+    "TapTargetType",
 ]

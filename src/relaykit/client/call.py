@@ -16,13 +16,44 @@ from ..protocol import calling
 from .components import (
     CommandSender,
     Component,
+    DetectAction,
+    DetectComponent,
     PlayAction,
     PlayComponent,
     PromptAction,
     PromptComponent,
+    RecordAction,
+    RecordComponent,
+    SendDigitsAction,
+    SendDigitsComponent,
+    TapAction,
+    TapComponent,
 )
-from .payloads import CallState, EndReason, Gender, PromptType, build_collect, build_media_list
-from .results import AnswerResult, Event, HangupResult, PlayResult, PromptResult
+from .payloads import (
+    AudioDirection,
+    CallState,
+    DetectType,
+    EndReason,
+    FaxTone,
+    Gender,
+    PromptType,
+    RecordFormat,
+    TapCodec,
+    TapTargetType,
+    build_collect,
+    build_media_list,
+)
+from .results import (
+    AnswerResult,
+    DetectResult,
+    Event,
+    HangupResult,
+    PlayResult,
+    PromptResult,
+    RecordResult,
+    SendDigitsResult,
+    TapResult,
+)
 
 log = logging.getLogger("relaykit.client")
 
@@ -109,7 +140,9 @@ class Call:
     # -- callbacks ----------------------------------------------------------------------------
     def on(self, name: str, callback: Handler) -> Call:
         """Call ``callback(params)`` on ``name``: a state, ``stateChange``, ``play.<state>``,
-        ``play.stateChange`` or ``prompt`` (every collect event)."""
+        ``play.stateChange``, ``prompt`` (every collect event), ``record.<state>``,
+        ``record.stateChange``, ``tap.<state>``, ``tap.stateChange``, ``detect.update``
+        (each answer), ``detect.finished``, ``detect.error`` or ``sendDigits.finished``."""
         self._handlers.setdefault(name, []).append(callback)
         return self
 
@@ -641,6 +674,392 @@ class Call:
         )
         return await action.wait()
 
+    # -- record -------------------------------------------------------------------------------
+    async def record_async(
+        self,
+        record_type: str = "audio",
+        *,
+        beep: bool | None = None,
+        record_format: RecordFormat | None = None,
+        stereo: bool | None = None,
+        direction: AudioDirection | None = None,
+        initial_timeout: float | None = None,
+        end_silence_timeout: float | None = None,
+        terminators: str | None = None,
+    ) -> RecordAction:
+        """Start recording the call; returns a RecordAction at once (``action.url`` is set).
+
+        Args:
+            record_type: what to record; only ``"audio"``.
+            beep: play a beep to the caller first; recording starts after it.
+            record_format: ``"mp3"`` (the server's default where it can) or ``"wav"``.
+            stereo: two channels, the caller left and what the caller hears right.
+            direction: ``"speak"`` what the caller says (default), ``"listen"`` what the
+                caller hears, ``"both"``.
+            initial_timeout: seconds to wait for speech; none: the recording ends
+                ``no_input`` (0: wait for ever; default 5).
+            end_silence_timeout: seconds of silence after speech that end it (0: never;
+                default 1).
+            terminators: keys that end it (default ``"#*"``).
+
+        An option left at None is not sent, so the server's default applies. The file is
+        fetched with an HTTP GET of the url once the recording has finished.
+        """
+        if record_type != "audio":
+            raise ValueError(f"record_type must be 'audio', not {record_type!r}")
+        options = {
+            "beep": beep,
+            "format": record_format,
+            "stereo": stereo,
+            "direction": direction,
+            "initial_timeout": initial_timeout,
+            "end_silence_timeout": end_silence_timeout,
+            "terminators": terminators,
+        }
+        audio = {key: value for key, value in options.items() if value is not None}
+        component = RecordComponent(self, {"record": {"audio": audio}})
+        await component.execute()
+        return RecordAction(component)
+
+    async def record(
+        self,
+        record_type: str = "audio",
+        *,
+        beep: bool | None = None,
+        record_format: RecordFormat | None = None,
+        stereo: bool | None = None,
+        direction: AudioDirection | None = None,
+        initial_timeout: float | None = None,
+        end_silence_timeout: float | None = None,
+        terminators: str | None = None,
+    ) -> RecordResult:
+        """Record the call until it ends (see :meth:`record_async` for the options); the
+        result has the file's ``url``, ``duration`` and ``size``."""
+        action = await self.record_async(
+            record_type,
+            beep=beep,
+            record_format=record_format,
+            stereo=stereo,
+            direction=direction,
+            initial_timeout=initial_timeout,
+            end_silence_timeout=end_silence_timeout,
+            terminators=terminators,
+        )
+        return await action.wait()
+
+    # -- send digits --------------------------------------------------------------------------
+    async def send_digits_async(self, digits: str) -> SendDigitsAction:
+        """Start playing ``digits`` as DTMF tones to the far end (``0-9 * # A-D``; ``w`` waits
+        0.5 s, ``W`` 1 s); returns at once."""
+        component = SendDigitsComponent(self, {"digits": digits})
+        await component.execute()
+        return SendDigitsAction(component)
+
+    async def send_digits(self, digits: str) -> SendDigitsResult:
+        """Play ``digits`` as DTMF tones to the far end and wait until the last one ends."""
+        return await (await self.send_digits_async(digits)).wait()
+
+    # -- detect -------------------------------------------------------------------------------
+    def _detect_component(
+        self,
+        detect_type: DetectType,
+        *,
+        blocking: bool,
+        wait_for_beep: bool,
+        timeout: float | None,
+        params: Mapping[str, Any],
+    ) -> DetectComponent:
+        payload: dict[str, Any] = {
+            "detect": {
+                "type": detect_type,
+                "params": {key: value for key, value in params.items() if value is not None},
+            }
+        }
+        if timeout is not None:
+            payload["timeout"] = timeout
+        return DetectComponent(self, payload, blocking=blocking, wait_for_beep=wait_for_beep)
+
+    async def detect_async(
+        self,
+        detect_type: DetectType,
+        *,
+        wait_for_beep: bool = False,
+        timeout: float | None = None,
+        initial_timeout: float | None = None,
+        end_silence_timeout: float | None = None,
+        machine_voice_threshold: float | None = None,
+        machine_words_threshold: int | None = None,
+        tone: FaxTone | None = None,
+        digits: str | None = None,
+    ) -> DetectAction:
+        """Start a detector; returns a DetectAction at once. It completes when the detector
+        ends (``timeout``, default 30 s; or ``stop()``), with every answer in ``result``.
+
+        Args:
+            detect_type: ``"digit"`` (keys), ``"fax"`` (fax tones) or ``"machine"``
+                (answering-machine detection: HUMAN, MACHINE or UNKNOWN, then READY when a
+                machine's greeting has ended, NOT_READY if it goes on after a pause).
+            wait_for_beep: for the blocking :meth:`detect` only.
+            timeout: the most seconds the detector runs.
+            initial_timeout: machine: seconds to wait for the first speech (default 4.5).
+            end_silence_timeout: machine: silence that ends a greeting (default 1).
+            machine_voice_threshold: machine: a greeting this long (s) is a machine (1.25).
+            machine_words_threshold: machine: a greeting of this many words is a machine (6).
+            tone: fax: ``"CED"`` or ``"CNG"`` only (default: either).
+            digits: digit: the keys to report (default ``"0123456789#*"``).
+        """
+        component = self._detect_component(
+            detect_type,
+            blocking=False,
+            wait_for_beep=wait_for_beep,
+            timeout=timeout,
+            params={
+                "initial_timeout": initial_timeout,
+                "end_silence_timeout": end_silence_timeout,
+                "machine_voice_threshold": machine_voice_threshold,
+                "machine_words_threshold": machine_words_threshold,
+                "tone": tone,
+                "digits": digits,
+            },
+        )
+        await component.execute()
+        return DetectAction(component)
+
+    async def detect(
+        self,
+        detect_type: DetectType,
+        *,
+        wait_for_beep: bool = False,
+        timeout: float | None = None,
+        initial_timeout: float | None = None,
+        end_silence_timeout: float | None = None,
+        machine_voice_threshold: float | None = None,
+        machine_words_threshold: int | None = None,
+        tone: FaxTone | None = None,
+        digits: str | None = None,
+    ) -> DetectResult:
+        """Detect and wait for the first answer (options as for :meth:`detect_async`).
+
+        ``result`` is the key, ``CED``/``CNG``, ``HUMAN``, ``MACHINE`` or ``UNKNOWN``; with
+        ``wait_for_beep`` a machine's answer comes once its greeting has ended (READY).
+        ``successful`` is False when the detector ended without an answer. Unlike v2, the
+        detector is then stopped on the server.
+        """
+        component = self._detect_component(
+            detect_type,
+            blocking=True,
+            wait_for_beep=wait_for_beep,
+            timeout=timeout,
+            params={
+                "initial_timeout": initial_timeout,
+                "end_silence_timeout": end_silence_timeout,
+                "machine_voice_threshold": machine_voice_threshold,
+                "machine_words_threshold": machine_words_threshold,
+                "tone": tone,
+                "digits": digits,
+            },
+        )
+        return DetectResult(await self._run_detect(component))
+
+    @staticmethod
+    async def _run_detect(component: DetectComponent) -> DetectComponent:
+        """Run a blocking detector to its first answer, then stop it on the server."""
+        await component.execute()
+        await component.wait()
+        if component.successful:  # answered: the detector would run on until its timeout
+            await component._subcommand("stop")
+        return component
+
+    async def detect_answering_machine(
+        self,
+        *,
+        wait_for_beep: bool = False,
+        timeout: float | None = None,
+        initial_timeout: float | None = None,
+        end_silence_timeout: float | None = None,
+        machine_voice_threshold: float | None = None,
+        machine_words_threshold: int | None = None,
+    ) -> DetectResult:
+        """Answering-machine detection: ``result`` HUMAN, MACHINE or UNKNOWN (see
+        :meth:`detect_async` for the options)."""
+        return await self.detect(
+            "machine",
+            wait_for_beep=wait_for_beep,
+            timeout=timeout,
+            initial_timeout=initial_timeout,
+            end_silence_timeout=end_silence_timeout,
+            machine_voice_threshold=machine_voice_threshold,
+            machine_words_threshold=machine_words_threshold,
+        )
+
+    async def detect_answering_machine_async(
+        self,
+        *,
+        wait_for_beep: bool = False,
+        timeout: float | None = None,
+        initial_timeout: float | None = None,
+        end_silence_timeout: float | None = None,
+        machine_voice_threshold: float | None = None,
+        machine_words_threshold: int | None = None,
+    ) -> DetectAction:
+        """Start answering-machine detection; returns a DetectAction at once."""
+        return await self.detect_async(
+            "machine",
+            wait_for_beep=wait_for_beep,
+            timeout=timeout,
+            initial_timeout=initial_timeout,
+            end_silence_timeout=end_silence_timeout,
+            machine_voice_threshold=machine_voice_threshold,
+            machine_words_threshold=machine_words_threshold,
+        )
+
+    amd = detect_answering_machine
+    amd_async = detect_answering_machine_async
+
+    async def detect_human(
+        self,
+        *,
+        timeout: float | None = None,
+        initial_timeout: float | None = None,
+        end_silence_timeout: float | None = None,
+        machine_voice_threshold: float | None = None,
+        machine_words_threshold: int | None = None,
+    ) -> DetectResult:
+        """Answering-machine detection whose result is ``successful`` only for a HUMAN
+        (v2's earlier ``detectHuman``)."""
+        component = self._detect_component(
+            "machine",
+            blocking=True,
+            wait_for_beep=False,
+            timeout=timeout,
+            params={
+                "initial_timeout": initial_timeout,
+                "end_silence_timeout": end_silence_timeout,
+                "machine_voice_threshold": machine_voice_threshold,
+                "machine_words_threshold": machine_words_threshold,
+            },
+        )
+        return DetectResult(await self._run_detect(component), expect="HUMAN")
+
+    async def detect_machine(
+        self,
+        *,
+        wait_for_beep: bool = False,
+        timeout: float | None = None,
+        initial_timeout: float | None = None,
+        end_silence_timeout: float | None = None,
+        machine_voice_threshold: float | None = None,
+        machine_words_threshold: int | None = None,
+    ) -> DetectResult:
+        """Answering-machine detection whose result is ``successful`` only for a MACHINE
+        (v2's earlier ``detectMachine``)."""
+        component = self._detect_component(
+            "machine",
+            blocking=True,
+            wait_for_beep=wait_for_beep,
+            timeout=timeout,
+            params={
+                "initial_timeout": initial_timeout,
+                "end_silence_timeout": end_silence_timeout,
+                "machine_voice_threshold": machine_voice_threshold,
+                "machine_words_threshold": machine_words_threshold,
+            },
+        )
+        return DetectResult(await self._run_detect(component), expect="MACHINE")
+
+    async def detect_fax(
+        self, tone: FaxTone | None = None, timeout: float | None = None
+    ) -> DetectResult:
+        """Wait for a fax tone (``tone`` CED or CNG only; default either): ``result`` is it."""
+        return await self.detect("fax", tone=tone, timeout=timeout)
+
+    async def detect_fax_async(
+        self, tone: FaxTone | None = None, timeout: float | None = None
+    ) -> DetectAction:
+        """Start detecting fax tones; returns a DetectAction at once."""
+        return await self.detect_async("fax", tone=tone, timeout=timeout)
+
+    async def detect_digit(
+        self, digits: str | None = None, timeout: float | None = None
+    ) -> DetectResult:
+        """Wait for the caller to press one of ``digits`` (default any): ``result`` is it."""
+        return await self.detect("digit", digits=digits, timeout=timeout)
+
+    async def detect_digit_async(
+        self, digits: str | None = None, timeout: float | None = None
+    ) -> DetectAction:
+        """Start reporting the caller's keys; returns a DetectAction at once."""
+        return await self.detect_async("digit", digits=digits, timeout=timeout)
+
+    # -- tap ----------------------------------------------------------------------------------
+    async def tap_async(
+        self,
+        audio_direction: AudioDirection,
+        target_type: TapTargetType,
+        target_addr: str | None = None,
+        target_port: int | None = None,
+        target_ptime: int | None = None,
+        target_uri: str | None = None,
+        rate: int | None = None,
+        codec: TapCodec | None = None,
+    ) -> TapAction:
+        """Start streaming the call's audio as RTP; returns a TapAction at once.
+
+        Args:
+            audio_direction: ``"speak"`` what the caller says, ``"listen"`` what the caller
+                hears, ``"both"``.
+            target_type: ``"rtp"`` (UDP to ``target_addr``:``target_port``) or ``"ws"`` (the
+                same RTP packets as binary WebSocket messages to ``target_uri``).
+            target_ptime: packet length in ms (10-60, default 20).
+            rate: 8000 (G.711).
+            codec: ``"PCMU"`` (default) or ``"PCMA"``.
+
+        A target that cannot be reached fails the command: the action completes at once,
+        unsuccessful.
+        """
+        params: dict[str, Any] = {
+            "addr": target_addr,
+            "port": None if target_port is None else int(target_port),
+            "ptime": None if target_ptime is None else int(target_ptime),
+            "uri": target_uri,
+            "rate": None if rate is None else int(rate),
+            "codec": codec,
+        }
+        payload = {
+            "tap": {"type": "audio", "params": {"direction": audio_direction}},
+            "device": {
+                "type": target_type,
+                "params": {key: value for key, value in params.items() if value is not None},
+            },
+        }
+        component = TapComponent(self, payload)
+        await component.execute()
+        return TapAction(component)
+
+    async def tap(
+        self,
+        audio_direction: AudioDirection,
+        target_type: TapTargetType,
+        target_addr: str | None = None,
+        target_port: int | None = None,
+        target_ptime: int | None = None,
+        target_uri: str | None = None,
+        rate: int | None = None,
+        codec: TapCodec | None = None,
+    ) -> TapResult:
+        """Stream the call's audio until the tap ends (options as for :meth:`tap_async`)."""
+        action = await self.tap_async(
+            audio_direction,
+            target_type,
+            target_addr,
+            target_port,
+            target_ptime,
+            target_uri,
+            rate,
+            codec,
+        )
+        return await action.wait()
+
     # -- event routing (called by Calling) ----------------------------------------------------
     def _register(self, component: Component) -> None:
         self._components[component.control_id] = component
@@ -675,6 +1094,19 @@ class Call:
             self._fire(f"play.{state}", params)
         elif event_type == calling.COLLECT_EVENT:
             self._fire("prompt", params)
+        elif event_type in (calling.RECORD_EVENT, calling.TAP_EVENT):
+            name = "record" if event_type == calling.RECORD_EVENT else "tap"
+            self._fire(f"{name}.stateChange", params)
+            self._fire(f"{name}.{params.get('state')}", params)
+        elif event_type == calling.DETECT_EVENT:
+            detect = params.get("detect")
+            inner = detect.get("params") if isinstance(detect, dict) else None
+            event = inner.get("event") if isinstance(inner, dict) else None
+            self._fire(
+                "detect.update" if event not in ("finished", "error") else f"detect.{event}", params
+            )
+        elif event_type == calling.SEND_DIGITS_EVENT:
+            self._fire(f"sendDigits.{params.get('state')}", params)
         component = self._components.get(str(params.get("control_id")))
         if component is not None and component.event_type == event_type:
             component.on_event(params)

@@ -13,10 +13,18 @@ __all__ = [
     "CommandSender",
     "Component",
     "ComponentHost",
+    "DetectAction",
+    "DetectComponent",
     "PlayAction",
     "PlayComponent",
     "PromptAction",
     "PromptComponent",
+    "RecordAction",
+    "RecordComponent",
+    "SendDigitsAction",
+    "SendDigitsComponent",
+    "TapAction",
+    "TapComponent",
 ]
 
 import asyncio
@@ -29,12 +37,16 @@ from typing import Any, Generic, Protocol, TypeVar
 from ..errors import RelayError
 from ..protocol import calling
 from .results import (
+    DetectResult,
     Event,
     PlayResult,
     PlayVolumeResult,
     PromptResult,
     PromptVolumeResult,
+    RecordResult,
+    SendDigitsResult,
     StopResult,
+    TapResult,
 )
 
 log = logging.getLogger("relaykit.client")
@@ -87,6 +99,7 @@ class Component:
         self.completed = False
         self.successful = False
         self.event: Event | None = None
+        self.reply: dict[str, Any] = {}  # the command's RELAY result (url, source_device…)
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -97,7 +110,7 @@ class Component:
             return
         self.call._register(self)
         try:
-            await self.call.client.execute(self.method, self.payload)
+            self.reply = await self.call.client.execute(self.method, self.payload)
         except RelayError as exc:
             log.warning("! %s failed: %s", self.method, exc)
             self.terminate(error=str(exc))
@@ -226,6 +239,153 @@ def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+class RecordComponent(Component):
+    """``calling.record``; completes on ``finished``, ``no_input`` or ``error``."""
+
+    event_type = calling.RECORD_EVENT
+    method = calling.RECORD
+
+    def __init__(self, call: ComponentHost, payload: dict[str, Any]) -> None:
+        super().__init__(call, payload)
+        self.url = ""
+        self.duration = 0.0
+        self.size = 0
+
+    async def execute(self) -> None:
+        await super().execute()
+        if not self.url and isinstance(self.reply.get("url"), str):
+            self.url = self.reply["url"]
+
+    def on_event(self, params: dict[str, Any]) -> None:
+        state = params.get("state")
+        if not isinstance(state, str):
+            return
+        self.state = state
+        if isinstance(params.get("url"), str):
+            self.url = params["url"]
+        if state == "recording":
+            return
+        duration, size = params.get("duration"), params.get("size")
+        self.duration = float(duration) if isinstance(duration, int | float) else 0.0
+        self.size = int(size) if isinstance(size, int | float) else 0
+        self.complete(state=state, successful=state == "finished", event=Event(state, dict(params)))
+
+
+_DETECT_ENDS = ("finished", "error")
+_DETECT_ANSWERS = ("MACHINE", "HUMAN", "UNKNOWN", "CED", "CNG")
+
+
+class DetectComponent(Component):
+    """``calling.detect``, with v2's completion rules.
+
+    Blocking (``detect*()``): completes on the first answer — any key for digits, else MACHINE,
+    HUMAN, UNKNOWN, CED or CNG; with ``wait_for_beep`` a MACHINE waits for READY (its result
+    stays MACHINE). Otherwise (``detect*_async()``): completes when the detector finishes,
+    ``result`` every answer joined with commas.
+    """
+
+    event_type = calling.DETECT_EVENT
+    method = calling.DETECT
+
+    def __init__(
+        self,
+        call: ComponentHost,
+        payload: dict[str, Any],
+        *,
+        blocking: bool,
+        wait_for_beep: bool = False,
+    ) -> None:
+        super().__init__(call, payload)
+        detect = payload.get("detect")
+        self.detect_type = str(detect.get("type", "")) if isinstance(detect, dict) else ""
+        self.blocking = blocking
+        self.wait_for_beep = wait_for_beep
+        self.result: str | None = None
+        self.results: list[str] = []
+        self._waiting_for_ready = False
+
+    def on_event(self, params: dict[str, Any]) -> None:
+        detect = params.get("detect")
+        if not isinstance(detect, dict):
+            return
+        inner = detect.get("params")
+        event = inner.get("event") if isinstance(inner, dict) else None
+        if not isinstance(event, str):
+            return
+        if isinstance(detect.get("type"), str):
+            self.detect_type = detect["type"]
+        self.state = event
+        if event in _DETECT_ENDS:
+            if self.blocking:
+                self.result = None
+                self._finish(event, detect, successful=False)
+            else:
+                self.result = ",".join(self.results)
+                self._finish(event, detect, successful=event != "error")
+            return
+        self.results.append(event)
+        if not self.blocking:
+            return
+        if self._waiting_for_ready:
+            if event == "READY":
+                self.result = "MACHINE"
+                self._finish(event, detect, successful=True)
+            return
+        if self.wait_for_beep and event == "MACHINE":
+            self._waiting_for_ready = True
+            return
+        if self.detect_type == "digit" or event in _DETECT_ANSWERS:
+            self.result = event
+            self._finish(event, detect, successful=True)
+
+    def _finish(self, event: str, detect: dict[str, Any], *, successful: bool) -> None:
+        self.complete(state=event, successful=successful, event=Event(event, dict(detect)))
+
+
+class TapComponent(Component):
+    """``calling.tap``; completes on ``finished``."""
+
+    event_type = calling.TAP_EVENT
+    method = calling.TAP
+
+    def __init__(self, call: ComponentHost, payload: dict[str, Any]) -> None:
+        super().__init__(call, payload)
+        self.tap: dict[str, Any] = dict(payload.get("tap") or {})
+        self.device: dict[str, Any] = dict(payload.get("device") or {})
+
+    @property
+    def source_device(self) -> dict[str, Any]:
+        source = self.reply.get("source_device")
+        return dict(source) if isinstance(source, dict) else {}
+
+    def on_event(self, params: dict[str, Any]) -> None:
+        state = params.get("state")
+        if not isinstance(state, str):
+            return
+        self.state = state
+        if isinstance(params.get("tap"), dict):
+            self.tap = params["tap"]
+        if isinstance(params.get("device"), dict):
+            self.device = params["device"]
+        if state == "finished":
+            self.complete(state=state, successful=True, event=Event(state, dict(params)))
+
+
+class SendDigitsComponent(Component):
+    """``calling.send_digits``; completes on ``finished``."""
+
+    event_type = calling.SEND_DIGITS_EVENT
+    method = calling.SEND_DIGITS
+
+    def on_event(self, params: dict[str, Any]) -> None:
+        state = params.get("state")
+        if not isinstance(state, str):
+            return
+        self.state = state
+        if state == "finished":
+            self.complete(state=state, successful=True, event=Event(state, dict(params)))
+
+
 # -- actions ------------------------------------------------------------------------------------
 ComponentT = TypeVar("ComponentT", bound=Component)
 ResultT = TypeVar("ResultT")
@@ -333,3 +493,57 @@ class PromptAction(Action[PromptComponent, PromptResult]):
         """Yield each interim ``result`` object in order, until the prompt completes."""
         while (item := await self._component.partials.get()) is not None:
             yield item
+
+
+class _StoppableAction(Action[ComponentT, ResultT]):
+    """An action whose ``stop()`` waits for the component's final event."""
+
+    async def stop(self, timeout: float = 5.0) -> StopResult:
+        """Stop it; once acknowledged, waits (up to ``timeout`` s) for the final event, so
+        ``result`` is complete when this returns."""
+        ack = StopResult(*await self._component._subcommand("stop"))
+        if ack.successful:
+            with contextlib.suppress(TimeoutError):
+                await self._component.wait(timeout)
+        return ack
+
+
+class RecordAction(_StoppableAction[RecordComponent, RecordResult]):
+    """A running recording. ``url`` is known at once; ``stop()`` ends it."""
+
+    @property
+    def result(self) -> RecordResult:
+        return RecordResult(self._component)
+
+    @property
+    def url(self) -> str:
+        """Where the file will be (HTTP GET once the recording has finished)."""
+        return self._component.url
+
+
+class DetectAction(_StoppableAction[DetectComponent, DetectResult]):
+    """A running detector; ``stop()`` ends it (the result then lists what it detected)."""
+
+    @property
+    def result(self) -> DetectResult:
+        return DetectResult(self._component)
+
+
+class TapAction(_StoppableAction[TapComponent, TapResult]):
+    """A running tap; ``source_device`` says where the stream comes from; ``stop()`` ends it."""
+
+    @property
+    def result(self) -> TapResult:
+        return TapResult(self._component)
+
+    @property
+    def source_device(self) -> dict[str, Any]:
+        return self._component.source_device
+
+
+class SendDigitsAction(Action[SendDigitsComponent, SendDigitsResult]):
+    """Digits being sent; completes once the last key has been played."""
+
+    @property
+    def result(self) -> SendDigitsResult:
+        return SendDigitsResult(self._component)

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 __all__ = [
     "PROMPT_TYPES",
+    "AudioDirection",
     "CallState",
+    "DetectType",
     "EndReason",
+    "FaxTone",
     "Gender",
     "PromptType",
+    "RecordFormat",
+    "TapCodec",
+    "TapTargetType",
     "build_collect",
     "build_media_list",
     "media_item",
@@ -28,6 +34,13 @@ PromptType = Literal["digits", "speech", "both"]
 Gender = Literal["male", "female"]
 EndReason = Literal["hangup", "cancel", "busy", "noAnswer", "decline", "error"]
 CallState = Literal["none", "created", "ringing", "answered", "ending", "ended"]
+# v2's audio directions, from the call's side: what the caller says, hears, or both
+AudioDirection = Literal["speak", "listen", "both"]
+RecordFormat = Literal["mp3", "wav"]
+DetectType = Literal["digit", "fax", "machine"]
+FaxTone = Literal["CED", "CNG"]
+TapTargetType = Literal["rtp", "ws"]
+TapCodec = Literal["PCMU", "PCMA"]
 
 PROMPT_TYPES: tuple[str, ...] = get_args(PromptType)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "AnswerResult",
     "ComponentState",
+    "DetectResult",
     "Event",
     "HangupResult",
     "PlayResult",
@@ -12,8 +13,11 @@ __all__ = [
     "PromptResult",
     "PromptState",
     "PromptVolumeResult",
+    "RecordResult",
     "Result",
+    "SendDigitsResult",
     "StopResult",
+    "TapResult",
 ]
 
 from dataclasses import dataclass
@@ -131,6 +135,140 @@ class PromptResult(Result):
             f"result={self.result!r} terminator={self.terminator!r} "
             f"confidence={self.confidence!r} reason={self.reason!r}>"
         )
+
+
+class RecordState(ComponentState, Protocol):
+    """What a record result reads from its component."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def duration(self) -> float: ...
+
+    @property
+    def size(self) -> int: ...
+
+
+class RecordResult(Result):
+    """Outcome of a recording: ``successful`` once it finished (not on ``no_input``).
+
+    ``url`` is where to fetch the file (HTTP GET), ``duration`` its length in seconds and
+    ``size`` its size in bytes (both 0 until it has finished).
+    """
+
+    def __init__(self, component: RecordState) -> None:
+        super().__init__(component)
+        self._record = component
+
+    @property
+    def url(self) -> str:
+        return self._record.url
+
+    @property
+    def duration(self) -> float:
+        return self._record.duration
+
+    @property
+    def size(self) -> int:
+        return self._record.size
+
+    def __repr__(self) -> str:
+        return (
+            f"<RecordResult successful={self.successful} url={self.url!r} "
+            f"duration={self.duration!r} size={self.size!r}>"
+        )
+
+
+class DetectState(ComponentState, Protocol):
+    """What a detect result reads from its component."""
+
+    @property
+    def detect_type(self) -> str: ...
+
+    @property
+    def result(self) -> str | None: ...
+
+    @property
+    def results(self) -> list[str]: ...
+
+
+class DetectResult(Result):
+    """Outcome of a detector, as v2 gives it.
+
+    ``detect_type`` is digit, fax or machine. ``result`` is what was detected: from a blocking
+    ``detect*()`` the first answer (a key, ``CED``/``CNG``, ``HUMAN``, ``MACHINE`` — also after
+    ``wait_for_beep`` — or ``UNKNOWN``); from a ``detect*_async()`` action every answer joined
+    with commas (``"MACHINE,READY"``). ``results`` lists them (relaykit addition).
+    """
+
+    def __init__(self, component: DetectState, *, expect: str | None = None) -> None:
+        super().__init__(component)
+        self._detect = component
+        self._expect = expect
+
+    @property
+    def successful(self) -> bool:
+        """The detector answered (with ``expect``, if given: ``detect_human``/``_machine``)."""
+        if self._expect is not None:
+            return self._detect.result == self._expect
+        return self._detect.successful
+
+    @property
+    def detect_type(self) -> str:
+        return self._detect.detect_type
+
+    @property
+    def result(self) -> str | None:
+        return self._detect.result
+
+    @property
+    def results(self) -> list[str]:
+        return list(self._detect.results)
+
+    def __repr__(self) -> str:
+        return (
+            f"<DetectResult successful={self.successful} type={self.detect_type!r} "
+            f"result={self.result!r}>"
+        )
+
+
+class TapState(ComponentState, Protocol):
+    """What a tap result reads from its component."""
+
+    @property
+    def tap(self) -> dict[str, Any]: ...
+
+    @property
+    def source_device(self) -> dict[str, Any]: ...
+
+    @property
+    def device(self) -> dict[str, Any]: ...
+
+
+class TapResult(Result):
+    """Outcome of a tap: ``tap`` (what was tapped), ``source_device`` (where the stream came
+    from) and ``destination_device`` (where it went)."""
+
+    def __init__(self, component: TapState) -> None:
+        super().__init__(component)
+        self._tap = component
+
+    @property
+    def tap(self) -> dict[str, Any]:
+        return self._tap.tap
+
+    @property
+    def source_device(self) -> dict[str, Any]:
+        return self._tap.source_device
+
+    @property
+    def destination_device(self) -> dict[str, Any]:
+        return self._tap.device
+
+
+class SendDigitsResult(Result):
+    """Outcome of ``send_digits``: ``successful`` once every key has been played."""
 
 
 @dataclass(frozen=True, slots=True)

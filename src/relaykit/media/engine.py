@@ -10,6 +10,12 @@ Each :meth:`MediaEngine.tick` advances all calls together:
    do not hear it and the speech handed to the recogniser has silence in its place;
 4. render each call's playbacks (dB gain applied to the samples) and record both channels.
 
+Components other than plays and prompts (record, detect, tap, send digits) are
+:class:`~relaykit.media.components.MediaComponent` objects in the same per-call table; the
+engine calls their hooks only on calls that run some: keys in step 3, ``render`` in step 4
+(their audio joins the mix), then ``hear`` with the frame's inbound and outbound audio. Their
+state changes come back as :class:`ComponentUpdate` events.
+
 It returns :data:`EngineEvent` values for the network layer to turn into RELAY events. Time on
 the media clock is ``frame * FRAME_SECONDS``; per call it is counted from the call's first frame,
 so every prompt timer is exact and reproducible whatever the wall clock does.
@@ -20,6 +26,7 @@ from __future__ import annotations
 __all__ = [
     "CallMedia",
     "CollectOutputEvent",
+    "ComponentUpdate",
     "EngineEvent",
     "HeardMedia",
     "ItemEnded",
@@ -34,7 +41,7 @@ __all__ = [
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -43,6 +50,9 @@ from .collector import Collector, CollectOutput, InputStarted, PromptResultData,
 from .dtmf import DtmfDetector
 from .frames import FRAME_SECONDS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from .playback import MediaItem, Playback, PlaybackState
+
+if TYPE_CHECKING:
+    from .components import MediaComponent, Update
 
 _QUIET_FRAMES_BEFORE_IDLE = 4  # keep feeding silence to the detector this long after audio
 _PREROLL_FRAMES = 15  # 300 ms of audio kept before the detected start of speech
@@ -129,8 +139,29 @@ class SpeechCaptured:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class ComponentUpdate:
+    """A :class:`~relaykit.media.components.MediaComponent` (``kind`` record, detect, tap,
+    send_digits) changed ``state``; ``final``: it ended (``reason``) and left the table."""
+
+    call_id: str
+    control_id: str
+    kind: str
+    state: str
+    params: dict[str, Any]
+    final: bool
+    reason: str | None
+    at: float
+
+
 EngineEvent = (
-    PlaybackEvent | CollectOutputEvent | KeyDetected | ItemStarted | ItemEnded | SpeechCaptured
+    PlaybackEvent
+    | CollectOutputEvent
+    | KeyDetected
+    | ItemStarted
+    | ItemEnded
+    | SpeechCaptured
+    | ComponentUpdate
 )
 
 
@@ -175,8 +206,10 @@ class CallMedia:
     dtmf_channel: int
     record: bool
     inbound: deque[_InboundChunk] = field(default_factory=deque)
-    # The one component table of the call, by control_id: plays and prompts.
-    components: dict[str, Playback | _Prompt] = field(default_factory=dict)
+    # The one component table of the call, by control_id: plays, prompts and the rest.
+    components: dict[str, Playback | _Prompt | MediaComponent] = field(default_factory=dict)
+    # The table's MediaComponents in the order they started (the engine's fast check).
+    media_components: list[MediaComponent] = field(default_factory=list)
     heard: list[HeardMedia] = field(default_factory=list)
     keys: list[tuple[float, str]] = field(default_factory=list)
     on_outbound: Callable[[np.ndarray], None] | None = None
@@ -230,6 +263,7 @@ class CallMedia:
 
 _SILENCE = np.zeros(SAMPLES_PER_FRAME, dtype=np.int16)
 _SILENCE.flags.writeable = False
+_OWN_KINDS = (Playback, _Prompt)  # what the engine runs itself; the rest are MediaComponents
 
 
 class MediaEngine:
@@ -282,6 +316,9 @@ class MediaEngine:
         now = self.call_time(call)
         events: list[EngineEvent] = []
         for control_id, component in list(call.components.items()):
+            if not isinstance(component, _OWN_KINDS):
+                events += self._updates(call, component, component.hangup(now), now)
+                continue
             playback = component.playback if isinstance(component, _Prompt) else component
             if not playback.done:
                 _stop_playback(call, playback, now, events)
@@ -291,6 +328,7 @@ class MediaEngine:
             if isinstance(component, _Prompt):
                 events += self._collect_events(call, control_id, component.collector.hangup(), now)
         call.components.clear()
+        call.media_components.clear()
         for chunk in call.inbound:
             if chunk.on_done is not None:
                 chunk.on_done()
@@ -327,6 +365,20 @@ class MediaEngine:
         call.components[control_id] = prompt
         return collector
 
+    def start_component(self, call_id: str, component: MediaComponent) -> None:
+        """Run ``component`` (record, detect, tap, send digits…) on the call from the next tick."""
+        call = self._require(call_id)
+        self._require_free(call, component.control_id)
+        component.begin(self.call_time(call))
+        call.components[component.control_id] = component
+        call.media_components.append(component)
+
+    def voice_detector(self) -> VoiceDetector:
+        """A new voice activity detector, as prompts get (for components that need one)."""
+        if self._vad_factory is None:
+            raise ValueError("this engine has no voice activity detector")
+        return self._vad_factory()
+
     def has_component(self, call_id: str, control_id: str) -> bool:
         call = self._calls.get(call_id)
         return call is not None and control_id in call.components
@@ -355,6 +407,8 @@ class MediaEngine:
             events.append(PlaybackEvent(call_id, control_id, "finished", now, cause="stopped"))
         elif isinstance(component, _Prompt):
             events += self._collect_events(call, control_id, component.collector.stop(), now)
+        elif component is not None:
+            events += self._updates(call, component, component.stop(now), now)
         return events
 
     def speech_recognized(
@@ -400,6 +454,8 @@ class MediaEngine:
         for control_id, prompt in call.prompts():
             events += self._collect_events(call, control_id, prompt.collector.digit(key, now), now)
             prompt.speech = []
+        for component in list(call.media_components):
+            events += self._updates(call, component, component.key(key, now), now)
         return events
 
     def _prompt(self, call_id: str, control_id: str) -> tuple[CallMedia | None, _Prompt | None]:
@@ -412,8 +468,8 @@ class MediaEngine:
         if call is None:
             return False
         component = call.components.get(control_id)
-        if component is None:
-            return False
+        if not isinstance(component, _OWN_KINDS):
+            return False  # none, or a component without volume (record, detect…)
         playback = component.playback if isinstance(component, _Prompt) else component
         playback.set_volume(volume_db)
         return True
@@ -462,6 +518,8 @@ class MediaEngine:
                         call, control_id, prompt.collector.digit(key, now), now
                     )
                     prompt.speech = []
+                for component in list(call.media_components):
+                    events += self._updates(call, component, component.key(key, now), now)
             toned = self._dtmf.in_tone(channels)
             if toned.any():
                 in_tone.update(channels[toned].tolist())
@@ -481,6 +539,8 @@ class MediaEngine:
                         if outputs:
                             events += self._collect_events(call, control_id, outputs, now)
                 out = self._render(call, events)
+                if call.media_components:
+                    out = self._run_components(call, frame, out, now, events)
             if out is not None and call.on_outbound is not None:
                 call.on_outbound(out)
             if call.record:
@@ -494,7 +554,11 @@ class MediaEngine:
 
     # -- internals ----------------------------------------------------------------------------
     def _render(self, call: CallMedia, events: list[EngineEvent]) -> np.ndarray | None:
-        active = [c.playback if isinstance(c, _Prompt) else c for c in call.components.values()]
+        active = [
+            c.playback if isinstance(c, _Prompt) else c
+            for c in call.components.values()
+            if isinstance(c, _OWN_KINDS)
+        ]
         active = [p for p in active if not p.done]
         if not active:
             return None  # prompts waiting for input: silence
@@ -503,6 +567,8 @@ class MediaEngine:
         now = self.call_time(call)
         mix = np.zeros(SAMPLES_PER_FRAME, dtype=np.float32)
         for control_id, component in list(call.components.items()):
+            if not isinstance(component, _OWN_KINDS):
+                continue  # a MediaComponent: _run_components renders it
             if isinstance(component, Playback):
                 self._render_one(call, control_id, component, mix, now, events)
                 if component.done:
@@ -522,6 +588,52 @@ class MediaEngine:
                     call, control_id, prompt.collector.fail(playback.error or "media error"), now
                 )
         return np.clip(mix, -32768, 32767).astype(np.int16)
+
+    def _run_components(
+        self,
+        call: CallMedia,
+        inbound: np.ndarray | None,
+        out: np.ndarray | None,
+        now: float,
+        events: list[EngineEvent],
+    ) -> np.ndarray | None:
+        """The MediaComponents' turn: their audio joins ``out``, then they hear the frame."""
+        components = list(call.media_components)
+        renderers = [c for c in components if c.rendering]
+        if renderers:
+            mix = np.zeros(SAMPLES_PER_FRAME, dtype=np.float32)
+            if out is not None:
+                mix += out
+            for component in renderers:
+                events += self._updates(call, component, component.render(mix, now), now)
+            out = np.clip(mix, -32768, 32767).astype(np.int16)
+        for component in components:
+            if not component.done:
+                events += self._updates(call, component, component.hear(inbound, out, now), now)
+        return out
+
+    def _updates(
+        self, call: CallMedia, component: MediaComponent, updates: list[Update], now: float
+    ) -> list[EngineEvent]:
+        """A component's updates as engine events; a final one takes it out of the table."""
+        events: list[EngineEvent] = []
+        for update in updates:
+            events.append(
+                ComponentUpdate(
+                    call.call_id,
+                    component.control_id,
+                    component.kind,
+                    update.state,
+                    update.params,
+                    update.final,
+                    update.reason,
+                    now,
+                )
+            )
+        if component.done and call.components.get(component.control_id) is component:
+            del call.components[component.control_id]
+            call.media_components.remove(component)
+        return events
 
     def _render_one(
         self,

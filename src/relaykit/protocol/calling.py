@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "ANSWER",
+    "AUDIO_DIRECTIONS",
     "BEGIN",
     "CALL_RECEIVE",
     "CALL_STATE",
@@ -19,6 +20,10 @@ __all__ = [
     "DEFAULT_INITIAL_TIMEOUT",
     "DEFAULT_SPEECH_LANGUAGE",
     "DEFAULT_SPEECH_TIMEOUT",
+    "DETECT",
+    "DETECT_EVENT",
+    "DETECT_STOP",
+    "DETECT_TYPES",
     "DIAL",
     "DTMF_CHARACTERS",
     "END",
@@ -31,6 +36,16 @@ __all__ = [
     "PLAY_STOP",
     "PLAY_VOLUME",
     "RECEIVE",
+    "RECEIVE_FAX",
+    "RECORD",
+    "RECORD_EVENT",
+    "RECORD_STOP",
+    "SEND_DIGITS",
+    "SEND_DIGITS_EVENT",
+    "SEND_FAX",
+    "TAP",
+    "TAP_EVENT",
+    "TAP_STOP",
     "TERMINAL_RESULT_TYPES",
     "VOLUME_MAX",
     "VOLUME_MIN",
@@ -40,26 +55,40 @@ __all__ = [
     "CallRef",
     "Collect",
     "ControlParams",
+    "DetectParams",
+    "Detector",
     "Device",
     "DialParams",
+    "DigitDetect",
     "DigitsCollect",
     "EndParams",
+    "FaxDetect",
+    "MachineDetect",
     "Media",
     "PlayAndCollectParams",
     "PlayParams",
     "ReceiveParams",
+    "RecordAudio",
+    "RecordParams",
     "RingtoneMedia",
+    "SendDigitsParams",
     "SilenceMedia",
     "SpeechCollect",
+    "TapDevice",
+    "TapParams",
     "TtsMedia",
     "VolumeParams",
     "call_receive_event",
     "call_state_event",
     "collect_event",
+    "detect_event",
     "is_terminal_collect",
     "media_to_wire",
     "parse_media",
     "play_event",
+    "record_event",
+    "send_digits_event",
+    "tap_event",
 ]
 
 from collections.abc import Mapping, Sequence
@@ -615,3 +644,430 @@ def is_terminal_collect(params: Mapping[str, Any]) -> bool:
 
 def media_to_wire(media: Sequence[Media]) -> list[dict[str, Any]]:
     return [m.to_wire() for m in media]
+
+
+# -- record, send_digits, detect, tap -------------------------------------------------------------
+RECORD = "calling.record"
+RECORD_STOP = "calling.record.stop"
+SEND_DIGITS = "calling.send_digits"
+DETECT = "calling.detect"
+DETECT_STOP = "calling.detect.stop"
+TAP = "calling.tap"
+TAP_STOP = "calling.tap.stop"
+SEND_FAX = "calling.send_fax"
+RECEIVE_FAX = "calling.receive_fax"
+
+RECORD_EVENT = "calling.call.record"
+SEND_DIGITS_EVENT = "calling.call.send_digits"
+DETECT_EVENT = "calling.call.detect"
+TAP_EVENT = "calling.call.tap"
+
+# Directions as v2 names them, from the call's side: "speak" is what the caller says (the audio
+# coming in), "listen" what the caller hears (the audio going out), "both" the two together.
+AUDIO_DIRECTIONS = ("speak", "listen", "both")
+RECORD_FORMATS = ("mp3", "wav")
+DETECT_TYPES = ("digit", "fax", "machine")
+FAX_TONES = ("CED", "CNG")
+TAP_DEVICE_TYPES = ("rtp", "ws")
+TAP_CODECS = ("PCMU", "PCMA")
+TAP_PTIMES = (10, 20, 30, 40, 50, 60)  # ms; whole multiples of the 10 ms RTP granularity
+SEND_DIGITS_CHARACTERS = frozenset("0123456789*#ABCDabcdwW")  # w: 0.5 s pause, W: 1 s
+MAX_SEND_DIGITS = 256
+
+# v2's documented defaults (RELAY v2 SDK reference)
+DEFAULT_RECORD_INITIAL_TIMEOUT = 5.0
+DEFAULT_RECORD_END_SILENCE_TIMEOUT = 1.0
+DEFAULT_RECORD_TERMINATORS = "#*"
+DEFAULT_DETECT_TIMEOUT = 30.0
+DEFAULT_DETECT_DIGITS = "0123456789#*"
+DEFAULT_MACHINE_INITIAL_TIMEOUT = 4.5
+DEFAULT_MACHINE_END_SILENCE_TIMEOUT = 1.0
+DEFAULT_MACHINE_VOICE_THRESHOLD = 1.25
+DEFAULT_MACHINE_WORDS_THRESHOLD = 6
+DEFAULT_TAP_PTIME = 20
+
+
+def _one_of(value: str | None, allowed: Sequence[str], field: str, what: str) -> str | None:
+    if value is not None and value not in allowed:
+        raise ProtocolError(
+            f"unknown {what} {value!r}; expected one of {', '.join(allowed)}", field=field
+        )
+    return value
+
+
+def _dtmf_keys(value: str, field: str) -> str:
+    bad = sorted(set(value.upper()) - DTMF_CHARACTERS)
+    if bad:
+        raise ProtocolError(f"{''.join(bad)!r} are not DTMF keys (0-9, *, #, A-D)", field=field)
+    return value.upper()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordAudio:
+    """``record.audio``: how to record, v2's defaults filled in (``format`` None: the server's).
+
+    A timeout of 0 turns it off: ``initial_timeout`` (no speech in time: ``no_input``) and
+    ``end_silence_timeout`` (silence after speech ends the recording).
+    """
+
+    beep: bool = False
+    format: str | None = None
+    stereo: bool = False
+    direction: str = "speak"
+    initial_timeout: float = DEFAULT_RECORD_INITIAL_TIMEOUT
+    end_silence_timeout: float = DEFAULT_RECORD_END_SILENCE_TIMEOUT
+    terminators: str = DEFAULT_RECORD_TERMINATORS
+
+    def to_wire(self, record_format: str | None = None) -> dict[str, Any]:
+        """The ``record`` object as events carry it (with the format actually used)."""
+        return {
+            "audio": {
+                "beep": self.beep,
+                "format": record_format or self.format,
+                "stereo": self.stereo,
+                "direction": self.direction,
+                "initial_timeout": self.initial_timeout,
+                "end_silence_timeout": self.end_silence_timeout,
+                "terminators": self.terminators,
+            }
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RecordParams:
+    """``calling.record``: an audio recording of the call."""
+
+    call: CallRef
+    control_id: str
+    audio: RecordAudio
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any]) -> RecordParams:
+        call = CallRef.parse(params)
+        control_id = req_str(params, "control_id", "")
+        record = req_obj(params, "record", "")
+        unknown = sorted(set(record) - {"audio"})
+        if unknown:
+            raise ProtocolError(
+                f"cannot record {', '.join(unknown)}; only audio is supported", field="record"
+            )
+        audio = req_obj(record, "audio", "record")
+        path = "record.audio"
+        terminators = opt_str(audio, "terminators", path)
+        initial = opt_num(audio, "initial_timeout", path, minimum=0, maximum=MAX_TIMEOUT)
+        end_silence = opt_num(audio, "end_silence_timeout", path, minimum=0, maximum=MAX_TIMEOUT)
+        fmt = opt_str(audio, "format", path)
+        return cls(
+            call,
+            control_id,
+            RecordAudio(
+                beep=bool(opt_bool(audio, "beep", path)),
+                format=_one_of(
+                    None if fmt is None else fmt.lower(),
+                    RECORD_FORMATS,
+                    f"{path}.format",
+                    "format",
+                ),
+                stereo=bool(opt_bool(audio, "stereo", path)),
+                direction=_one_of(
+                    opt_str(audio, "direction", path),
+                    AUDIO_DIRECTIONS,
+                    f"{path}.direction",
+                    "direction",
+                )
+                or "speak",
+                initial_timeout=DEFAULT_RECORD_INITIAL_TIMEOUT if initial is None else initial,
+                end_silence_timeout=(
+                    DEFAULT_RECORD_END_SILENCE_TIMEOUT if end_silence is None else end_silence
+                ),
+                terminators=(
+                    DEFAULT_RECORD_TERMINATORS
+                    if terminators is None
+                    else _dtmf_keys(terminators, f"{path}.terminators")
+                ),
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SendDigitsParams:
+    """``calling.send_digits``: DTMF keys to play into the call; ``w`` waits 0.5 s, ``W`` 1 s."""
+
+    call: CallRef
+    control_id: str
+    digits: str
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any]) -> SendDigitsParams:
+        call = CallRef.parse(params)
+        control_id = req_str(params, "control_id", "")
+        digits = req_str(params, "digits", "")
+        if len(digits) > MAX_SEND_DIGITS:
+            raise ProtocolError(f"must be at most {MAX_SEND_DIGITS} characters", field="digits")
+        bad = sorted(set(digits) - SEND_DIGITS_CHARACTERS)
+        if bad:
+            raise ProtocolError(
+                f"{''.join(bad)!r} are neither DTMF keys (0-9, *, #, A-D) nor pauses (w, W)",
+                field="digits",
+            )
+        return cls(call, control_id, digits)
+
+
+@dataclass(frozen=True, slots=True)
+class DigitDetect:
+    """``detect`` of type ``digit``: report each of ``digits`` the caller presses."""
+
+    digits: str = DEFAULT_DETECT_DIGITS
+    type = "digit"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": self.type, "params": {"digits": self.digits}}
+
+
+@dataclass(frozen=True, slots=True)
+class FaxDetect:
+    """``detect`` of type ``fax``: the CED (2100 Hz) or CNG (1100 Hz) tone; None: both."""
+
+    tone: str | None = None
+    type = "fax"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": self.type, "params": {} if self.tone is None else {"tone": self.tone}}
+
+
+@dataclass(frozen=True, slots=True)
+class MachineDetect:
+    """``detect`` of type ``machine``: answering-machine detection, v2's thresholds."""
+
+    initial_timeout: float = DEFAULT_MACHINE_INITIAL_TIMEOUT
+    end_silence_timeout: float = DEFAULT_MACHINE_END_SILENCE_TIMEOUT
+    machine_voice_threshold: float = DEFAULT_MACHINE_VOICE_THRESHOLD
+    machine_words_threshold: int = DEFAULT_MACHINE_WORDS_THRESHOLD
+    type = "machine"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "params": {
+                "initial_timeout": self.initial_timeout,
+                "end_silence_timeout": self.end_silence_timeout,
+                "machine_voice_threshold": self.machine_voice_threshold,
+                "machine_words_threshold": self.machine_words_threshold,
+            },
+        }
+
+
+Detector = DigitDetect | FaxDetect | MachineDetect
+
+
+def _parse_detector(detect: Mapping[str, Any]) -> Detector:
+    kind = detect.get("type")
+    if not isinstance(kind, str) or kind not in DETECT_TYPES:
+        raise ProtocolError(
+            f"unknown detect type {kind!r}; expected one of {', '.join(DETECT_TYPES)}",
+            field="detect.type",
+        )
+    params = opt_obj(detect, "params", "detect") or {}
+    path = "detect.params"
+    if kind == "digit":
+        digits = opt_str(params, "digits", path)
+        if digits is not None and not digits:
+            raise ProtocolError("must name at least one key", field=f"{path}.digits")
+        return DigitDetect(
+            DEFAULT_DETECT_DIGITS if digits is None else _dtmf_keys(digits, f"{path}.digits")
+        )
+    if kind == "fax":
+        tone = opt_str(params, "tone", path)
+        return FaxDetect(
+            _one_of(None if tone is None else tone.upper(), FAX_TONES, f"{path}.tone", "tone")
+        )
+
+    def seconds(key: str, default: float) -> float:
+        value = opt_num(params, key, path, minimum=0, maximum=MAX_TIMEOUT, exclusive_minimum=True)
+        return default if value is None else value
+
+    words = opt_int(params, "machine_words_threshold", path, minimum=1, maximum=1000)
+    return MachineDetect(
+        initial_timeout=seconds("initial_timeout", DEFAULT_MACHINE_INITIAL_TIMEOUT),
+        end_silence_timeout=seconds("end_silence_timeout", DEFAULT_MACHINE_END_SILENCE_TIMEOUT),
+        machine_voice_threshold=seconds("machine_voice_threshold", DEFAULT_MACHINE_VOICE_THRESHOLD),
+        machine_words_threshold=DEFAULT_MACHINE_WORDS_THRESHOLD if words is None else words,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DetectParams:
+    """``calling.detect``: one detector, run for at most ``timeout`` seconds."""
+
+    call: CallRef
+    control_id: str
+    detector: Detector
+    timeout: float = DEFAULT_DETECT_TIMEOUT
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any]) -> DetectParams:
+        call = CallRef.parse(params)
+        control_id = req_str(params, "control_id", "")
+        detector = _parse_detector(req_obj(params, "detect", ""))
+        timeout = opt_num(
+            params, "timeout", "", minimum=0, maximum=MAX_TIMEOUT, exclusive_minimum=True
+        )
+        return cls(
+            call, control_id, detector, DEFAULT_DETECT_TIMEOUT if timeout is None else timeout
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TapDevice:
+    """Where a tap streams: RTP over UDP to ``addr:port``, or RTP packets as binary WebSocket
+    messages to ``uri``; G.711 ``codec`` at 8 kHz in packets of ``ptime`` ms."""
+
+    type: str
+    addr: str | None = None
+    port: int | None = None
+    uri: str | None = None
+    codec: str = "PCMU"
+    ptime: int = DEFAULT_TAP_PTIME
+
+    def to_wire(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"codec": self.codec, "ptime": self.ptime}
+        if self.type == "rtp":
+            params.update(addr=self.addr, port=self.port)
+        else:
+            params.update(uri=self.uri, rate=8000)
+        return {"type": self.type, "params": params}
+
+    @classmethod
+    def parse(cls, obj: Mapping[str, Any], path: str = "device") -> TapDevice:
+        kind = obj.get("type")
+        if not isinstance(kind, str) or kind not in TAP_DEVICE_TYPES:
+            raise ProtocolError(
+                f"unknown tap device type {kind!r}; expected one of {', '.join(TAP_DEVICE_TYPES)}",
+                field=f"{path}.type",
+            )
+        ppath = f"{path}.params"
+        params = req_obj(obj, "params", path)
+        codec = opt_str(params, "codec", ppath)
+        codec = "PCMU" if codec is None else codec.upper()
+        if codec not in TAP_CODECS:
+            raise ProtocolError(
+                f"codec {codec!r} is not supported here; use PCMU or PCMA", field=f"{ppath}.codec"
+            )
+        ptime = opt_int(params, "ptime", ppath, minimum=1, maximum=1000)
+        if ptime is not None and ptime not in TAP_PTIMES:
+            raise ProtocolError(
+                f"must be one of {', '.join(map(str, TAP_PTIMES))} ms", field=f"{ppath}.ptime"
+            )
+        rate = opt_int(params, "rate", ppath, minimum=1, maximum=192_000)
+        if rate is not None and rate != 8000:
+            raise ProtocolError("must be 8000: G.711 runs at 8 kHz", field=f"{ppath}.rate")
+        ptime = DEFAULT_TAP_PTIME if ptime is None else ptime
+        if kind == "rtp":
+            addr = req_str(params, "addr", ppath)
+            port = opt_int(params, "port", ppath, minimum=1, maximum=65535)
+            if port is None:
+                raise ProtocolError("is required", field=f"{ppath}.port")
+            return cls(kind, addr=addr, port=port, codec=codec, ptime=ptime)
+        uri = req_str(params, "uri", ppath)
+        if not uri.startswith(("ws://", "wss://")):
+            raise ProtocolError("must be a ws:// or wss:// URL", field=f"{ppath}.uri")
+        return cls(kind, uri=uri, codec=codec, ptime=ptime)
+
+
+@dataclass(frozen=True, slots=True)
+class TapParams:
+    """``calling.tap``: stream the call's audio (``direction``) to ``device``."""
+
+    call: CallRef
+    control_id: str
+    direction: str
+    device: TapDevice
+
+    def tap_to_wire(self) -> dict[str, Any]:
+        return {"type": "audio", "params": {"direction": self.direction}}
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any]) -> TapParams:
+        call = CallRef.parse(params)
+        control_id = req_str(params, "control_id", "")
+        tap = req_obj(params, "tap", "")
+        if tap.get("type") != "audio":
+            raise ProtocolError(
+                f"unknown tap type {tap.get('type')!r}; only audio is supported",
+                field="tap.type",
+            )
+        tap_params = opt_obj(tap, "params", "tap") or {}
+        direction = _one_of(
+            opt_str(tap_params, "direction", "tap.params"),
+            AUDIO_DIRECTIONS,
+            "tap.params.direction",
+            "direction",
+        )
+        device = TapDevice.parse(req_obj(params, "device", ""))
+        return cls(call, control_id, direction or "speak", device)
+
+
+def record_event(
+    *,
+    call_id: str,
+    node_id: str,
+    control_id: str,
+    state: str,
+    record: Mapping[str, Any],
+    url: str | None = None,
+    duration: float | None = None,
+    size: int | None = None,
+) -> dict[str, Any]:
+    """Params of ``calling.call.record``; state is recording, finished, no_input or error."""
+    event: dict[str, Any] = {
+        "control_id": control_id,
+        "call_id": call_id,
+        "node_id": node_id,
+        "state": state,
+        "record": dict(record),
+    }
+    if url is not None:
+        event["url"] = url
+    if duration is not None:
+        event["duration"] = duration
+    if size is not None:
+        event["size"] = size
+    return event
+
+
+def send_digits_event(*, call_id: str, node_id: str, control_id: str, state: str) -> dict[str, Any]:
+    """Params of ``calling.call.send_digits`` (state ``finished``)."""
+    return {"control_id": control_id, "call_id": call_id, "node_id": node_id, "state": state}
+
+
+def detect_event(
+    *, call_id: str, node_id: str, control_id: str, detect_type: str, event: str
+) -> dict[str, Any]:
+    """Params of ``calling.call.detect``: ``event`` is a result (a key, CED/CNG, HUMAN,
+    MACHINE, UNKNOWN, READY, NOT_READY) or the end (``finished``, ``error``)."""
+    return {
+        "control_id": control_id,
+        "call_id": call_id,
+        "node_id": node_id,
+        "detect": {"type": detect_type, "params": {"event": event}},
+    }
+
+
+def tap_event(
+    *,
+    call_id: str,
+    node_id: str,
+    control_id: str,
+    state: str,
+    tap: Mapping[str, Any],
+    device: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Params of ``calling.call.tap``; state is tapping or finished."""
+    return {
+        "control_id": control_id,
+        "call_id": call_id,
+        "node_id": node_id,
+        "state": state,
+        "tap": dict(tap),
+        "device": dict(device),
+    }

@@ -16,12 +16,20 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request
 
-from ..calls import Call, CallService, MediaClock, MediaLoader, SpeechRecognition
+from ..calls import (
+    Call,
+    CallService,
+    MediaClock,
+    MediaLoader,
+    RecordingStore,
+    SpeechRecognition,
+)
 from ..media.asr import Recognizer
 from ..media.engine import MediaEngine
 from ..media.tts import EspeakTts, TtsEngine
@@ -32,8 +40,11 @@ from .auth import Credentials
 from .caller_endpoint import CallerEndpoint
 from .connection import Connection, ConnectionLimits
 from .http import HttpReply, HttpRoutes
+from .recordings import PREFIX as RECORDINGS_PREFIX
+from .recordings import RecordingRoute
 from .router import Router
 from .sessions import ServerSession, SessionRegistry
+from .taps import Taps
 
 if TYPE_CHECKING:
     from ..sip.gateway import SipGateway
@@ -73,6 +84,11 @@ class RelayServer:
         sip_routes: dialled number (or ``*``) → context for inbound SIP calls.
         phone: serve the browser phone at ``http://host:port/phone`` (see
             :mod:`relaykit.phone`).
+        recordings_dir: where ``calling.record`` writes its files; None: a temporary
+            directory, removed when the server stops. They are served at
+            ``http://host:port/recordings/<token>.wav``.
+        recording_retention: seconds a finished recording is kept (None: until the server
+            stops, or for ever in ``recordings_dir``).
 
     Use as ``async with RelayServer(credentials={"p": "t"}) as server: ...``.
     """
@@ -104,6 +120,9 @@ class RelayServer:
         # Real phones (SIP/RTP)
         sip: tuple[str, int] | None = None,
         sip_routes: Mapping[str, str] | None = None,
+        # Recordings
+        recordings_dir: str | Path | None = None,
+        recording_retention: float | None = None,
         # The browser phone
         phone: bool = True,
     ) -> None:
@@ -122,6 +141,8 @@ class RelayServer:
             fetch_timeout=fetch_timeout,
             inline=inline_media,
         )
+        self.recordings = RecordingStore(recordings_dir, retention=recording_retention)
+        self.taps = Taps()
         self.call_service = CallService(
             engine=self.engine,
             loader=self.loader,
@@ -129,6 +150,8 @@ class RelayServer:
             node_id=self.nodeid,
             record_calls=record_calls,
             max_components_per_call=max_components_per_call,
+            recordings=self.recordings,
+            taps=self.taps,
         )
         self.clock = MediaClock(
             self.engine,
@@ -159,6 +182,7 @@ class RelayServer:
         self._server: Server | None = None
         # Plain HTTP GETs on the same port (recordings, pages): adapters add their routes.
         self.http = HttpRoutes()
+        self.http.add(RECORDINGS_PREFIX, RecordingRoute(self.recordings))
         # Extra WebSocket paths beside RELAY on "/" (the remote caller API).
         self._routes: dict[str, Callable[[ServerConnection], Awaitable[None]]] = {
             "/caller": CallerEndpoint(
@@ -254,6 +278,10 @@ class RelayServer:
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        host = "[::1]" if host == "::" else (f"[{host}]" if ":" in host else host)
+        self.recordings.base_url = f"http://{host}:{self.port}{RECORDINGS_PREFIX}"
+        self.recordings.start()
         self.clock.start()
         if self.sip is not None:
             await self.sip.start()
@@ -273,6 +301,8 @@ class RelayServer:
         server.close()
         await server.wait_closed()
         await self.clock.stop()
+        await self.taps.aclose()
+        self.recordings.close()
         self.speech.close()
         if self.phone is not None:
             self.phone.close()

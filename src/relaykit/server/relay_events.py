@@ -10,6 +10,7 @@ from ..calls.events import (
     CallEvent,
     CallOffered,
     CallStateChanged,
+    ComponentChanged,
     DialStateChanged,
     InputStarted,
     PlayStateChanged,
@@ -86,4 +87,38 @@ def to_relay(event: CallEvent) -> WireEvent | None:
         if event.source is not None:
             params["source"] = event.source
         return DIAL_EVENT, params, None
+    if isinstance(event, ComponentChanged):
+        return _component_event(ids, event)
+    return None
+
+
+def _component_event(ids: dict[str, Any], event: ComponentChanged) -> WireEvent | None:
+    """``calling.call.record``/``detect``/``tap``/``send_digits`` for a component's change;
+    the starts RELAY has no event for (``detecting``, ``sending``) are not sent."""
+    params = event.params
+    ids = {**ids, "control_id": event.control_id}
+    if event.component == "record":
+        wire = calling.record_event(
+            **ids,
+            state=event.state,
+            record=params.get("record", {}),
+            url=params.get("url"),
+            duration=params.get("duration") if event.final else None,
+            size=params.get("size") if event.final else None,
+        )
+        return calling.RECORD_EVENT, wire, None
+    if event.component == "detect":
+        if event.state == "detecting":
+            return None
+        wire = calling.detect_event(
+            **ids, detect_type=str(params.get("type", "")), event=event.state
+        )
+        return calling.DETECT_EVENT, wire, None
+    if event.component == "tap":
+        wire = calling.tap_event(
+            **ids, state=event.state, tap=params.get("tap", {}), device=params.get("device", {})
+        )
+        return calling.TAP_EVENT, wire, None
+    if event.component == "send_digits" and event.final:
+        return calling.SEND_DIGITS_EVENT, calling.send_digits_event(**ids, state=event.state), None
     return None

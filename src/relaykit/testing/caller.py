@@ -1,8 +1,10 @@
 """The virtual caller: the far end of an inbound call, pressing real DTMF tones into its audio.
 
-Besides acting (``press``, ``say``, ``play_wav``, ``silence``, ``hangup``) it checks what the IVR
-does (``expect_prompt``, ``expect_hangup``, ``wait_listening``) and keeps an event log
-(``event_log()``; written as JSON beside every WAV by ``save_wav``) for call timelines.
+Besides acting (``press``, ``say``, ``play_wav``, ``silence``, ``hangup``, and answering as a
+machine or a person for the IVR's answering-machine detection) it checks what the IVR does
+(``expect_prompt``, ``expect_hangup``, ``wait_listening``, ``heard_digits`` — DTMF decoded
+from the IVR's audio) and keeps an event log (``event_log()``; written as JSON beside every
+WAV by ``save_wav``) for call timelines.
 
 Every wait follows the server's media clock or the event loop's clock, never the wall clock, so
 a fast-forwarding loop clock (``looptime``) runs the same conversation in a fraction of the time.
@@ -24,13 +26,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..calls import Call, CallEvent, CallService, CallState, TranscriptEntry
+from ..calls import Call, CallEvent, CallService, CallState, ComponentChanged, TranscriptEntry
 from ..calls.log import caller_spans, transcript_entry
 from ..errors import CallEndedError, RelayTimeoutError
 from ..media.asr import Recognizer
-from ..media.dtmf import generate_dtmf
+from ..media.dtmf import ChannelDtmfDetector, generate_dtmf
 from ..media.engine import HeardMedia
 from ..media.frames import FRAME_SECONDS, SAMPLE_RATE
+from ..media.record import beep
 from ..media.sources import load_audio
 from ..media.tts import TtsEngine
 from .expect import ExpectationError, PromptMatcher, audio_says
@@ -38,6 +41,11 @@ from .expect import ExpectationError, PromptMatcher, audio_says
 _T = TypeVar("_T")
 
 CALL_LOG_FORMAT = "relaykit-call-log/2"  # the "format" field of event_log() and its JSON files
+MACHINE_GREETING = (
+    "Hi, you have reached the voicemail of Alex Morgan. I am not able to take your call "
+    "right now. Please leave your name, your number and a short message after the tone."
+)
+MACHINE_BEEP_HZ = 1400.0
 
 
 def call_event_log(call: Call) -> dict[str, Any]:
@@ -118,7 +126,14 @@ class VirtualCaller:
         self._cursor = 0  # heard items before this index were consumed by expect_prompt
         self._recognized: dict[tuple[int, str], float | None] = {}  # (item id, phrase) → confidence
         self._changed = asyncio.Event()
-        call.log.subscribe(lambda _event: self._changed.set())
+        self._heard_keys: list[tuple[float, str]] = []
+        self._key_detector: ChannelDtmfDetector | None = None
+        call.log.subscribe(self._on_event)
+
+    def _on_event(self, event: CallEvent) -> None:
+        self._changed.set()
+        if isinstance(event, ComponentChanged) and event.component == "send_digits":
+            self.listen_for_digits()
 
     @property
     def call_id(self) -> str:
@@ -260,6 +275,70 @@ class VirtualCaller:
 
         self._service.inject_audio(self._call, samples, finished)
         await done
+
+    async def answer_as_machine(
+        self,
+        greeting: str = MACHINE_GREETING,
+        *,
+        beep_tone: bool = True,
+        language: str | None = None,
+        gender: str | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        """Behave as an answering machine once the IVR has answered: speak ``greeting``
+        (a long one by default), then a 0.5 s beep at 1400 Hz; returns after the beep.
+
+        For the IVR's answering-machine detection (``detect_answering_machine``).
+        """
+        await self.wait_answered(timeout)
+        samples = await self._work(self._tts.synthesize, greeting, language=language, gender=gender)
+        await self._send(samples, "say", greeting)
+        if beep_tone:
+            await self._send(beep(0.5, MACHINE_BEEP_HZ), "play", "beep")
+
+    async def answer_as_human(
+        self,
+        text: str = "Hello?",
+        *,
+        language: str | None = None,
+        gender: str | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        """Answer as a person would once the IVR has answered: a short ``text``, then silence."""
+        await self.wait_answered(timeout)
+        await self.say(text, language=language, gender=gender)
+
+    def listen_for_digits(self) -> None:
+        """Decode DTMF keys in what the IVR sends from now on (:meth:`heard_digits`).
+
+        Started by itself when the IVR starts sending digits (``send_digits``); call it first
+        to hear keys the IVR plays in other ways (an audio file of tones).
+        """
+        if self._key_detector is not None:
+            return
+        detector = self._key_detector = ChannelDtmfDetector()
+        media = self._call.media
+        previous = media.on_outbound
+
+        def hear(frame: np.ndarray) -> None:
+            if previous is not None:
+                previous(frame)
+            keys = detector.push(frame)
+            if keys:
+                now = round(self._now(), 3)
+                self._heard_keys += [(now, key) for key in keys]
+                self._changed.set()
+
+        media.on_outbound = hear
+
+    def heard_digits(self) -> str:
+        """The DTMF keys decoded so far in the IVR's audio, in order (``"123#"``)."""
+        return "".join(key for _, key in self._heard_keys)
+
+    @property
+    def heard_keys(self) -> list[tuple[float, str]]:
+        """The keys decoded in the IVR's audio with their call times (onset of each tone)."""
+        return list(self._heard_keys)
 
     async def hangup(self) -> None:
         """Hang up from the caller's side (end_reason ``hangup``)."""

@@ -2,8 +2,9 @@
 
 From top to bottom, on one time axis: what the caller sent (key presses, speech, files) as
 labelled spans, with the keys the IVR detected as markers; the caller's audio; the IVR's audio;
-the IVR's media items as labelled spans; and call states and prompt results as annotated
-vertical lines through every row. Labels are measured before anything is drawn and packed
+the IVR's media items and its record, detect, tap and send-digits components as labelled
+spans; and call states, prompt results and detector answers as annotated vertical lines
+through every row. Labels are measured before anything is drawn and packed
 into as many rows as they need, so none overlaps another.
 
 ``render_timeline(log, samples, "call.png")`` draws one; ``load_call("call.json")`` reads a log
@@ -27,13 +28,14 @@ import numpy as np
 from ..calls import (
     CallOffered,
     CallStateChanged,
+    ComponentChanged,
     KeyDetected,
     PlayStateChanged,
     PromptEnded,
     describe,
     event_from_dict,
 )
-from ..calls.log import Span, caller_spans, media_spans
+from ..calls.log import Span, caller_spans, component_spans, media_spans
 from ..errors import MissingExtraError
 
 if TYPE_CHECKING:
@@ -45,7 +47,8 @@ _STATE = "#455a64"  # blue grey
 _GOOD = "#2e7d32"
 _BAD = "#c62828"
 _NOTE = "#ef6c00"
-_PRIORITY = (_STATE, _NOTE, _GOOD, _BAD)  # the colour a merged label takes
+_COMPONENT = "#1565c0"  # blue: record, detect, tap, send digits
+_PRIORITY = (_STATE, _COMPONENT, _NOTE, _GOOD, _BAD)  # the colour a merged label takes
 _BOX = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.15}  # over lines
 _FONT = 9.0  # points
 _DPI = 150
@@ -228,9 +231,10 @@ def timeline_figure(
     rate = int(log.get("sample_rate", 16000))
     events = [event_from_dict(e) for e in log.get("events", [])]
     sent, heard = caller_spans(events), media_spans(events)
+    components = component_spans(events)
     n = 0 if samples is None else len(samples)
     ends = [float(log.get("duration") or 0.0), n / rate]
-    ends += [s.end or s.start for s in (*sent, *heard)]
+    ends += [s.end or s.start for s in (*sent, *heard, *components)]
     ends += [e.at for e in events]
     duration = max([1.0, *ends])
     duration = float(np.ceil(duration * 10) / 10 + 0.1)
@@ -262,6 +266,10 @@ def timeline_figure(
         for h in heard
         if h.kind != "silence"
     ]
+    media += [
+        _Label(c.start, c.end if c.end is not None else duration, c.label, _COMPONENT, True)
+        for c in components
+    ]
     points: list[tuple[float, str, str]] = []
     for event in events:
         if isinstance(event, CallOffered):
@@ -273,6 +281,13 @@ def timeline_figure(
             points.append((event.at, text, color))
         elif isinstance(event, PlayStateChanged) and event.cause == "barge_in":
             points.append((event.at, "barge-in", _NOTE))
+        elif (
+            isinstance(event, ComponentChanged)
+            and event.component == "detect"
+            and not event.final
+            and event.state != "detecting"
+        ):
+            points.append((event.at, f"{event.params.get('type', '')}: {event.state}", _COMPONENT))
     marks = _merge_points(points, within=2 * sec_per_px * _PAD_PX)
 
     caller_rows = _packed(caller_labels, measure, sec_per_px, limit, text_end, gap_px=3)
@@ -316,7 +331,7 @@ def timeline_figure(
             ax.spines[side].set_visible(False)
         if ax is not axes[-1]:
             ax.tick_params(axis="x", labelbottom=False, length=0)
-    axes[-1].set_xlabel("call time (s)", fontsize=_FONT)
+    axes[-1].set_xlabel("call time (s)", fontsize=_FONT, loc="right")  # clear of the legend
 
     # -- waveforms
     for ax, channel, color in ((axes[1], 0, _CALLER), (axes[2], 1, _IVR)):
@@ -379,7 +394,7 @@ def timeline_figure(
         )
     fig.suptitle(title, x=_LEFT_IN / width_in, ha="left", fontsize=_FONT + 2, y=1 - 0.2 / height_in)
     legend = (
-        "teal: caller · purple: IVR · dashed: call state · green/red: prompt result · "
+        "teal: caller · purple: IVR · blue: components · dashed: state · green/red: result · "
         "orange: barge-in"
     )
     fig.text(0.1 / width_in, 0.12 / height_in, legend, ha="left", fontsize=_FONT - 1,

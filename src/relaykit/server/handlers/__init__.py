@@ -10,7 +10,7 @@ from __future__ import annotations
 __all__ = ["METHODS", "Handler"]
 
 from ...protocol import calling
-from . import calls, components, play, prompt, receive
+from . import calls, components, detect, fax, play, prompt, receive, record, send_digits, tap
 from .base import Handler
 
 METHODS: dict[str, Handler] = {
@@ -25,4 +25,14 @@ METHODS: dict[str, Handler] = {
     calling.PLAY_AND_COLLECT: prompt.play_and_collect,
     calling.PLAY_AND_COLLECT_STOP: components.stop,
     calling.PLAY_AND_COLLECT_VOLUME: components.volume,
+    # record, send digits, detect, tap (issue 14)
+    calling.RECORD: record.record,
+    calling.RECORD_STOP: components.stop,
+    calling.SEND_DIGITS: send_digits.send_digits,
+    calling.DETECT: detect.detect,
+    calling.DETECT_STOP: components.stop,
+    calling.TAP: tap.tap,
+    calling.TAP_STOP: components.stop,
+    calling.SEND_FAX: fax.unsupported,
+    calling.RECEIVE_FAX: fax.unsupported,
 }
