@@ -1,8 +1,17 @@
-"""Turns RELAY media objects into playable :class:`MediaItem` samples.
+"""Turns RELAY media objects into playable :class:`MediaItem` s, within each project's budget.
 
 ``prepare`` validates synchronously (so a bad ringtone name or TTS language is refused in the
-command's response); ``load`` fills the samples afterwards, off the event loop for anything
-slow (speech synthesis, files, URLs), and records a readable error on the item on failure.
+command's response); ``load`` fills the items afterwards and records a readable error on an
+item that fails:
+
+- silence and ringtones become sources that make their samples on demand (no memory);
+- speech is synthesised and audio decoded in worker threads shared fairly by projects
+  (:class:`~relaykit.calls.budget.FairWorkers`), each job counted against the project's CPU
+  budget, each result against its byte budget;
+- ``audio`` URLs are fetched asynchronously (:mod:`relaykit.calls.fetch`), a few at a time per
+  project; every fetch or decoding failure shows the same generic text (the details go to the
+  server log), so an ``audio`` URL cannot probe the server's network or disk. Decoded audio
+  is cached per project and URL for ``cache_seconds``.
 """
 
 from __future__ import annotations
@@ -11,27 +20,55 @@ __all__ = ["MediaLoader"]
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 
 from ..errors import MediaError, ProtocolError, UnsupportedLanguageError
 from ..media import sources
+from ..media.frames import SAMPLE_RATE
 from ..media.playback import MediaItem
 from ..media.tts import TtsEngine
 from ..protocol.calling import AudioMedia, Media, RingtoneMedia, SilenceMedia, TtsMedia
+from .budget import BudgetExceeded, FairWorkers, MediaBudgets, MediaLimits, ProjectBudget
+from .fetch import FetchError, FetchPolicy, MediaFetcher, public_message
 
 log = logging.getLogger("relaykit.server")
 
+_T = TypeVar("_T")
+
 
 class MediaLoader:
+    """Args:
+    tts: the speech synthesiser.
+    fetcher: fetches ``audio`` media (default: a :class:`MediaFetcher` with ``fetch_timeout``).
+    limits: every project's media budget.
+    workers: threads that synthesise and decode, shared by all projects.
+    inline: synthesise and decode on the event loop (deterministic tests); budgets still apply.
+    cache_bytes, cache_seconds: decoded audio kept per (project, URL).
+    """
+
     def __init__(
-        self, tts: TtsEngine, *, fetch_timeout: float = 10.0, inline: bool = False
+        self,
+        tts: TtsEngine,
+        *,
+        fetcher: MediaFetcher | None = None,
+        limits: MediaLimits | None = None,
+        workers: int = 2,
+        fetch_timeout: float = 10.0,
+        inline: bool = False,
+        cache_bytes: int = 32 * 2**20,
+        cache_seconds: float = 300.0,
     ) -> None:
         self.tts = tts
-        self.fetch_timeout = fetch_timeout
-        self.inline = inline  # synthesise and read files on the event loop (no worker thread)
+        self.fetcher = fetcher or MediaFetcher(FetchPolicy(timeout=fetch_timeout))
+        self.budgets = MediaBudgets(limits)
+        self.inline = inline
+        self.workers = FairWorkers(workers, self.budgets.limits.cpu_jobs)
+        self._cache = _AudioCache(cache_bytes, cache_seconds)
 
     def prepare(self, media: Sequence[Media], path: str = "play") -> list[MediaItem]:
         items = []
@@ -55,36 +92,126 @@ class MediaLoader:
                 items.append(MediaItem("audio", m.url))
         return items
 
-    async def load(self, items: Sequence[MediaItem], media: Sequence[Media]) -> None:
-        """Fill every item, in order; cheap media inline, the rest in a worker thread."""
+    async def load(
+        self, items: Sequence[MediaItem], media: Sequence[Media], project: str = ""
+    ) -> None:
+        """Fill every item, in order, within ``project``'s budget; stops early once the
+        playback has released the items (it was stopped)."""
+        budget = self.budgets[project]
         for item, m in zip(items, media, strict=True):
-            samples: np.ndarray | None
+            if item.released:
+                return
+            samples: np.ndarray | None = None
             try:
                 if isinstance(m, SilenceMedia):
-                    samples = sources.silence(m.duration)
+                    item.source = sources.silence_source(m.duration)
                 elif isinstance(m, RingtoneMedia):
-                    samples = sources.ringtone(m.name.lower(), m.duration)
+                    item.source = sources.ringtone_source(m.name.lower(), m.duration)
                 elif isinstance(m, TtsMedia):
-                    # A prompt already synthesised needs no trip to a worker thread.
-                    peek = getattr(self.tts, "cached", None)
-                    samples = (
-                        None if peek is None else peek(m.text, language=m.language, gender=m.gender)
-                    )
-                    if samples is None:
-                        samples = await self._run(
-                            self.tts.synthesize, m.text, language=m.language, gender=m.gender
-                        )
+                    samples = await self._speech(budget, m)
                 elif isinstance(m, AudioMedia):
-                    samples = await self._run(sources.load_audio, m.url, timeout=self.fetch_timeout)
+                    samples = await self._audio(budget, m.url)
                 else:  # pragma: no cover - parse_media admits nothing else
                     raise MediaError(f"unsupported media {m!r}")
+                if samples is not None and not item.released:
+                    item.on_release = budget.charge(samples)
+                    item.samples = samples
             except MediaError as exc:
                 item.error = str(exc)
-            except Exception as exc:  # never let a loader bug kill the call
+            except Exception:  # never let a loader bug kill the call
                 log.exception("! media loading failed")
-                item.error = f"media could not be loaded ({type(exc).__name__})"
-            else:
-                item.samples = np.asarray(samples, dtype=np.int16)
+                item.error = f"{item.kind} media could not be loaded"
 
-    async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs) if self.inline else await asyncio.to_thread(fn, *args, **kwargs)
+    async def close(self) -> None:
+        self.workers.close()
+        await self.fetcher.close()
+
+    # -- the kinds that cost something --------------------------------------------------------
+    async def _speech(self, budget: ProjectBudget, m: TtsMedia) -> np.ndarray:
+        # A prompt already synthesised needs no trip to a worker thread.
+        peek = getattr(self.tts, "cached", None)
+        samples = None if peek is None else peek(m.text, language=m.language, gender=m.gender)
+        if samples is None:
+            samples = await self._cpu(
+                budget, lambda: self.tts.synthesize(m.text, language=m.language, gender=m.gender)
+            )
+        return np.asarray(samples, dtype=np.int16)
+
+    async def _audio(self, budget: ProjectBudget, url: str) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        key = (budget.project, url)
+        cached = self._cache.get(key, loop.time())
+        if cached is not None:
+            return cached
+        try:
+            async with budget.fetch_slots:
+                data = await self.fetcher.fetch(url)
+            max_seconds = budget.bytes_left / 2 / SAMPLE_RATE
+            samples = await self._cpu(
+                budget, lambda: sources.decode_audio(data, url, max_seconds=max_seconds)
+            )
+        except FetchError as exc:
+            log.info("! %s: audio %r: %s", budget.project, url, exc.detail)
+            raise
+        except sources.AudioTooLong as exc:
+            raise BudgetExceeded(
+                f"media budget exceeded: audio {url!r} is {exc.seconds:.0f} s long and this "
+                f"project's plays and prompts may hold {budget.bytes_left / 2**20:.1f} MB more "
+                f"(RelayServer media_bytes)"
+            ) from None
+        except BudgetExceeded:
+            raise
+        except MediaError as exc:  # undecodable: as generic as a failed fetch
+            log.info("! %s: audio %r: %s", budget.project, url, exc)
+            raise MediaError(public_message(url)) from None
+        samples.flags.writeable = False
+        self._cache.put(key, samples, loop.time())
+        return samples
+
+    async def _cpu(self, budget: ProjectBudget, work: Callable[[], _T]) -> _T:
+        """Run ``work`` (synthesis, decoding) within the project's CPU budget."""
+        budget.check_cpu(time.monotonic())
+        if self.inline:
+            start = time.thread_time()
+            try:
+                return work()
+            finally:
+                budget.spend_cpu(time.thread_time() - start, time.monotonic())
+        return await self.workers.run(
+            budget.project, work, lambda cpu: budget.spend_cpu(cpu, time.monotonic())
+        )
+
+
+class _AudioCache:
+    """Decoded audio by (project, URL): least recently used out beyond ``max_bytes``, and
+    nothing older than ``seconds``."""
+
+    def __init__(self, max_bytes: int, seconds: float) -> None:
+        self.max_bytes = max_bytes
+        self.seconds = seconds
+        self._entries: OrderedDict[tuple[str, str], tuple[np.ndarray, float]] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: tuple[str, str], now: float) -> np.ndarray | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if now - entry[1] > self.seconds:
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def put(self, key: tuple[str, str], samples: np.ndarray, now: float) -> None:
+        if samples.nbytes > self.max_bytes or self.seconds <= 0:
+            return
+        self._drop(key)
+        self._entries[key] = (samples, now)
+        self._bytes += samples.nbytes
+        while self._bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry[0].nbytes

@@ -14,12 +14,15 @@ import asyncio
 import dataclasses
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from ..calls import Call, CallService, MediaClock, MediaLoader, SpeechRecognition
+from ..calls.budget import MediaLimits
+from ..calls.fetch import FetchPolicy, MediaFetcher
 from ..media.asr import Recognizer
 from ..media.engine import MediaEngine
 from ..media.tts import EspeakTts, TtsEngine
@@ -49,8 +52,21 @@ class RelayServer:
         recognizer: speech recogniser for speech prompts (pocketsphinx by default).
         asr_processes: worker processes that decode speech with the default recogniser, so
             decoding never stalls the media clock (0: a worker thread instead).
-        record_calls: keep both audio channels of every call (for WAVs and timelines).
-        fetch_timeout: seconds allowed to fetch an ``audio`` URL.
+        record_calls: keep both audio channels of every call (for WAVs and timelines),
+            streamed to a temporary file per call.
+        fetch_timeout: seconds allowed to fetch an ``audio`` URL (redirects included).
+        media_dirs: local folders whose files ``audio`` media may name (a path or
+            ``file://`` URL); any other local file is refused.
+        media_networks: non-public networks (``"127.0.0.0/8"``, ``"10.0.0.0/8"``) that
+            ``audio`` URLs may reach; loopback, private, link-local and reserved addresses are
+            refused otherwise.
+        max_audio_bytes: largest ``audio`` file fetched.
+        media_bytes, media_cpu_burst, media_cpu_per_second, media_fetches: each project's
+            media budget (see :class:`relaykit.calls.budget.MediaLimits`): audio it may hold,
+            CPU seconds of synthesis and decoding (burst, refill per second), downloads at
+            once.
+        max_call_duration: seconds after which a call ends with reason ``maxDuration``
+            (None: never).
         inline_media: load media and recognise speech on the event loop instead of in worker
             threads: deterministic under a fast-forwarding loop clock (tests), but the loop
             waits while they run.
@@ -84,6 +100,15 @@ class RelayServer:
         record_calls: bool = True,
         fetch_timeout: float = 10.0,
         inline_media: bool = False,
+        # Media budgets and what audio URLs may reach
+        media_dirs: Sequence[str | Path] = (),
+        media_networks: Sequence[str] = (),
+        max_audio_bytes: int = 16 * 2**20,
+        media_bytes: int = 64 * 2**20,
+        media_cpu_burst: float = 20.0,
+        media_cpu_per_second: float = 0.5,
+        media_fetches: int = 4,
+        max_call_duration: float | None = 4 * 3600.0,
         # Timeouts
         ping_interval: float | None = 30.0,
         resume_grace: float = 30.0,
@@ -112,7 +137,20 @@ class RelayServer:
         self.engine = MediaEngine(vad_factory=VoiceActivityDetector)
         self.loader = MediaLoader(
             tts if tts is not None else EspeakTts(),
-            fetch_timeout=fetch_timeout,
+            fetcher=MediaFetcher(
+                FetchPolicy.build(
+                    media_dirs=media_dirs,
+                    allowed_networks=media_networks,
+                    timeout=fetch_timeout,
+                    max_bytes=max_audio_bytes,
+                )
+            ),
+            limits=MediaLimits(
+                max_bytes=media_bytes,
+                cpu_burst=media_cpu_burst,
+                cpu_per_second=media_cpu_per_second,
+                fetches=media_fetches,
+            ),
             inline=inline_media,
         )
         self.call_service = CallService(
@@ -122,6 +160,7 @@ class RelayServer:
             node_id=self.nodeid,
             record_calls=record_calls,
             max_components_per_call=max_components_per_call,
+            max_call_duration=max_call_duration,
         )
         self.clock = MediaClock(
             self.engine,
@@ -253,6 +292,7 @@ class RelayServer:
         await server.wait_closed()
         await self.clock.stop()
         self.speech.close()
+        await self.loader.close()
 
     async def __aenter__(self) -> RelayServer:
         return await self.start()

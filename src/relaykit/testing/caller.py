@@ -101,6 +101,7 @@ class VirtualCaller:
         self._recognized: dict[tuple[int, str], float | None] = {}  # (item id, phrase) → confidence
         self._changed = asyncio.Event()
         call.log.subscribe(lambda _event: self._changed.set())
+        call.media.keep_audio = True  # expect_prompt may check what an audio prompt says
 
     @property
     def call_id(self) -> str:
@@ -261,12 +262,14 @@ class VirtualCaller:
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = self.recording()
-        with wave.open(str(path), "wb") as out:
-            out.setnchannels(2)
-            out.setsampwidth(2)
-            out.setframerate(SAMPLE_RATE)
-            out.writeframes(data.astype("<i2").tobytes())
+        recorder = self._call.media.recorder
+        if recorder is not None:
+            recorder.write_wav(path)  # streamed from the call's recording file
+        else:
+            with wave.open(str(path), "wb") as out:
+                out.setnchannels(2)
+                out.setsampwidth(2)
+                out.setframerate(SAMPLE_RATE)
         if event_log:
             self.save_log(path.with_suffix(".json"), wav=path.name)
         return path
@@ -294,7 +297,7 @@ class VirtualCaller:
             "state": call.state.value,
             "end_reason": call.end_reason,
             "sample_rate": SAMPLE_RATE,
-            "duration": round(len(self.recording()) / SAMPLE_RATE, 3),
+            "duration": round(call.media.recorded_seconds, 3),
             "events": [event.to_dict() for event in call.log],
         }
 

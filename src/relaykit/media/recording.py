@@ -1,0 +1,112 @@
+"""A call's two-channel recording, streamed to a temporary file so memory stays flat.
+
+Each engine tick appends one frame per channel; frames collect in memory for about a second
+(``flush_frames``) and are then written to an unnamed temporary file, interleaved int16
+(caller, IVR). The file disappears when the recorder is closed or garbage collected (the call
+and whoever reads it — a virtual caller — are gone), and with the process.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CallRecording"]
+
+import os
+import tempfile
+import wave
+import weakref
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from .frames import SAMPLE_RATE, SAMPLES_PER_FRAME
+
+_BYTES_PER_FRAME = SAMPLES_PER_FRAME * 2 * 2  # two channels of int16
+
+
+class CallRecording:
+    """Both channels of one call: ``append`` per tick, ``read`` or ``write_wav`` on demand."""
+
+    __slots__ = (
+        "__weakref__",
+        "_bytes",
+        "_file",
+        "_finalizer",
+        "_frames",
+        "_pending",
+        "flush_frames",
+    )
+
+    def __init__(self, *, flush_frames: int = 50, directory: str | Path | None = None) -> None:
+        self.flush_frames = max(1, flush_frames)
+        # closed by the finalizer: when the recorder is closed or collected
+        self._file: BinaryIO = tempfile.TemporaryFile(  # noqa: SIM115
+            prefix="relaykit-call-", dir=directory
+        )
+        self._finalizer = weakref.finalize(self, self._file.close)
+        self._pending = bytearray()
+        self._frames = 0
+        self._bytes = 0  # written and pending
+
+    @property
+    def frames(self) -> int:
+        """20 ms frames recorded so far."""
+        return self._frames
+
+    @property
+    def seconds(self) -> float:
+        return self._frames * SAMPLES_PER_FRAME / SAMPLE_RATE
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held in memory, not yet written (at most ``flush_frames`` frames)."""
+        return len(self._pending)
+
+    def append(self, caller: np.ndarray, ivr: np.ndarray) -> None:
+        """One frame of each channel (int16, SAMPLES_PER_FRAME samples)."""
+        if self._file.closed:
+            return
+        both = np.empty((len(caller), 2), dtype="<i2")
+        both[:, 0] = caller
+        both[:, 1] = ivr
+        self._pending += both.tobytes()
+        self._bytes += both.nbytes
+        self._frames += 1
+        if len(self._pending) >= self.flush_frames * _BYTES_PER_FRAME:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending and not self._file.closed:
+            self._file.seek(0, os.SEEK_END)
+            self._file.write(self._pending)
+            self._pending.clear()
+
+    def read(self) -> np.ndarray:
+        """The recording so far as an (n, 2) int16 array: column 0 the caller, 1 the IVR."""
+        if self._file.closed:
+            return np.zeros((0, 2), dtype=np.int16)
+        self.flush()
+        self._file.flush()
+        data = os.pread(self._file.fileno(), self._bytes, 0)
+        return np.frombuffer(data, dtype="<i2").astype(np.int16).reshape(-1, 2)
+
+    def write_wav(self, path: str | Path, *, chunk_frames: int = 500) -> Path:
+        """Copy the recording to a stereo 16 kHz WAV at ``path``, a chunk at a time."""
+        path = Path(path)
+        self.flush()
+        if not self._file.closed:
+            self._file.flush()
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(2)
+            out.setsampwidth(2)
+            out.setframerate(SAMPLE_RATE)
+            total = 0 if self._file.closed else self._bytes
+            step = chunk_frames * _BYTES_PER_FRAME
+            for offset in range(0, total, step):
+                out.writeframes(os.pread(self._file.fileno(), min(step, total - offset), offset))
+        return path
+
+    def close(self) -> None:
+        """Delete the file now (reads then return nothing)."""
+        self._pending.clear()
+        self._finalizer()
