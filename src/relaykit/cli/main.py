@@ -6,6 +6,7 @@ __all__ = ["app", "main"]
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,14 @@ def serve(
     route: list[str] = typer.Option(
         [], help="Dialled number (or *) to context, e.g. +15559870000=office. Repeatable."
     ),
+    media_dir: list[Path] = typer.Option(
+        [], help="Folder whose files audio media may play (path or file:// URL). Repeatable."
+    ),
+    media_network: list[str] = typer.Option(
+        [],
+        help="Private network audio URLs may reach, e.g. 127.0.0.0/8 (refused otherwise). "
+        "Repeatable.",
+    ),
 ) -> None:
     """Serve RELAY v2 on ws://HOST:PORT until Ctrl-C (and SIP phones with --sip)."""
     from ..server import RelayServer
@@ -91,10 +100,21 @@ def serve(
     except ValueError as exc:
         console.print(f"[red]--route: {exc}[/red]")
         raise typer.Exit(2) from None
+    try:
+        networks = [str(ipaddress.ip_network(n, strict=False)) for n in media_network]
+    except ValueError as exc:
+        console.print(f"[red]--media-network: {exc}[/red]")
+        raise typer.Exit(2) from None
 
     async def run() -> None:
         async with RelayServer(
-            host, port, credentials=pairs, sip=sip_address, sip_routes=routes
+            host,
+            port,
+            credentials=pairs,
+            sip=sip_address,
+            sip_routes=routes,
+            media_dirs=media_dir,
+            media_networks=networks,
         ) as server:
             console.print(
                 f"RELAY server listening on [bold]{server.url}[/bold] "
