@@ -22,8 +22,6 @@ from relaykit.calls.fetch import FetchError, FetchPolicy, MediaFetcher, public_m
 from relaykit.media.frames import SAMPLE_RATE
 from relaykit.media.sources import decode_audio
 
-pytestmark = pytest.mark.asyncio
-
 LOOPBACK = ("127.0.0.0/8",)
 
 
@@ -95,6 +93,7 @@ def _closed_port() -> int:
 
 
 # -- what used to be load_audio's URL tests (tests/media/test_sources.py) ----------------------
+@pytest.mark.asyncio
 async def test_http_url_is_downloaded_and_decoded(http_root: tuple[str, Path]) -> None:
     """An http:// URL is fetched and decodes like a file."""
     base, root = http_root
@@ -104,6 +103,7 @@ async def test_http_url_is_downloaded_and_decoded(http_root: tuple[str, Path]) -
     assert abs(dominant_frequency(audio) - 440) <= 2
 
 
+@pytest.mark.asyncio
 async def test_http_mp3_is_decoded(http_root: tuple[str, Path]) -> None:
     """An MP3 served over HTTP decodes from memory."""
     base, root = http_root
@@ -112,6 +112,7 @@ async def test_http_mp3_is_decoded(http_root: tuple[str, Path]) -> None:
     assert abs(dominant_frequency(audio) - 440) <= 2
 
 
+@pytest.mark.asyncio
 async def test_http_404_reports_the_status_in_the_detail(http_root: tuple[str, Path]) -> None:
     """A non-2xx reply is a FetchError; the status is in its detail (the log), not its text."""
     base, _ = http_root
@@ -119,6 +120,7 @@ async def test_http_404_reports_the_status_in_the_detail(http_root: tuple[str, P
     assert "HTTP 404" in error.detail and "404" not in str(error)
 
 
+@pytest.mark.asyncio
 async def test_http_body_over_max_bytes_is_refused(http_root: tuple[str, Path]) -> None:
     """A download larger than max_bytes is abandoned."""
     base, root = http_root
@@ -127,12 +129,14 @@ async def test_http_body_over_max_bytes_is_refused(http_root: tuple[str, Path]) 
     assert "limit" in error.detail
 
 
+@pytest.mark.asyncio
 async def test_connection_refused_is_a_fetch_error() -> None:
     """A closed port (on an allowed network) fails with the generic text; the detail says why."""
     error = await failure(f"http://127.0.0.1:{_closed_port()}/a.wav", allowed_networks=LOOPBACK)
     assert "connect" in error.detail
 
 
+@pytest.mark.asyncio
 async def test_server_that_never_answers_times_out() -> None:
     """A server that accepts but never replies: FetchError within the deadline."""
     with socket.socket() as listener:
@@ -143,6 +147,7 @@ async def test_server_that_never_answers_times_out() -> None:
     assert "timed out" in error.detail
 
 
+@pytest.mark.asyncio
 async def test_a_server_that_sends_forever_is_cut_off_at_the_size_limit() -> None:
     """No Content-Length, an endless body: the download stops past max_bytes."""
 
@@ -169,18 +174,36 @@ async def test_a_server_that_sends_forever_is_cut_off_at_the_size_limit() -> Non
 # -- no probing ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "host",
-    ["127.0.0.1", "localhost", "127.1", "2130706433", "0.0.0.0", "[::1]", "[::ffff:127.0.0.1]",
-     "10.1.2.3", "192.168.0.1", "172.16.5.4", "169.254.169.254", "100.64.0.1", "224.0.0.1"],
-)  # fmt: skip
-async def test_loopback_private_and_reserved_targets_are_refused_before_connecting(
-    host: str,
-) -> None:
-    """Without allowed_networks, no connection is tried to loopback, private, link-local,
-    shared, multicast or unspecified addresses, however the host is written."""
+    ["127.0.0.1", "localhost", "127.1", "2130706433", "0.0.0.0", "[::1]", "[::ffff:127.0.0.1]"],
+)
+@pytest.mark.asyncio
+async def test_loopback_targets_are_refused_before_connecting(host: str) -> None:
+    """Without allowed_networks, no connection is tried to loopback or unspecified addresses,
+    however the host is written."""
     error = await failure(f"http://{host}:{_closed_port()}/a.wav")
     assert error.detail.startswith("refused")
 
 
+@pytest.mark.parametrize(
+    "address",
+    ["10.1.2.3", "192.168.0.1", "172.16.5.4", "169.254.169.254", "100.64.0.1", "224.0.0.1",
+     "fd00::1", "fe80::1", "::ffff:10.0.0.1", "240.0.0.1", "255.255.255.255"],
+)  # fmt: skip
+def test_private_link_local_shared_multicast_and_reserved_addresses_are_not_allowed(
+    address: str,
+) -> None:
+    """The check every connection passes (decided without sending anything): only public
+    addresses, unless the network is configured."""
+    assert not FetchPolicy().address_allowed(address)
+    assert FetchPolicy.build(allowed_networks=["0.0.0.0/0", "::/0"]).address_allowed(address)
+
+
+def test_public_addresses_are_allowed() -> None:
+    assert FetchPolicy().address_allowed("93.184.215.14")
+    assert FetchPolicy().address_allowed("2606:4700::1111")
+
+
+@pytest.mark.asyncio
 async def test_open_closed_and_silent_ports_look_the_same(http_root: tuple[str, Path]) -> None:
     """An audio URL on loopback cannot tell a listening port from a closed or a silent one:
     the same generic message, refused before any connection."""
@@ -200,6 +223,7 @@ async def test_open_closed_and_silent_ports_look_the_same(http_root: tuple[str, 
     assert all(e.detail.startswith("refused") for e in errors.values())
 
 
+@pytest.mark.asyncio
 async def test_a_redirect_to_a_refused_address_is_refused(http_root: tuple[str, Path]) -> None:
     """Redirects are followed only to where the first URL could go: to file:// never."""
     base, root = http_root
@@ -209,6 +233,7 @@ async def test_a_redirect_to_a_refused_address_is_refused(http_root: tuple[str, 
     assert "non-http" in error.detail
 
 
+@pytest.mark.asyncio
 async def test_local_files_only_from_media_dirs(tmp_path: Path) -> None:
     """A path or file:// URL is read only inside media_dirs (symbolic links resolved); any
     other local file — existing or not — fails with the same generic text."""
@@ -236,6 +261,7 @@ async def test_local_files_only_from_media_dirs(tmp_path: Path) -> None:
     await failure(str(allowed / "hello.wav"))  # no media_dirs: no local files at all
 
 
+@pytest.mark.asyncio
 async def test_a_local_file_over_max_bytes_is_refused(tmp_path: Path) -> None:
     (tmp_path / "big.wav").write_bytes(bytes(10_000))
     error = await failure(str(tmp_path / "big.wav"), media_dirs=[tmp_path], max_bytes=1000)
