@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import certifi
 import httpcore
 
@@ -187,6 +188,14 @@ class MediaFetcher:
     def __init__(self, policy: FetchPolicy | None = None) -> None:
         self.policy = policy if policy is not None else FetchPolicy()
         self._pool: httpcore.AsyncConnectionPool | None = None
+        self._ssl: ssl.SSLContext | None = None
+
+    async def start(self) -> None:
+        """Do the slow first-use work now rather than during a call: load the CA bundle (in
+        a thread) and the socket layer."""
+        if self._ssl is None:
+            self._ssl = await asyncio.to_thread(_ssl_context)
+        anyio.get_cancelled_exc_class()  # imports anyio's asyncio backend
 
     async def fetch(self, location: str) -> bytes:
         """The encoded bytes at ``location``; FetchError (generic text) on any failure."""
@@ -222,9 +231,10 @@ class MediaFetcher:
     # -- http(s) --------------------------------------------------------------------------------
     def _connection_pool(self) -> httpcore.AsyncConnectionPool:
         if self._pool is None:
-            context = ssl.create_default_context(cafile=certifi.where())
+            if self._ssl is None:
+                self._ssl = _ssl_context()
             self._pool = httpcore.AsyncConnectionPool(
-                ssl_context=context,
+                ssl_context=self._ssl,
                 max_connections=64,
                 keepalive_expiry=30.0,
                 network_backend=_GuardedBackend(self.policy),
@@ -296,6 +306,10 @@ class MediaFetcher:
                     raise FetchError(url, f"larger than the limit of {policy.max_bytes} bytes")
                 chunks.append(chunk)
             return b"".join(chunks), None
+
+
+def _ssl_context() -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _headers(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:

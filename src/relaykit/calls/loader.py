@@ -7,7 +7,8 @@ item that fails:
 - silence and ringtones become sources that make their samples on demand (no memory);
 - speech is synthesised and audio decoded in worker threads shared fairly by projects
   (:class:`~relaykit.calls.budget.FairWorkers`), each job counted against the project's CPU
-  budget, each result against its byte budget;
+  budget, each result against its byte budget; long speech is synthesised in pieces of about
+  30 s (one job each, played back to back), so it never holds the synthesiser for long;
 - ``audio`` URLs are fetched asynchronously (:mod:`relaykit.calls.fetch`), a few at a time per
   project; every fetch or decoding failure shows the same generic text (the details go to the
   server log), so an ``audio`` URL cannot probe the server's network or disk. Decoded audio
@@ -19,7 +20,9 @@ from __future__ import annotations
 __all__ = ["MediaLoader"]
 
 import asyncio
+import functools
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -39,6 +42,10 @@ from .fetch import FetchError, FetchPolicy, MediaFetcher, public_message
 log = logging.getLogger("relaykit.server")
 
 _T = TypeVar("_T")
+# Speech takes about 0.1 s (3 KB of samples) per character of text; half that is a safe
+# lower bound for refusing a text that cannot fit before synthesising it.
+_SPEECH_BYTES_PER_CHAR = 1500
+_PIECE_CHARS = 300  # longer speech is synthesised in pieces of about 30 s
 
 
 class MediaLoader:
@@ -108,7 +115,11 @@ class MediaLoader:
                 elif isinstance(m, RingtoneMedia):
                     item.source = sources.ringtone_source(m.name.lower(), m.duration)
                 elif isinstance(m, TtsMedia):
-                    samples = await self._speech(budget, m)
+                    speech = await self._speech(budget, m)
+                    if isinstance(speech, _Charged):
+                        speech.attach(item)
+                    else:
+                        samples = speech
                 elif isinstance(m, AudioMedia):
                     samples = await self._audio(budget, m.url)
                 else:  # pragma: no cover - parse_media admits nothing else
@@ -122,20 +133,53 @@ class MediaLoader:
                 log.exception("! media loading failed")
                 item.error = f"{item.kind} media could not be loaded"
 
+    async def start(self) -> None:
+        await self.fetcher.start()
+
     async def close(self) -> None:
         self.workers.close()
         await self.fetcher.close()
 
     # -- the kinds that cost something --------------------------------------------------------
-    async def _speech(self, budget: ProjectBudget, m: TtsMedia) -> np.ndarray:
+    async def _speech(self, budget: ProjectBudget, m: TtsMedia) -> np.ndarray | _Charged:
         # A prompt already synthesised needs no trip to a worker thread.
         peek = getattr(self.tts, "cached", None)
         samples = None if peek is None else peek(m.text, language=m.language, gender=m.gender)
-        if samples is None:
+        if samples is not None:
+            return np.asarray(samples, dtype=np.int16)
+        needs = len(m.text) * _SPEECH_BYTES_PER_CHAR
+        if needs > budget.bytes_left:  # refused before any CPU is spent on it
+            raise BudgetExceeded(
+                f"media budget exceeded: speech of {len(m.text)} characters needs about "
+                f"{needs / 2**20:.1f} MB and this project's plays and prompts may hold "
+                f"{budget.bytes_left / 2**20:.1f} MB more (RelayServer media_bytes)"
+            )
+        pieces = _speech_pieces(m.text)
+        if len(pieces) == 1:
             samples = await self._cpu(
                 budget, lambda: self.tts.synthesize(m.text, language=m.language, gender=m.gender)
             )
-        return np.asarray(samples, dtype=np.int16)
+            return np.asarray(samples, dtype=np.int16)
+        # Long text: a piece per worker job, so other projects' speech gets its turn between
+        # two pieces, and the budget is charged (and checked) as the pieces come.
+        arrays: list[np.ndarray] = []
+        give_backs: list[Callable[[], None]] = []
+        try:
+            for piece in pieces:
+                audio = await self._cpu(
+                    budget,
+                    functools.partial(
+                        self.tts.synthesize, piece, language=m.language, gender=m.gender
+                    ),
+                )
+                audio = np.asarray(audio, dtype=np.int16)
+                give_backs.append(budget.charge(audio))
+                arrays.append(audio)
+        except BaseException:
+            for give_back in give_backs:
+                give_back()
+            raise
+        return _Charged(sources.Pieces(arrays), give_backs)
 
     async def _audio(self, budget: ProjectBudget, url: str) -> np.ndarray:
         loop = asyncio.get_running_loop()
@@ -180,6 +224,54 @@ class MediaLoader:
         return await self.workers.run(
             budget.project, work, lambda cpu: budget.spend_cpu(cpu, time.monotonic())
         )
+
+
+class _Charged:
+    """Speech made of pieces, each already charged to the budget."""
+
+    def __init__(self, source: sources.Pieces, give_backs: list[Callable[[], None]]) -> None:
+        self.source = source
+        self.give_backs = give_backs
+
+    def attach(self, item: MediaItem) -> None:
+        if item.released:  # stopped while it was made
+            self.give_back()
+            return
+        item.on_release = self.give_back
+        item.source = self.source
+
+    def give_back(self) -> None:
+        for give_back in self.give_backs:
+            give_back()
+        self.give_backs = []
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
+
+
+def _speech_pieces(text: str) -> list[str]:
+    """``text`` cut into pieces of at most _PIECE_CHARS, at sentence ends where it can be
+    (then at spaces); SSML and short text stay whole."""
+    if len(text) <= _PIECE_CHARS or text.lstrip().startswith("<speak"):
+        return [text]
+    pieces: list[str] = []
+    current = ""
+    for sentence in (s for s in _SENTENCE_END.split(text) if s.strip()):
+        while len(sentence) > _PIECE_CHARS:
+            cut = sentence.rfind(" ", 0, _PIECE_CHARS)
+            cut = cut if cut > 0 else _PIECE_CHARS
+            head, sentence = sentence[:cut], sentence[cut:].lstrip()
+            if current:
+                pieces.append(current)
+                current = ""
+            pieces.append(head)
+        if current and len(current) + 1 + len(sentence) > _PIECE_CHARS:
+            pieces.append(current)
+            current = ""
+        current = f"{current} {sentence}" if current else sentence
+    if current:
+        pieces.append(current)
+    return pieces
 
 
 class _AudioCache:

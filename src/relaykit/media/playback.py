@@ -99,6 +99,7 @@ class MediaItem:
         callback, self.on_release = self.on_release, None
         if not self.keep:
             self.samples = None
+            self.source = None
         callback()
 
 

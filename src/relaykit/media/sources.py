@@ -19,6 +19,7 @@ __all__ = [
     "RINGTONES",
     "RINGTONE_LEVEL_DBFS",
     "AudioTooLong",
+    "Pieces",
     "Repeating",
     "Ringtone",
     "Silence",
@@ -31,6 +32,7 @@ __all__ = [
     "silence_source",
 ]
 
+import bisect
 import functools
 import io
 import math
@@ -115,6 +117,40 @@ class Repeating:
         if a + n <= self._cycle.size:
             return self._cycle[a : a + n]
         out: np.ndarray = np.take(self._cycle, np.arange(a, a + n), mode="wrap")
+        return out
+
+
+class Pieces:
+    """Arrays played one after the other as one item (long speech synthesised in pieces),
+    without copying them into one."""
+
+    __slots__ = ("_pieces", "_starts")
+
+    def __init__(self, pieces: list[np.ndarray]) -> None:
+        self._pieces = [p for p in pieces if p.size]
+        self._starts = [0]
+        for piece in self._pieces:
+            self._starts.append(self._starts[-1] + piece.size)
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        end = min(start + count, len(self))
+        if end <= start:
+            return _ZEROS[:0]
+        i = bisect.bisect_right(self._starts, start) - 1
+        offset = start - self._starts[i]
+        piece = self._pieces[i]
+        if offset + (end - start) <= piece.size:
+            return piece[offset : offset + end - start]  # within one piece: a view
+        out = np.empty(end - start, dtype=SAMPLE_DTYPE)
+        pos = 0
+        while pos < out.size:
+            piece = self._pieces[i]
+            take = min(out.size - pos, piece.size - offset)
+            out[pos : pos + take] = piece[offset : offset + take]
+            pos, offset, i = pos + take, 0, i + 1
         return out
 
 

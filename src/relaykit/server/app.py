@@ -272,6 +272,7 @@ class RelayServer:
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
+        await self.loader.start()
         self.clock.start()
         if self.sip is not None:
             await self.sip.start()
