@@ -1,8 +1,8 @@
 """A call's two-channel recording, streamed to a temporary file so memory stays flat.
 
-Each engine tick appends one frame per channel; frames collect in memory for about a second
-(``flush_frames``) and are then written to an unnamed temporary file, interleaved int16
-(caller, IVR). The file disappears when the recorder is closed or garbage collected (the call
+Each engine tick appends one frame per channel (a reference, no copy); about a second of
+frames (``flush_frames``) is then interleaved and written to an unnamed temporary file as
+int16 (caller, IVR). The file disappears when the recorder is closed or garbage collected (the call
 and whoever reads it — a virtual caller — are gone), and with the process.
 """
 
@@ -21,8 +21,6 @@ import numpy as np
 
 from .frames import SAMPLE_RATE, SAMPLES_PER_FRAME
 
-_BYTES_PER_FRAME = SAMPLES_PER_FRAME * 2 * 2  # two channels of int16
-
 
 class CallRecording:
     """Both channels of one call: ``append`` per tick, ``read`` or ``write_wav`` on demand."""
@@ -33,7 +31,8 @@ class CallRecording:
         "_file",
         "_finalizer",
         "_frames",
-        "_pending",
+        "_in",
+        "_out",
         "flush_frames",
     )
 
@@ -44,7 +43,8 @@ class CallRecording:
             prefix="relaykit-call-", dir=directory
         )
         self._finalizer = weakref.finalize(self, self._file.close)
-        self._pending = bytearray()
+        self._in: list[np.ndarray] = []  # frames not written yet
+        self._out: list[np.ndarray] = []
         self._frames = 0
         self._bytes = 0  # written and pending
 
@@ -55,31 +55,32 @@ class CallRecording:
 
     @property
     def seconds(self) -> float:
-        return self._frames * SAMPLES_PER_FRAME / SAMPLE_RATE
+        return self._bytes / 4 / SAMPLE_RATE
 
     @property
-    def buffered_bytes(self) -> int:
-        """Bytes held in memory, not yet written (at most ``flush_frames`` frames)."""
-        return len(self._pending)
+    def buffered_frames(self) -> int:
+        """Frames held in memory, not yet written (fewer than ``flush_frames``)."""
+        return len(self._in)
 
     def append(self, caller: np.ndarray, ivr: np.ndarray) -> None:
-        """One frame of each channel (int16, SAMPLES_PER_FRAME samples)."""
+        """One frame of each channel (int16, the same length); not modified afterwards."""
         if self._file.closed:
             return
-        both = np.empty((len(caller), 2), dtype="<i2")
-        both[:, 0] = caller
-        both[:, 1] = ivr
-        self._pending += both.tobytes()
-        self._bytes += both.nbytes
+        self._in.append(caller)
+        self._out.append(ivr)
+        self._bytes += 4 * len(caller)
         self._frames += 1
-        if len(self._pending) >= self.flush_frames * _BYTES_PER_FRAME:
+        if len(self._in) >= self.flush_frames:
             self.flush()
 
     def flush(self) -> None:
-        if self._pending and not self._file.closed:
-            self._file.seek(0, os.SEEK_END)
-            self._file.write(self._pending)
-            self._pending.clear()
+        if not self._in or self._file.closed:
+            return
+        both = np.stack([np.concatenate(self._in), np.concatenate(self._out)], axis=1)
+        self._in.clear()
+        self._out.clear()
+        self._file.seek(0, os.SEEK_END)
+        self._file.write(both.astype("<i2", copy=False).tobytes())
 
     def read(self) -> np.ndarray:
         """The recording so far as an (n, 2) int16 array: column 0 the caller, 1 the IVR."""
@@ -101,12 +102,13 @@ class CallRecording:
             out.setsampwidth(2)
             out.setframerate(SAMPLE_RATE)
             total = 0 if self._file.closed else self._bytes
-            step = chunk_frames * _BYTES_PER_FRAME
+            step = chunk_frames * SAMPLES_PER_FRAME * 4
             for offset in range(0, total, step):
                 out.writeframes(os.pread(self._file.fileno(), min(step, total - offset), offset))
         return path
 
     def close(self) -> None:
         """Delete the file now (reads then return nothing)."""
-        self._pending.clear()
+        self._in.clear()
+        self._out.clear()
         self._finalizer()
