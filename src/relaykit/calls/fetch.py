@@ -202,7 +202,10 @@ class MediaFetcher:
         if not isinstance(location, str) or not location.strip():
             raise FetchError(str(location), "empty location")
         location = location.strip()
-        scheme = urllib.parse.urlsplit(location).scheme.lower()
+        try:
+            scheme = urllib.parse.urlsplit(location).scheme.lower()
+        except ValueError as exc:
+            raise FetchError(location, f"bad URL: {exc}") from None
         if scheme in ("http", "https"):
             return await self._download(location)
         return await asyncio.to_thread(self._read_local, location)
@@ -266,7 +269,7 @@ class MediaFetcher:
             raise FetchError(url, f"cannot connect: {exc}") from None
         except (httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
             raise FetchError(url, f"bad URL or reply: {exc}") from None
-        except (OSError, ValueError, ssl.SSLError) as exc:
+        except (OSError, ValueError, TypeError, ssl.SSLError) as exc:  # bad URL, TLS, socket
             raise FetchError(url, f"cannot fetch: {exc}") from None
 
     async def _get(self, url: str) -> tuple[bytes, str | None]:

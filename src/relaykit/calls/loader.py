@@ -208,6 +208,9 @@ class MediaLoader:
         except MediaError as exc:  # undecodable: as generic as a failed fetch
             log.info("! %s: audio %r: %s", budget.project, url, exc)
             raise MediaError(public_message(url)) from None
+        except Exception:
+            log.exception("! %s: audio %r", budget.project, url)
+            raise MediaError(public_message(url)) from None
         samples.flags.writeable = False
         self._cache.put(key, samples, loop.time())
         return samples
