@@ -146,13 +146,13 @@ async def test_a_projects_cpu_budget_refuses_more_synthesis_and_spares_the_other
         ref_a, ref_b = await _answered_call(server, a, A), await _answered_call(server, b, B)
         a_states, errors = [], []
         for n in range(3):
-            await _prompt(a, ref_a, f"a{n}", [_tts(_sentence(10 + n, 200))])
+            await _prompt(a, ref_a, f"a{n}", [_tts(_sentence(10 + n, 120))])
             a_states.append((await _event_of(a, "calling.call.play", f"a{n}"))["state"])
             if a_states[-1] == "error":
                 errors.append((await _prompt_outcome(a, f"a{n}"))["params"]["message"])
             else:
                 await a.execute("calling.play_and_collect.stop", {**ref_a, "control_id": f"a{n}"})
-        await _prompt(b, ref_b, "b0", [_tts(_sentence(20, 200))])
+        await _prompt(b, ref_b, "b0", [_tts(_sentence(20, 120))])
         b_state = (await _event_of(b, "calling.call.play", "b0"))["state"]
     assert a_states[0] == "playing" and a_states[1:] == ["error", "error"]
     assert all("media CPU budget exceeded" in e and "media_cpu_burst" in e for e in errors)
