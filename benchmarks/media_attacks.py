@@ -43,6 +43,7 @@ CREDENTIALS = {A: "token-a", B: "token-b"}
 PIN = "1234"
 GOAL_RATIO = 2.0
 MEMORY_GOAL_MB = 256.0
+GOAL_MISSED = 3  # exit status when a goal is missed (a crash exits 1)
 
 
 def rss_mb() -> float:
@@ -227,7 +228,7 @@ async def main(quick: bool) -> int:
         max(p.pin_calls) <= GOAL_RATIO * base and p.peak_rss - baseline_rss <= MEMORY_GOAL_MB
         for p in phases
     )
-    return 0 if ok else 1
+    return 0 if ok else GOAL_MISSED
 
 
 def report(phases: list[Phase], baseline_rss: float, a_cpu: float) -> None:
