@@ -137,10 +137,13 @@ class CallService:
         loader: turns RELAY media into samples (TTS, files, URLs).
         speech: decodes utterances off the media clock.
         node_id: this node's id, carried by every event.
-        record_calls: keep both audio channels of every call (WAVs, timelines).
+        record_calls: keep both audio channels of every call (WAVs, timelines), streamed to
+            a temporary file per call.
         max_components_per_call: components (plays, prompts, records…) one call may run at once.
         recordings: where ``calling.record`` writes (a temporary directory by default).
         taps: opens ``calling.tap`` targets (None: taps are refused).
+        max_call_duration: seconds after which a call is ended with reason ``maxDuration``
+            (None: no limit).
     """
 
     def __init__(
@@ -154,6 +157,7 @@ class CallService:
         max_components_per_call: int = 32,
         recordings: RecordingStore | None = None,
         taps: TapTargets | None = None,
+        max_call_duration: float | None = None,
     ) -> None:
         self.engine = engine
         self.loader = loader
@@ -163,6 +167,11 @@ class CallService:
         self.max_components_per_call = max_components_per_call
         self.recordings = recordings if recordings is not None else RecordingStore()
         self.taps = taps
+        if max_call_duration is not None and not max_call_duration > 0:
+            raise ValueError("max_call_duration must be a positive number of seconds")
+        self.max_call_duration = max_call_duration
+        self._deadlines: dict[str, asyncio.TimerHandle] = {}
+        self._loading: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.receivers: Receivers | None = None
         self.dialers: dict[str, Dialer] = {}
         self._calls: dict[str, Call] = {}
@@ -299,6 +308,10 @@ class CallService:
         )
         self._calls[call.call_id] = call
         self.calls_present.set()
+        if self.max_call_duration is not None:
+            self._deadlines[call.call_id] = asyncio.get_running_loop().call_later(
+                self.max_call_duration, self._too_long, call
+            )
         for listener in list(self._on_new_call):
             listener(call)
         return call
@@ -384,7 +397,7 @@ class CallService:
         self._check_new_component(call, play.control_id)
         items = self.loader.prepare(play.play)
         self.engine.start_play(call.call_id, play.control_id, items, play.volume)
-        self._load(call, items, play.play)
+        self._load(call, play.control_id, items, play.play)
 
     def prompt(self, project: str, prompt: calling.PlayAndCollectParams) -> None:
         """``calling.play_and_collect``: play the media and collect digits and/or speech."""
@@ -403,7 +416,7 @@ class CallService:
         self.engine.start_prompt(
             call.call_id, prompt.control_id, items, prompt.collect, prompt.volume
         )
-        self._load(call, items, prompt.play)
+        self._load(call, prompt.control_id, items, prompt.play)
 
     def stop(self, project: str, call_id: str, control_id: str) -> None:
         """Stop a component; its terminal events follow the command's reply (§5.2)."""
@@ -576,14 +589,22 @@ class CallService:
         if running >= self.max_components_per_call:
             raise LimitExceededError(f"call already runs {running} components, the limit")
 
-    def _load(self, call: Call, items: list[Any], media: Any) -> None:
-        self._spawn(call, self.loader.load(items, media))
+    def _load(self, call: Call, control_id: str, items: list[Any], media: Any) -> None:
+        """Load the media within the call's project budget; the load is cancelled when the
+        component's playback ends before it is done."""
+        task = self._spawn(call, self.loader.load(items, media, call.project))
+        key = (call.call_id, control_id)
+        self._loading[key] = task
+        task.add_done_callback(
+            lambda t: self._loading.pop(key, None) if self._loading.get(key) is t else None
+        )
 
     @staticmethod
-    def _spawn(call: Call, coro: Any) -> None:
+    def _spawn(call: Call, coro: Any) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
         call.tasks.add(task)
         task.add_done_callback(call.tasks.discard)
+        return task
 
     # -- ending -------------------------------------------------------------------------------
     def end_call(self, call: Call, reason: str) -> None:
@@ -594,6 +615,9 @@ class CallService:
         """
         if call.ended:
             return
+        deadline = self._deadlines.pop(call.call_id, None)
+        if deadline is not None:
+            deadline.cancel()
         call.end_reason = reason
         if call.leg is not None:
             call.leg.ended(call, reason)
@@ -608,6 +632,14 @@ class CallService:
         call.move_to(CallState.ENDED)
         self.emit_state(call)
         self._calls.pop(call.call_id, None)
+
+    def _too_long(self, call: Call) -> None:
+        self._deadlines.pop(call.call_id, None)
+        if not call.ended:
+            log.info(
+                "= call %s reached max_call_duration (%g s)", call.call_id, self.max_call_duration
+            )
+            self.end_call(call, "maxDuration")
 
     def end_all(self, reason: str = "hangup", *, owner: EventSink | None = None) -> None:
         """End every call (of ``owner`` only, if given)."""
@@ -652,6 +684,10 @@ class CallService:
                 continue
             stamp = self._stamp(call, event.at)
             if isinstance(event, PlaybackEvent):
+                if event.state in ("finished", "error"):
+                    loading = self._loading.pop((call.call_id, event.control_id), None)
+                    if loading is not None:
+                        loading.cancel()
                 self._emit(
                     call,
                     PlayStateChanged(

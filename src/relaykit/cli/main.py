@@ -6,6 +6,7 @@ __all__ = ["app", "main"]
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,6 +85,14 @@ def serve(
     retention: float = typer.Option(
         None, help="Seconds a finished recording is kept (default: kept)."
     ),
+    media_dir: list[Path] = typer.Option(
+        [], help="Folder whose files audio media may play (path or file:// URL). Repeatable."
+    ),
+    media_network: list[str] = typer.Option(
+        [],
+        help="Private network audio URLs may reach, e.g. 127.0.0.0/8 (refused otherwise). "
+        "Repeatable.",
+    ),
 ) -> None:
     """Serve RELAY v2 on ws://HOST:PORT until Ctrl-C (and SIP phones with --sip)."""
     from ..server import RelayServer
@@ -123,6 +132,11 @@ def serve(
     if retention is not None and retention <= 0:
         console.print("[red]--retention must be a positive number of seconds[/red]")
         raise typer.Exit(2)
+    try:
+        networks = [str(ipaddress.ip_network(n, strict=False)) for n in media_network]
+    except ValueError as exc:
+        console.print(f"[red]--media-network: {escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
 
     async def run() -> None:
         async with RelayServer(
@@ -133,6 +147,8 @@ def serve(
             sip_routes=routes,
             recordings_dir=recordings,
             recording_retention=retention,
+            media_dirs=media_dir,
+            media_networks=networks,
         ) as server:
             console.print(
                 f"RELAY server listening on [bold]{server.url}[/bold] "

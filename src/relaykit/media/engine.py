@@ -8,7 +8,8 @@ Each :meth:`MediaEngine.tick` advances all calls together:
    starts barge in. A frame that is part of a key's tone, from its first window until the
    key's release (:meth:`DtmfDetector.in_tone`), is not voice: the prompts' voice detectors
    do not hear it and the speech handed to the recogniser has silence in its place;
-4. render each call's playbacks (dB gain applied to the samples) and record both channels.
+4. render each call's playbacks (dB gain applied to the samples) and record both channels
+   (streamed to a temporary file, :mod:`relaykit.media.recording`).
 
 Components other than plays and prompts (record, detect, tap, send digits) are
 :class:`~relaykit.media.components.MediaComponent` objects in the same per-call table; the
@@ -50,6 +51,7 @@ from .collector import Collector, CollectOutput, InputStarted, PromptResultData,
 from .dtmf import DtmfDetector
 from .frames import FRAME_SECONDS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from .playback import MediaItem, Playback, PlaybackState
+from .recording import CallRecording
 
 if TYPE_CHECKING:
     from .components import MediaComponent, Update
@@ -199,7 +201,12 @@ class _Prompt:
 
 @dataclass(eq=False, slots=True)
 class CallMedia:
-    """The media side of one call."""
+    """The media side of one call.
+
+    ``keep_audio``: ``audio`` items keep their samples after they are played, until the call
+    ends (a virtual caller checks what they said); otherwise every item's samples are dropped
+    as soon as its playback is done with it.
+    """
 
     call_id: str
     start_frame: int
@@ -214,8 +221,8 @@ class CallMedia:
     keys: list[tuple[float, str]] = field(default_factory=list)
     on_outbound: Callable[[np.ndarray], None] | None = None
     quiet_frames: int = _QUIET_FRAMES_BEFORE_IDLE
-    _rec_in: list[np.ndarray] = field(default_factory=list)
-    _rec_out: list[np.ndarray] = field(default_factory=list)
+    keep_audio: bool = False
+    recorder: CallRecording | None = None
 
     def push_inbound(self, samples: np.ndarray, on_done: Callable[[], None] | None = None) -> None:
         """Queue caller audio (int16, 16 kHz); ``on_done`` runs once its last sample is played."""
@@ -232,9 +239,13 @@ class CallMedia:
 
     def recording(self) -> np.ndarray:
         """Both channels so far as an (n, 2) int16 array: column 0 the caller, 1 the IVR."""
-        if not self._rec_in:
+        if self.recorder is None:
             return np.zeros((0, 2), dtype=np.int16)
-        return np.stack([np.concatenate(self._rec_in), np.concatenate(self._rec_out)], axis=1)
+        return self.recorder.read()
+
+    @property
+    def recorded_seconds(self) -> float:
+        return 0.0 if self.recorder is None else self.recorder.seconds
 
     def _read_inbound(self) -> tuple[np.ndarray | None, list[Callable[[], None]]]:
         if not self.inbound:
@@ -296,6 +307,8 @@ class MediaEngine:
             raise ValueError(f"call {call_id!r} already has media")
         channel = self._dtmf.add_channel()
         call = CallMedia(call_id, self.frame, channel, record)
+        if record:
+            call.recorder = CallRecording()
         self._calls[call_id] = call
         self._by_channel[channel] = call
         return call
@@ -329,6 +342,10 @@ class MediaEngine:
                 events += self._collect_events(call, control_id, component.collector.hangup(), now)
         call.components.clear()
         call.media_components.clear()
+        for heard in call.heard:
+            heard.item.release(call_ended=True)
+        if call.recorder is not None:
+            call.recorder.flush()
         for chunk in call.inbound:
             if chunk.on_done is not None:
                 chunk.on_done()
@@ -341,7 +358,7 @@ class MediaEngine:
     ) -> Playback:
         call = self._require(call_id)
         self._require_free(call, control_id)
-        playback = Playback(control_id, list(items), volume_db)
+        playback = Playback(control_id, _kept(call, items), volume_db)
         call.components[control_id] = playback
         return playback
 
@@ -361,7 +378,7 @@ class MediaEngine:
             if self._vad_factory is None:
                 raise ValueError("this engine has no voice activity detector for speech")
             vad = self._vad_factory()
-        prompt = _Prompt(collector, Playback(control_id, list(items), volume_db), vad)
+        prompt = _Prompt(collector, Playback(control_id, _kept(call, items), volume_db), vad)
         call.components[control_id] = prompt
         return collector
 
@@ -543,9 +560,10 @@ class MediaEngine:
                     out = self._run_components(call, frame, out, now, events)
             if out is not None and call.on_outbound is not None:
                 call.on_outbound(out)
-            if call.record:
-                call._rec_in.append(_SILENCE if frame is None else frame)
-                call._rec_out.append(_SILENCE if out is None else out)
+            if call.recorder is not None:
+                call.recorder.append(
+                    _SILENCE if frame is None else frame, _SILENCE if out is None else out
+                )
 
         self.frame += 1
         for callback in callbacks:
@@ -775,6 +793,14 @@ class MediaEngine:
     def _require_free(call: CallMedia, control_id: str) -> None:
         if control_id in call.components:
             raise ValueError(f"control_id {control_id!r} is already running on this call")
+
+
+def _kept(call: CallMedia, items: Iterable[MediaItem]) -> list[MediaItem]:
+    items = list(items)
+    if call.keep_audio:
+        for item in items:
+            item.keep = item.kind == "audio"
+    return items
 
 
 def _stop_playback(

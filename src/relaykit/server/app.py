@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,8 @@ from ..calls import (
     RecordingStore,
     SpeechRecognition,
 )
+from ..calls.budget import MediaLimits
+from ..calls.fetch import FetchPolicy, MediaFetcher
 from ..media.asr import Recognizer
 from ..media.engine import MediaEngine
 from ..media.tts import EspeakTts, TtsEngine
@@ -63,8 +65,21 @@ class RelayServer:
         recognizer: speech recogniser for speech prompts (pocketsphinx by default).
         asr_processes: worker processes that decode speech with the default recogniser, so
             decoding never stalls the media clock (0: a worker thread instead).
-        record_calls: keep both audio channels of every call (for WAVs and timelines).
-        fetch_timeout: seconds allowed to fetch an ``audio`` URL.
+        record_calls: keep both audio channels of every call (for WAVs and timelines),
+            streamed to a temporary file per call.
+        fetch_timeout: seconds allowed to fetch an ``audio`` URL (redirects included).
+        media_dirs: local folders whose files ``audio`` media may name (a path or
+            ``file://`` URL); any other local file is refused.
+        media_networks: non-public networks (``"127.0.0.0/8"``, ``"10.0.0.0/8"``) that
+            ``audio`` URLs may reach; loopback, private, link-local and reserved addresses are
+            refused otherwise.
+        max_audio_bytes: largest ``audio`` file fetched.
+        media_bytes, media_cpu_burst, media_cpu_per_second, media_fetches: each project's
+            media budget (see :class:`relaykit.calls.budget.MediaLimits`): audio it may hold,
+            CPU seconds of synthesis and decoding (burst, refill per second), downloads at
+            once.
+        max_call_duration: seconds after which a call ends with reason ``maxDuration``
+            (None: never).
         inline_media: load media and recognise speech on the event loop instead of in worker
             threads: deterministic under a fast-forwarding loop clock (tests), but the loop
             waits while they run.
@@ -105,6 +120,15 @@ class RelayServer:
         record_calls: bool = True,
         fetch_timeout: float = 10.0,
         inline_media: bool = False,
+        # Media budgets and what audio URLs may reach
+        media_dirs: Sequence[str | Path] = (),
+        media_networks: Sequence[str] = (),
+        max_audio_bytes: int = 16 * 2**20,
+        media_bytes: int = 64 * 2**20,
+        media_cpu_burst: float = 20.0,
+        media_cpu_per_second: float = 0.5,
+        media_fetches: int = 4,
+        max_call_duration: float | None = 4 * 3600.0,
         # Timeouts
         ping_interval: float | None = 30.0,
         resume_grace: float = 30.0,
@@ -138,7 +162,20 @@ class RelayServer:
         self.engine = MediaEngine(vad_factory=VoiceActivityDetector)
         self.loader = MediaLoader(
             tts if tts is not None else EspeakTts(),
-            fetch_timeout=fetch_timeout,
+            fetcher=MediaFetcher(
+                FetchPolicy.build(
+                    media_dirs=media_dirs,
+                    allowed_networks=media_networks,
+                    timeout=fetch_timeout,
+                    max_bytes=max_audio_bytes,
+                )
+            ),
+            limits=MediaLimits(
+                max_bytes=media_bytes,
+                cpu_burst=media_cpu_burst,
+                cpu_per_second=media_cpu_per_second,
+                fetches=media_fetches,
+            ),
             inline=inline_media,
         )
         self.recordings = RecordingStore(recordings_dir, retention=recording_retention)
@@ -152,6 +189,7 @@ class RelayServer:
             max_components_per_call=max_components_per_call,
             recordings=self.recordings,
             taps=self.taps,
+            max_call_duration=max_call_duration,
         )
         self.clock = MediaClock(
             self.engine,
@@ -282,6 +320,7 @@ class RelayServer:
         host = "[::1]" if host == "::" else (f"[{host}]" if ":" in host else host)
         self.recordings.base_url = f"http://{host}:{self.port}{RECORDINGS_PREFIX}"
         self.recordings.start()
+        await self.loader.start()
         self.clock.start()
         if self.sip is not None:
             await self.sip.start()
@@ -306,6 +345,7 @@ class RelayServer:
         self.speech.close()
         if self.phone is not None:
             self.phone.close()
+        await self.loader.close()
 
     async def __aenter__(self) -> RelayServer:
         return await self.start()

@@ -147,6 +147,7 @@ class _SipCall:
     outbound: OutboundCall | None = None
     negotiated: Negotiated | None = None
     remote_media: tuple[str, int] | None = None
+    signalling_ip: str | None = None  # where the peer's SIP comes from (RTP latching)
     device: SipDevice | None = None
     ended_by_peer: bool = False
     closed: bool = False
@@ -294,6 +295,7 @@ class SipGateway:
         project, context = target
         state = _SipCall(self, rtp, inbound=invite, negotiated=negotiated)
         state.remote_media = (offer.address, offer.port)
+        state.signalling_ip = invite.source[0]
         try:
             call = await self.service.offer(
                 project=project,
@@ -332,6 +334,7 @@ class SipGateway:
             state.negotiated.telephone_event,
             state.remote_media,
             on_key=lambda key: self.service.inject_key(call, key),
+            signalling_ip=state.signalling_ip,
         )
 
     # -- outbound (the dialer of sip devices) -----------------------------------------------
@@ -367,6 +370,8 @@ class SipGateway:
             rtp.close()
             raise ProtocolError(f"cannot resolve {device.to!r}: {exc}", field="device") from None
         state = _SipCall(self, rtp, outbound=out, device=device)
+        with contextlib.suppress(SipParseError):
+            state.signalling_ip = parse_uri(device.to).address()[0]
         call = self.service.create_outbound(
             project=project,
             owner=owner,

@@ -61,7 +61,7 @@ def call_event_log(call: Call) -> dict[str, Any]:
         "state": call.state.value,
         "end_reason": call.end_reason,
         "sample_rate": SAMPLE_RATE,
-        "duration": round(len(call.media.recording()) / SAMPLE_RATE, 3),
+        "duration": round(call.media.recorded_seconds, 3),
         "events": [event.to_dict() for event in call.log],
     }
 
@@ -129,6 +129,7 @@ class VirtualCaller:
         self._heard_keys: list[tuple[float, str]] = []
         self._key_detector: ChannelDtmfDetector | None = None
         call.log.subscribe(self._on_event)
+        call.media.keep_audio = True  # expect_prompt may check what an audio prompt says
 
     def _on_event(self, event: CallEvent) -> None:
         self._changed.set()
@@ -358,12 +359,14 @@ class VirtualCaller:
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = self.recording()
-        with wave.open(str(path), "wb") as out:
-            out.setnchannels(2)
-            out.setsampwidth(2)
-            out.setframerate(SAMPLE_RATE)
-            out.writeframes(data.astype("<i2").tobytes())
+        recorder = self._call.media.recorder
+        if recorder is not None:
+            recorder.write_wav(path)  # streamed from the call's recording file
+        else:
+            with wave.open(str(path), "wb") as out:
+                out.setnchannels(2)
+                out.setsampwidth(2)
+                out.setframerate(SAMPLE_RATE)
         if event_log:
             self.save_log(path.with_suffix(".json"), wav=path.name)
         return path
