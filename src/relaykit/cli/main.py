@@ -5,8 +5,8 @@ from __future__ import annotations
 __all__ = ["app", "main"]
 
 import asyncio
-import contextlib
 import logging
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,8 +55,15 @@ def serve(
     route: list[str] = typer.Option(
         [], help="Dialled number (or *) to context, e.g. +15559870000=office. Repeatable."
     ),
+    drain_timeout: float = typer.Option(
+        10.0, help="Seconds allowed to end calls and tell clients when stopping."
+    ),
 ) -> None:
-    """Serve RELAY v2 on ws://HOST:PORT until Ctrl-C (and SIP phones with --sip)."""
+    """Serve RELAY v2 on ws://HOST:PORT until Ctrl-C or SIGTERM (and SIP phones with --sip).
+
+    Either signal drains: every call ends (its clients see it end, SIP phones get a BYE),
+    clients get ``blade.disconnect`` and a close (1001), within --drain-timeout seconds.
+    """
     from ..server import RelayServer
     from ..server.auth import load_credentials
 
@@ -93,9 +100,14 @@ def serve(
         raise typer.Exit(2) from None
 
     async def run() -> None:
-        async with RelayServer(
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):  # what Ctrl-C and process managers send
+            loop.add_signal_handler(signum, stopping.set)
+        server = await RelayServer(
             host, port, credentials=pairs, sip=sip_address, sip_routes=routes
-        ) as server:
+        ).start()
+        try:
             console.print(
                 f"RELAY server listening on [bold]{server.url}[/bold] "
                 f"(projects: {', '.join(sorted(pairs))}); Ctrl-C to stop"
@@ -105,10 +117,14 @@ def serve(
                 console.print(
                     f"SIP on [bold]udp:{server.sip.host}:{server.sip.port}[/bold] (routes: {shown})"
                 )
-            await asyncio.Event().wait()
+            await stopping.wait()
+        finally:
+            try:
+                await asyncio.wait_for(server.stop(), drain_timeout)
+            except TimeoutError:
+                console.print(f"[red]drain took over {drain_timeout:g} s; stopped anyway[/red]")
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+    asyncio.run(run())
 
 
 @app.command()

@@ -6,6 +6,7 @@ from __future__ import annotations
 __all__ = ["AuthThrottle", "Credentials", "Logins", "TryLater", "Visitor", "load_credentials"]
 
 import asyncio
+import contextlib
 import hmac
 import json
 from collections import OrderedDict
@@ -107,8 +108,9 @@ class AuthThrottle:
         record.last = now
         count = max(record.failures, at_least)
         delay = float(min(self.maximum, self.base * 2.0 ** min(count - 1, 64)))
-        record.answer_at = max(now, record.answer_at) + delay
-        return record.answer_at - now
+        wait = max(0.0, record.answer_at - now) + delay  # after the key's previous answer
+        record.answer_at = now + wait
+        return wait
 
     def count(self, key: str, now: float) -> int:
         """Record a failed attempt of ``key`` without scheduling it; returns the failures."""
@@ -209,6 +211,7 @@ class Logins:
         self._visitors = 0
         self._visitors_by_address: dict[str, int] = {}
         self._attempts_by_address: dict[str, int] = {}
+        self._closed = asyncio.Event()  # the server stops: waiting failures are answered now
 
     @property
     def unauthenticated(self) -> int:
@@ -264,9 +267,15 @@ class Logins:
             if not silent:
                 del self._silent_by_address[visitor.address]
 
+    def close(self) -> None:
+        """The server stops: answer the failures still waiting, refuse new attempts."""
+        self._closed.set()
+
     # -- credentials ----------------------------------------------------------------------------
     async def check(self, visitor: Visitor, project: str, token: str) -> None:
         """Log ``visitor`` in as ``project``, or raise (after the throttle's delay)."""
+        if self._closed.is_set():
+            raise TryLater("the server is shutting down")
         address = visitor.address
         attempts = self._attempts_by_address.get(address, 0)
         if attempts >= self.max_attempts_per_address:
@@ -289,7 +298,8 @@ class Logins:
             wait = self.throttle.failure(
                 address, now, at_least=self.throttle.count(project_key, now)
             )
-            await asyncio.sleep(wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), wait)
         finally:
             left = self._attempts_by_address[address] - 1
             if left:

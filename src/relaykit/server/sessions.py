@@ -360,6 +360,7 @@ class SessionRegistry:
     def close(self) -> None:
         """The server stops: forget every session (their calls were ended before)."""
         self.accepting = False
+        self.logins.close()
         for session in list(self.sessions.values()):
             if session.expiry is not None:
                 session.expiry.cancel()
