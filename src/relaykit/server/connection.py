@@ -197,7 +197,7 @@ class Connection:
             return False
         except RelayError as exc:
             self._send_error(request, exc)
-            return True
+            return self.session is not None  # before logging in, a refusal ends the connection
         except Exception:
             log.exception("! %s failed", request.method)
             reply = self.peer.respond_error(

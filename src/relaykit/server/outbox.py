@@ -11,7 +11,6 @@ from __future__ import annotations
 __all__ = ["Outbox"]
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -85,8 +84,7 @@ class Outbox:
     async def drain(self, timeout: float) -> None:
         """Close and wait (up to ``timeout`` seconds) until everything queued is written."""
         self.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        await asyncio.wait({self._task}, timeout=timeout)
         self._task.cancel()
 
     async def _run(self) -> None:
