@@ -149,11 +149,11 @@ async def test_connections_not_logged_in_are_capped_oldest_silent_one_first():
 # -- on the wire ----------------------------------------------------------------------------------
 @pytest.mark.asyncio
 async def test_a_connection_that_never_logs_in_is_closed_after_the_login_timeout():
-    """Silent, or sending only garbage: closed 1008 with a reason naming the deadline."""
+    """Silent, or sending only stray replies: closed 1008 with a reason naming the deadline."""
     async with RelayServer(credentials=CREDENTIALS, login_timeout=0.3) as server:
         silent = await connect(server.url)
         chatty = await connect(server.url)
-        await chatty.send("{not json")
+        await chatty.send('{"jsonrpc":"2.0","id":"x","result":{}}')
         for ws in (silent, chatty):
             code, reason = await _close_of(ws)
             assert code == 1008 and "log in" in reason
@@ -161,6 +161,17 @@ async def test_a_connection_that_never_logs_in_is_closed_after_the_login_timeout
         assert "result" in await good.handshake(A, CREDENTIALS[A])
         await asyncio.sleep(0.5)  # past the deadline: a logged-in client stays
         assert "result" in await good.call("blade.ping", {})
+
+
+@pytest.mark.asyncio
+async def test_an_invalid_frame_before_logging_in_is_answered_and_ends_the_connection():
+    """Garbage before blade.connect: one error reply, then the server closes."""
+    async with RelayServer(credentials=CREDENTIALS) as server:
+        ws = await connect(server.url)
+        await ws.send('{"jsonrpc":"2.0","id":"x","method":"blade.connect","params":7}')
+        reply = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+        assert reply["id"] == "x" and "params" in reply["error"]["message"]
+        await _close_of(ws)
 
 
 @pytest.mark.asyncio

@@ -4,7 +4,8 @@ Logging in is the session registry's job and answering requests the router's; th
 only reads, dispatches, answers exactly once per request, writes in order, and always cleans up.
 Until it logs in, a connection is a visitor of :class:`~relaykit.server.auth.Logins`: it must
 send ``blade.connect`` within the login timeout, its frames may be at most
-:data:`LOGIN_FRAME_BYTES` and what waits for it at most :data:`LOGIN_OUTBOX_BYTES`.
+:data:`LOGIN_FRAME_BYTES`, what waits for it at most :data:`LOGIN_OUTBOX_BYTES`, and its first
+invalid frame or refused request (answered) ends it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from .sessions import ServerSession, SessionRegistry, signature
 
 log = logging.getLogger("relaykit.server")
 
-_YIELD_EVERY = 32  # frames handled back to back before letting other connections run
+# Frames, or characters, handled back to back before letting other connections run.
+_YIELD_EVERY = 32
+_YIELD_EVERY_BYTES = 64 * 1024
 LOGIN_FRAME_BYTES = 64 * 1024  # largest frame before logging in (blade.connect is small)
 LOGIN_OUTBOX_BYTES = 64 * 1024  # what may wait for a client that has not logged in
 
@@ -131,13 +134,15 @@ class Connection:
         self.ws.protocol.max_message_size = min(self.limits.max_message_size, LOGIN_FRAME_BYTES)
         deadline = asyncio.get_running_loop().call_later(logins.timeout, self._login_expired)
         pinger = asyncio.create_task(self._ping()) if self.limits.ping_interval else None
-        handled = 0
+        handled = size = 0
         try:
             async for frame in self.ws:
                 if not await self._handle(frame):
                     break
                 handled += 1
-                if handled % _YIELD_EVERY == 0:
+                size += len(frame)
+                if handled >= _YIELD_EVERY or size >= _YIELD_EVERY_BYTES:
+                    handled = size = 0
                     await asyncio.sleep(0)
         except Exception:
             log.debug("! connection from %s closed abruptly", self.address, exc_info=True)
@@ -177,7 +182,7 @@ class Connection:
             log.info("! malformed frame from %s: %s", self.address, incoming.error)
             if incoming.reply is not None:
                 self.send(incoming.reply)
-            return True
+            return self.session is not None  # before logging in, one is enough
         if isinstance(incoming, ReplyReceived) or not isinstance(incoming, RequestReceived):
             return True  # answers to our pings, or stray replies
         request = incoming.request
