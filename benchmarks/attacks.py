@@ -19,9 +19,14 @@ The attacks (project issue 20):
   (before logging in) or a 900 kB method name (logged in as mallory).
 * ``caller``: ``/caller`` clients that never read ask for their call's recording again and again.
 * ``contexts``: mallory sessions ``signalwire.receive`` a thousand new contexts per request.
-* ``idle``: 2000 WebSocket connections that never log in, from 32 addresses, reopened when closed.
+* ``idle``: 2000 WebSocket connections that never log in, from 32 addresses, opened at 100 a
+  second and each reopened when closed.
 * ``guess``: 1000 parallel guesses of the victim's token, with valid mallory logins among them.
-* ``flood``: mallory logs in and drops, 200 at a time; mallory's own new clients keep trying.
+* ``flood``: mallory logs in and drops, 50 logins a second, 200 at a time; mallory's own new
+  clients keep logging in beside them.
+
+Paced attacks are paced as the issue's were (2000 idle sockets in 70 s); unpaced, a connection
+storm is a contest of CPU with the attacker on the same two cores.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from websockets.exceptions import ConnectionClosed
 MALLORY, MALLORY_TOKEN = "mallory", "mallory-token"
 VICTIM, VICTIM_TOKEN = "victim", "victim-token"
 ATTACKS = ("echo", "caller", "contexts", "idle", "guess", "flood")
+WARMUP = {"idle": 22.0}  # seconds of attack before the PIN calls (idle: until 2000 are open)
 RSS_BOUND_MB = 200  # the stated bound: peak RSS growth of the server under any one attack
 LATENCY_BOUND = 2.0  # the stated bound: PIN call time under attack / baseline
 
@@ -249,12 +255,19 @@ class Attacker:
         self.counts: Counter[str] = Counter()
         self.stopping = asyncio.Event()
         self.began = time.monotonic()
+        self.pace: float | None = None  # new connections per second, if paced
+        self._next_open = 0.0
 
     def address(self, i: int) -> str:
         return self.addresses[i % len(self.addresses)]
 
     async def open(self, i: int, path: str = "", *, reading: bool = True) -> ClientConnection:
         """A WebSocket from address ``i``; one that does not read keeps a tiny receive window."""
+        if self.pace is not None:
+            now = time.monotonic()
+            at = max(now, self._next_open)
+            self._next_open = at + 1 / self.pace
+            await asyncio.sleep(at - now)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
@@ -416,6 +429,7 @@ class Attacker:
             finally:
                 await ws.close()
 
+        self.pace = 100.0
         await self.forever(hold, 2000)
 
     async def guess(self) -> None:
@@ -462,6 +476,7 @@ class Attacker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), 0.5)
 
+        self.pace = 50.0
         await asyncio.gather(self.forever(churn, 200), real_client())
 
     async def run(self, name: str) -> dict[str, Any]:
@@ -525,7 +540,8 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only.split(","):
             print(f"attack {name} ...", file=sys.stderr, flush=True)
-            rows.append(await run_attack(name, args.calls, args.warmup, Path(tmp)))
+            warmup = args.warmup if args.warmup is not None else WARMUP.get(name, 5.0)
+            rows.append(await run_attack(name, args.calls, warmup, Path(tmp)))
     return rows
 
 
@@ -533,7 +549,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(ATTACKS), help="attacks, comma-separated")
     parser.add_argument("--calls", type=int, default=3, help="PIN calls alone, then attacked")
-    parser.add_argument("--warmup", type=float, default=5.0, help="seconds of attack first")
+    parser.add_argument(
+        "--warmup", type=float, help="seconds of attack before the PIN calls (5; idle: 22)"
+    )
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     parser.add_argument("--attacker", choices=ATTACKS, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
