@@ -21,12 +21,15 @@ The attacks (project issue 20):
 * ``contexts``: mallory sessions ``signalwire.receive`` a thousand new contexts per request.
 * ``idle``: 2000 WebSocket connections that never log in, from 32 addresses, opened at 100 a
   second and each reopened when closed.
-* ``guess``: 1000 parallel guesses of the victim's token, with valid mallory logins among them.
+* ``guess``: 1000 parallel guesses of the victim's token, with valid mallory logins among them;
+  a guess refused with 1013 (try again later) is retried a second later.
 * ``flood``: mallory logs in and drops, 50 logins a second, 200 at a time; mallory's own new
   clients keep logging in beside them.
 
-Paced attacks are paced as the issue's were (2000 idle sockets in 70 s); unpaced, a connection
-storm is a contest of CPU with the attacker on the same two cores.
+The connection attacks are paced as the issue's were (2000 idle sockets in 70 s). Unpaced, a
+connection storm is a contest of CPU with the attacker on the same two cores (each connection
+costs the server about 3 ms of CPU in websockets' handshake and close): rate-limit new
+connections in front of the server (a proxy or firewall) against that.
 """
 
 from __future__ import annotations
@@ -448,6 +451,8 @@ class Attacker:
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd is not None else 1006
                 self.counts[f"guess closed {code} unanswered"] += 1
+                if code == 1013:  # try again later: a guesser learns nothing by hammering
+                    await asyncio.sleep(1.0)
             finally:
                 await ws.close()
 

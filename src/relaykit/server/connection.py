@@ -85,7 +85,9 @@ class Connection:
         self._tokens = float(limits.max_request_burst)
         self._tokens_at = asyncio.get_running_loop().time()
         self._visitor: Visitor | None = None
-        self._closing: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None  # a close started from outside the reader
+        self._close_with: tuple[int, str] = (1000, "")  # how the reader closes, when it stops
+        self._pinger: asyncio.Task[None] | None = None
 
     # -- out ------------------------------------------------------------------------------------
     def send(self, text: str) -> None:
@@ -133,7 +135,6 @@ class Connection:
             return
         self.ws.protocol.max_message_size = min(self.limits.max_message_size, LOGIN_FRAME_BYTES)
         deadline = asyncio.get_running_loop().call_later(logins.timeout, self._login_expired)
-        pinger = asyncio.create_task(self._ping()) if self.limits.ping_interval else None
         handled = size = 0
         try:
             async for frame in self.ws:
@@ -149,15 +150,16 @@ class Connection:
         finally:
             deadline.cancel()
             self._visitor.leave()
-            if pinger is not None:
-                pinger.cancel()
+            if self._pinger is not None:
+                self._pinger.cancel()
             if self.session is not None:
                 self.sessions.detach(self.session, self)
             await self.outbox.drain(5)
-            await self.ws.close()
             if self._closing is not None:
                 with contextlib.suppress(Exception):
                     await self._closing
+            else:
+                await self.ws.close(*self._close_with)
 
     def _evicted(self, reason: str) -> None:
         log.info("! %s closed before logging in: %s", self.address, reason)
@@ -172,6 +174,8 @@ class Connection:
     def _logged_in(self) -> None:
         self.ws.protocol.max_message_size = self.limits.max_message_size
         self.outbox.max_bytes = self.limits.max_outbox_bytes
+        if self.limits.ping_interval:
+            self._pinger = asyncio.get_running_loop().create_task(self._ping())
 
     async def _handle(self, frame: str | bytes) -> bool:
         """Handle one frame; False ends the connection."""
@@ -198,7 +202,7 @@ class Connection:
             return False
         except TryLater as exc:  # no reply: the client should retry, not give up
             log.info("! %s refused: %s", self.address, exc)
-            self._close_soon(TRY_AGAIN_LATER, str(exc))
+            self._close_with = (TRY_AGAIN_LATER, str(exc))
             return False
         except RelayError as exc:
             self._send_error(request, exc)

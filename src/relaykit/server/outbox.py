@@ -47,7 +47,7 @@ class Outbox:
         self._bytes = 0
         self._wakeup = asyncio.Event()
         self.closed = False
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task: asyncio.Task[None] | None = None  # the writer, started by the first frame
 
     @property
     def waiting(self) -> tuple[int, int]:
@@ -66,6 +66,8 @@ class Outbox:
             return False
         self._queue.append((text, written))
         self._bytes += len(text)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
         self._wakeup.set()
         return True
 
@@ -79,13 +81,15 @@ class Outbox:
         self.closed = True
         self._queue.clear()
         self._bytes = 0
-        self._task.cancel()
+        if self._task is not None:
+            self._task.cancel()
 
     async def drain(self, timeout: float) -> None:
         """Close and wait (up to ``timeout`` seconds) until everything queued is written."""
         self.close()
-        await asyncio.wait({self._task}, timeout=timeout)
-        self._task.cancel()
+        if self._task is not None and not self._task.done():
+            await asyncio.wait({self._task}, timeout=timeout)
+            self._task.cancel()
 
     async def _run(self) -> None:
         queue = self._queue
