@@ -22,7 +22,8 @@ The attacks (project issue 20):
 * ``idle``: 2000 WebSocket connections that never log in, from 32 addresses, opened at 100 a
   second and each reopened when closed.
 * ``guess``: 1000 parallel guesses of the victim's token, with valid mallory logins among them;
-  a guess refused with 1013 (try again later) is retried a second later.
+  a guess refused with 1013 (try again later) is retried after a backoff (1 s, doubling up to
+  30 s, as the SDK reconnects).
 * ``flood``: mallory logs in and drops, 50 logins a second, 200 at a time; mallory's own new
   clients keep logging in beside them.
 
@@ -436,6 +437,8 @@ class Attacker:
         await self.forever(hold, 2000)
 
     async def guess(self) -> None:
+        backoff = [1.0] * 1000
+
         async def attempt(i: int) -> None:
             ws = await self.open(i)
             try:
@@ -444,6 +447,7 @@ class Attacker:
                     self.counts["mallory logins" if "result" in reply else "mallory refused"] += 1
                     return
                 reply = await self.login(ws, VICTIM, uuid.uuid4().hex)
+                backoff[i] = 1.0
                 if "result" in reply:
                     self.counts["guessed right"] += 1
                 else:
@@ -451,8 +455,9 @@ class Attacker:
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd is not None else 1006
                 self.counts[f"guess closed {code} unanswered"] += 1
-                if code == 1013:  # try again later: a guesser learns nothing by hammering
-                    await asyncio.sleep(1.0)
+                if code == 1013:  # try again later: as clients do, back off (a guesser learns
+                    await asyncio.sleep(backoff[i])  # nothing by hammering)
+                    backoff[i] = min(backoff[i] * 2, 30.0)
             finally:
                 await ws.close()
 

@@ -55,7 +55,7 @@ class Router:
                 "subscribe_channels": list(sub.channels),
             }
         if method != blade.EXECUTE:
-            raise UnknownMethodError(method)
+            raise UnknownMethodError(bounded(method, 100))  # quoted in the reply: keep it short
         execute = blade.ExecuteParams.parse(request.params)
         if execute.method == "setup":
             if execute.protocol != blade.SETUP_PROTOCOL:
@@ -66,7 +66,7 @@ class Router:
         _check_protocol(session, execute.protocol, "params.protocol")
         handler = self.methods.get(execute.method)
         if handler is None:
-            raise UnknownMethodError(execute.method)
+            raise UnknownMethodError(bounded(execute.method, 100))
         context = Context(session, self.calls, self.sessions)
         try:
             inner = await handler(context, execute.params)
