@@ -165,10 +165,11 @@ class _CallerSession:
             log.debug("! /caller connection closed abruptly", exc_info=True)
         finally:
             await self._outbox.drain(5)
-            await self.ws.close()
             if self._closing is not None:
                 with contextlib.suppress(Exception):
                     await self._closing
+            else:
+                await self.ws.close()
 
     def close(self) -> None:
         """The socket is gone: stop the transcript feed and hang up a call still up."""

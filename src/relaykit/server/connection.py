@@ -88,6 +88,7 @@ class Connection:
         self._closing: asyncio.Task[None] | None = None  # a close started from outside the reader
         self._close_with: tuple[int, str] = (1000, "")  # how the reader closes, when it stops
         self._pinger: asyncio.Task[None] | None = None
+        self._deadline: asyncio.TimerHandle | None = None  # to log in
 
     # -- out ------------------------------------------------------------------------------------
     def send(self, text: str) -> None:
@@ -134,7 +135,7 @@ class Connection:
                 await self.ws.close(TRY_AGAIN_LATER, str(exc))
             return
         self.ws.protocol.max_message_size = min(self.limits.max_message_size, LOGIN_FRAME_BYTES)
-        deadline = asyncio.get_running_loop().call_later(logins.timeout, self._login_expired)
+        self._deadline = asyncio.get_running_loop().call_later(logins.timeout, self._login_expired)
         handled = size = 0
         try:
             async for frame in self.ws:
@@ -148,7 +149,7 @@ class Connection:
         except Exception:
             log.debug("! connection from %s closed abruptly", self.address, exc_info=True)
         finally:
-            deadline.cancel()
+            self._deadline.cancel()
             self._visitor.leave()
             if self._pinger is not None:
                 self._pinger.cancel()
@@ -172,6 +173,8 @@ class Connection:
             self._close_soon(POLICY_VIOLATION, f"log in (blade.connect) within {seconds:g} s")
 
     def _logged_in(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
         self.ws.protocol.max_message_size = self.limits.max_message_size
         self.outbox.max_bytes = self.limits.max_outbox_bytes
         if self.limits.ping_interval:
