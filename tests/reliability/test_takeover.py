@@ -152,3 +152,21 @@ async def test_events_the_frozen_socket_never_wrote_are_replayed_once_in_order()
         assert seen_by_stale == list(range(len(seen_by_stale)))
         assert replayed[0] <= len(seen_by_stale), "an event reached neither socket"
         sock.close()
+
+
+async def test_the_registry_still_takes_a_plain_address_and_send_callable():
+    """connect(params, address, send): logged in by the same rules, events handed to send."""
+    from relaykit.protocol import blade
+
+    async with RelayServer(credentials={PROJECT: TOKEN}) as server:
+        sent: list[str] = []
+        params = blade.ConnectParams.parse({"authentication": {"project": PROJECT, "token": TOKEN}})
+        session, restored = await server.session_registry.connect(params, "10.0.0.9", sent.append)
+        assert not restored and session.attached
+        assert server.logins.unauthenticated == 0
+        session.new_protocol()
+        session.subscribed = True
+        session.broadcast("calling.call.state", {"call_id": "c"})
+        assert len(sent) == 1 and not session.unwritten
+        server.session_registry.detach(session, sent.append)
+        assert not session.attached

@@ -242,6 +242,12 @@ class Logins:
         self._silent_by_address.setdefault(address, OrderedDict())[visitor] = None
         return visitor
 
+    def unlisted(self, address: str) -> Visitor:
+        """A visitor that takes no slot: for a login whose connection is counted elsewhere."""
+        visitor = Visitor(self, address, lambda reason: None)
+        visitor.gone = True
+        return visitor
+
     def _make_room(self, silent: OrderedDict[Visitor, None] | None, reason: str) -> None:
         if not silent:
             raise TryLater(reason)

@@ -278,16 +278,13 @@ class SessionRegistry:
         """``blade.connect``: log in (see :class:`Logins`), then resume or open a session.
 
         ``address``: the connection's :class:`Visitor` (from ``logins.admit``), or just its
-        remote address. ``link``: where the session's events go. A ``sessionid`` of this
-        project resumes that session, taking it over from a connection still attached.
-        Returns the session and whether it was restored.
+        remote address (throttled alike, not counted among the connections not logged in).
+        ``link``: where the session's events go. A ``sessionid`` of this project resumes that
+        session, taking it over from a connection still attached. Returns the session and
+        whether it was restored.
         """
-        visitor = address if isinstance(address, Visitor) else self.logins.admit(address, _ignore)
-        try:
-            await self.logins.check(visitor, connect.project, connect.token)
-        finally:
-            if not isinstance(address, Visitor):
-                visitor.leave()
+        visitor = address if isinstance(address, Visitor) else self.logins.unlisted(address)
+        await self.logins.check(visitor, connect.project, connect.token)
         session = self.sessions.get(connect.sessionid or "")
         restored = session is not None and session.project == connect.project
         if restored:
@@ -324,7 +321,7 @@ class SessionRegistry:
 
     def detach(self, session: ServerSession, link: Link) -> None:
         """The socket is gone; keep the session (and its calls) for the resume grace window."""
-        if session.link is not link:
+        if session.link != link:  # == : a bound method is made anew at each access
             return  # already re-attached to a newer connection
         session.detach()
         if not self.accepting or self.resume_grace <= 0:
@@ -427,7 +424,3 @@ class SessionRegistry:
             self._receivers_changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._receivers_changed.wait(), wait)
-
-
-def _ignore(reason: str) -> None:
-    """A visitor admitted for one call of ``connect`` has no socket to close."""
