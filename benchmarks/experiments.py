@@ -54,21 +54,27 @@ def ws_batch() -> Undo:
     send_data = ServerConnection.send_data
 
     async def write(self: Any) -> None:
-        outbox, ws = self._queue, self._write.__self__  # the queue, and the socket it writes to
+        queue, ws = self._queue, self._write.__self__  # the queue, and the socket it writes to
         while True:
-            batch = [await outbox.get()]
-            while batch[-1] is not None and not outbox.empty() and len(batch) < 512:
-                batch.append(outbox.get_nowait())
-            texts = [text for text in batch if text is not None]
-            if texts:
-                try:
-                    async with ws.send_context():  # one drain for the batch
-                        for text in texts:
-                            ws.protocol.send_text(text.encode())
-                except Exception:
+            if not queue:
+                if self.closed:
                     return
-            if batch[-1] is None:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = [queue[i] for i in range(min(len(queue), 512))]
+            try:
+                async with ws.send_context():  # one drain for the batch
+                    for text, _written in batch:
+                        ws.protocol.send_text(text.encode())
+            except Exception:
+                self.closed = True
                 return
+            for text, written in batch:
+                queue.popleft()
+                self._bytes -= len(text)
+                if written is not None:
+                    written()
 
     def send_data_joined(self: Any) -> None:
         data = self.protocol.data_to_send()

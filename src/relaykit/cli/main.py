@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,8 +94,15 @@ def serve(
         help="Private network audio URLs may reach, e.g. 127.0.0.0/8 (refused otherwise). "
         "Repeatable.",
     ),
+    drain_timeout: float = typer.Option(
+        10.0, help="Seconds allowed to end calls and tell clients when stopping."
+    ),
 ) -> None:
-    """Serve RELAY v2 on ws://HOST:PORT until Ctrl-C (and SIP phones with --sip)."""
+    """Serve RELAY v2 on ws://HOST:PORT until Ctrl-C or SIGTERM (and SIP phones with --sip).
+
+    Either signal drains: every call ends (its clients see it end, SIP phones get a BYE),
+    clients get ``blade.disconnect`` and a close (1001), within --drain-timeout seconds.
+    """
     from ..server import RelayServer
     from ..server.auth import load_credentials
 
@@ -139,7 +147,11 @@ def serve(
         raise typer.Exit(2) from None
 
     async def run() -> None:
-        async with RelayServer(
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):  # what Ctrl-C and process managers send
+            loop.add_signal_handler(signum, stopping.set)
+        server = await RelayServer(
             host,
             port,
             credentials=pairs,
@@ -149,7 +161,8 @@ def serve(
             recording_retention=retention,
             media_dirs=media_dir,
             media_networks=networks,
-        ) as server:
+        ).start()
+        try:
             console.print(
                 f"RELAY server listening on [bold]{server.url}[/bold] "
                 f"(projects: {', '.join(sorted(pairs))}); Ctrl-C to stop"
@@ -159,10 +172,14 @@ def serve(
                 console.print(
                     f"SIP on [bold]udp:{server.sip.host}:{server.sip.port}[/bold] (routes: {shown})"
                 )
-            await asyncio.Event().wait()
+            await stopping.wait()
+        finally:
+            try:
+                await asyncio.wait_for(server.stop(), drain_timeout)
+            except TimeoutError:
+                console.print(f"[red]drain took over {drain_timeout:g} s; stopped anyway[/red]")
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+    asyncio.run(run())
 
 
 @app.command()

@@ -14,6 +14,7 @@ __all__ = ["RelayServer"]
 import asyncio
 import dataclasses
 import logging
+import resource
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -38,7 +39,7 @@ from ..media.tts import EspeakTts, TtsEngine
 from ..media.vad import VoiceActivityDetector
 from ..phone import PAGE_PATH, SOCKET_PATH, Phone
 from ..testing.caller import VirtualCaller
-from .auth import Credentials
+from .auth import Credentials, Logins
 from .caller_endpoint import CallerEndpoint
 from .connection import Connection, ConnectionLimits
 from .http import HttpReply, HttpRoutes
@@ -87,12 +88,25 @@ class RelayServer:
         resume_grace: seconds a session (and its calls) outlives a dropped socket; a client
             that reconnects with its ``sessionid`` in time gets it back, with every event it
             missed, in order. 0 ends the calls at once.
-        max_message_size: largest WebSocket frame accepted, in bytes (larger: close 1009).
+        login_timeout: seconds a new connection has to send its credentials (then close 1008).
+        max_message_size: largest WebSocket frame accepted, in bytes (larger: close 1009);
+            64 KiB until the client has logged in.
         max_request_rate, max_request_burst: requests per second per connection (token bucket);
             beyond, requests are refused with a "too many requests" error.
-        max_outbox: frames queued to a client that does not read before it is disconnected.
-        max_backlog: events kept for a detached session (oldest dropped beyond).
-        max_sessions_per_project, max_calls_per_session, max_components_per_call: caps that
+        max_outbox, max_outbox_bytes: frames, and bytes, queued to a client that does not read
+            before it is disconnected (close 1008); 64 KiB until it has logged in.
+        max_backlog, max_backlog_bytes: events, and bytes, kept for a session whose client is
+            away (oldest dropped beyond); keep them within the outbox's limits, which a resumed
+            session's backlog must fit.
+        max_unauthenticated, max_unauthenticated_per_address: connections not logged in, in all
+            and per remote address; beyond, the oldest silent one is closed (1013), or the new
+            one if all are logging in.
+        max_login_attempts_per_address: failed logins of one address waiting for their
+            (throttled) answer; beyond, new attempts are refused unread (close 1013).
+        max_sessions_per_project: sessions with a connection, per project; sessions waiting to
+            be resumed do not count, they have their own cap,
+            ``max_detached_sessions_per_project`` (beyond, the oldest ends).
+        max_calls_per_session, max_contexts_per_session, max_components_per_call: caps that
             keep one client from exhausting the server; each refusal names the limit.
         sip: ``(host, port)`` to answer SIP phones on (UDP; port 0 picks one, read it back
             from ``server.sip.port``); None: no SIP. See :mod:`relaykit.sip.gateway`.
@@ -132,14 +146,22 @@ class RelayServer:
         # Timeouts
         ping_interval: float | None = 30.0,
         resume_grace: float = 30.0,
+        login_timeout: float = 10.0,
         # Limits
         max_message_size: int = 1 << 20,
         max_request_rate: float = 5000.0,
         max_request_burst: int = 10_000,
         max_outbox: int = 10_000,
+        max_outbox_bytes: int = 16 << 20,
         max_backlog: int = 10_000,
+        max_backlog_bytes: int = 8 << 20,
+        max_unauthenticated: int = 512,
+        max_unauthenticated_per_address: int = 64,
+        max_login_attempts_per_address: int = 8,
         max_sessions_per_project: int = 100,
+        max_detached_sessions_per_project: int = 100,
         max_calls_per_session: int = 2000,
+        max_contexts_per_session: int = 1000,
         max_components_per_call: int = 32,
         # Real phones (SIP/RTP)
         sip: tuple[str, int] | None = None,
@@ -198,15 +220,26 @@ class RelayServer:
             inline_media=inline_media,
         )
         # RELAY over WebSocket
+        self.logins = Logins(
+            self.credentials,
+            timeout=login_timeout,
+            max_unauthenticated=max_unauthenticated,
+            max_unauthenticated_per_address=max_unauthenticated_per_address,
+            max_attempts_per_address=max_login_attempts_per_address,
+        )
         self.session_registry = SessionRegistry(
             self.call_service,
             self.credentials,
             nodeid=self.nodeid,
             space_id=self.space_id,
             resume_grace=resume_grace,
+            logins=self.logins,
             max_backlog=max_backlog,
+            max_backlog_bytes=max_backlog_bytes,
             max_sessions_per_project=max_sessions_per_project,
+            max_detached_sessions_per_project=max_detached_sessions_per_project,
             max_calls_per_session=max_calls_per_session,
+            max_contexts_per_session=max_contexts_per_session,
         )
         self.call_service.receivers = self.session_registry
         self.router = Router(self.call_service, self.session_registry, nodeid=self.nodeid)
@@ -215,6 +248,8 @@ class RelayServer:
             max_request_rate=max_request_rate,
             max_request_burst=max_request_burst,
             max_outbox=max_outbox,
+            max_outbox_bytes=max_outbox_bytes,
+            max_message_size=max_message_size,
         )
         self._connections: set[Connection] = set()
         self._server: Server | None = None
@@ -224,10 +259,10 @@ class RelayServer:
         # Extra WebSocket paths beside RELAY on "/" (the remote caller API).
         self._routes: dict[str, Callable[[ServerConnection], Awaitable[None]]] = {
             "/caller": CallerEndpoint(
-                self.credentials.check,
+                self.logins,
                 self.dial_in,
-                self.session_registry.throttle,
                 max_outbox=max_outbox,
+                max_outbox_bytes=max_outbox_bytes,
             )
         }
         # The browser phone: its page over HTTP, its socket beside RELAY
@@ -306,6 +341,7 @@ class RelayServer:
     async def start(self) -> RelayServer:
         if self._server is not None:
             return self
+        _raise_open_files_limit()
         self._server = await serve(
             self._connection,
             self.host,
@@ -406,3 +442,20 @@ class RelayServer:
             await connection.run()
         finally:
             self._connections.discard(connection)
+
+
+def _raise_open_files_limit() -> None:
+    """Raise this process's soft limit of open files to its hard limit, where allowed.
+
+    Each client holds a socket; at the common default of 1024, a thousand idle sockets would
+    lock every new client out.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return
+    target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.info("! cannot raise the open files limit from %d: %s", soft, exc)

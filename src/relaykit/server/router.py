@@ -9,13 +9,14 @@ from __future__ import annotations
 __all__ = ["Router"]
 
 import asyncio
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from ..calls import CallService
 from ..errors import LimitExceededError, NotFoundError, ProtocolError, UnknownMethodError
 from ..protocol import blade
-from ..protocol.jsonrpc import Request
+from ..protocol.jsonrpc import Request, bounded
 from .handlers import METHODS, Handler
 from .handlers.base import Context
 from .sessions import ServerSession, SessionRegistry
@@ -41,8 +42,7 @@ class Router:
         """The ``result`` of ``request``; raises RelayError for JSON-RPC errors."""
         method = request.method
         if method == blade.PING:
-            timestamp = request.params.get("timestamp")
-            return {"timestamp": timestamp} if timestamp is not None else {}
+            return _pong(request.params.get("timestamp"))
         if method == blade.SUBSCRIPTION:
             sub = blade.SubscriptionParams.parse(request.params)
             _check_protocol(session, sub.protocol, "params.protocol")
@@ -55,7 +55,7 @@ class Router:
                 "subscribe_channels": list(sub.channels),
             }
         if method != blade.EXECUTE:
-            raise UnknownMethodError(method)
+            raise UnknownMethodError(bounded(method, 100))  # quoted in the reply: keep it short
         execute = blade.ExecuteParams.parse(request.params)
         if execute.method == "setup":
             if execute.protocol != blade.SETUP_PROTOCOL:
@@ -66,16 +66,16 @@ class Router:
         _check_protocol(session, execute.protocol, "params.protocol")
         handler = self.methods.get(execute.method)
         if handler is None:
-            raise UnknownMethodError(execute.method)
+            raise UnknownMethodError(bounded(execute.method, 100))
         context = Context(session, self.calls, self.sessions)
         try:
             inner = await handler(context, execute.params)
         except NotFoundError as exc:
-            inner = blade.relay_result(404, exc.message)
+            inner = blade.relay_result(404, bounded(exc.message))
         except ProtocolError as exc:
-            inner = blade.relay_result(400, str(exc))
+            inner = blade.relay_result(400, bounded(str(exc)))
         except LimitExceededError as exc:
-            inner = blade.relay_result(429, str(exc))
+            inner = blade.relay_result(429, bounded(str(exc)))
         return self._result(inner)
 
     def _result(self, inner: dict[str, Any]) -> dict[str, Any]:
@@ -89,3 +89,17 @@ def _check_protocol(session: ServerSession, protocol: str, field: str) -> None:
         raise ProtocolError("run setup first", field=field)
     if protocol != session.protocol:
         raise ProtocolError("is not this session's protocol", field=field)
+
+
+def _pong(timestamp: object) -> dict[str, Any]:
+    """``blade.ping``'s result: its timestamp echoed, if it is one (a finite number)."""
+    if timestamp is None:
+        return {}
+    if (
+        isinstance(timestamp, bool)
+        or not isinstance(timestamp, int | float)
+        or not math.isfinite(timestamp)
+        or abs(timestamp) >= 1e18
+    ):
+        raise ProtocolError("must be a number (seconds)", field="params.timestamp")
+    return {"timestamp": timestamp}
