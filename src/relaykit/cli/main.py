@@ -1,4 +1,4 @@
-"""The ``relaykit`` command line: ``serve``, ``demo``, ``call`` and ``timeline``."""
+"""The ``relaykit`` command line: ``serve``, ``demo``, ``call``, ``timeline`` and ``drain``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ __all__ = ["app", "main"]
 import asyncio
 import contextlib
 import logging
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,12 +56,40 @@ def serve(
     route: list[str] = typer.Option(
         [], help="Dialled number (or *) to context, e.g. +15559870000=office. Repeatable."
     ),
+    cluster: str = typer.Option(
+        None,
+        envvar="RELAYKIT_CLUSTER",
+        help="Join a cluster on this NATS server (nats://127.0.0.1:4222); needs --node-id.",
+    ),
+    node_id: str = typer.Option(
+        None, envvar="RELAYKIT_NODE_ID", help="This node's id in the cluster (e.g. n1)."
+    ),
+    kamailio_rpc: str = typer.Option(
+        None,
+        help="Kamailio's JSON-RPC UDP HOST:PORT: a dead node's SIP dialogs are ended there.",
+    ),
 ) -> None:
-    """Serve RELAY v2 on ws://HOST:PORT until Ctrl-C (and SIP phones with --sip)."""
+    """Serve RELAY v2 on ws://HOST:PORT until Ctrl-C (and SIP phones with --sip).
+
+    With --cluster the node joins the others on the bus; SIGTERM (or `relaykit drain`) stops
+    new calls here and exits once the last one has ended.
+    """
     from ..server import RelayServer
     from ..server.auth import load_credentials
 
     console = Console()
+    if cluster and not node_id:
+        console.print("[red]--cluster needs --node-id (each node's own id)[/red]")
+        raise typer.Exit(2)
+    rpc_address = None
+    if kamailio_rpc:
+        from ..cluster.kamailio import parse_address
+
+        try:
+            rpc_address = parse_address(kamailio_rpc)
+        except ValueError as exc:
+            console.print(f"[red]--kamailio-rpc: {exc}[/red]")
+            raise typer.Exit(2) from None
     pairs: dict[str, str] = {}
     if credentials is not None:
         try:
@@ -92,10 +121,23 @@ def serve(
         console.print(f"[red]--route: {exc}[/red]")
         raise typer.Exit(2) from None
 
+    try:
+        server = RelayServer(
+            host,
+            port,
+            credentials=pairs,
+            sip=sip_address,
+            sip_routes=routes,
+            cluster=cluster or None,
+            node_id=node_id or None,
+            kamailio_rpc=rpc_address,
+        )
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
     async def run() -> None:
-        async with RelayServer(
-            host, port, credentials=pairs, sip=sip_address, sip_routes=routes
-        ) as server:
+        async with server:
             console.print(
                 f"RELAY server listening on [bold]{server.url}[/bold] "
                 f"(projects: {', '.join(sorted(pairs))}); Ctrl-C to stop"
@@ -105,10 +147,25 @@ def serve(
                 console.print(
                     f"SIP on [bold]udp:{server.sip.host}:{server.sip.port}[/bold] (routes: {shown})"
                 )
-            await asyncio.Event().wait()
+            if server.cluster is None:
+                await asyncio.Event().wait()
+                return
+            console.print(
+                f"Node [bold]{server.nodeid}[/bold] on the bus at {cluster}; "
+                "SIGTERM or `relaykit drain` to drain"
+            )
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, server.drain)
+            await server.drained()
+            console.print("Drained: no call left; leaving the cluster")
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+    from ..cluster import BusUnavailable
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run())
+    except BusUnavailable as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -259,6 +316,49 @@ def timeline(
     render_timeline(data, samples, target)
     note = "" if samples is not None else " (no WAV found beside the log: events only)"
     console.print(f"Timeline: {target.resolve()}{note}")
+
+
+@app.command()
+def drain(
+    node: str = typer.Argument(..., help="The node to drain (its --node-id)."),
+    cluster: str = typer.Option(
+        "nats://127.0.0.1:4222", envvar="RELAYKIT_CLUSTER", help="The cluster's NATS server."
+    ),
+    wait: bool = typer.Option(True, help="Wait until the node has left the cluster."),
+    timeout: float = typer.Option(3600.0, help="Seconds to wait for it to leave."),
+) -> None:
+    """Drain a node: no new calls there; it exits once its last call has ended.
+
+    Exit code 0: drained (and gone, with --wait). 1: still there after --timeout.
+    2: bad arguments, no bus, or no such node.
+    """
+    from ..cluster.bus import BusUnavailable, NodeTimeout, NodeUnreachable, ask_node
+
+    console = Console(highlight=False)
+
+    async def run() -> int:
+        try:
+            reply = await ask_node(cluster, node, {"op": "drain"})
+        except (BusUnavailable, NodeUnreachable, NodeTimeout, ValueError) as exc:
+            console.print(f"[red]{exc}[/red]")
+            return 2
+        console.print(f"Node {node} is draining ({reply.get('calls', '?')} calls left)")
+        if not wait:
+            return 0
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.5)
+            try:
+                await ask_node(cluster, node, {"op": "status"}, timeout=2.0)
+            except NodeUnreachable:
+                console.print(f"Node {node} has left the cluster")
+                return 0
+            except (BusUnavailable, NodeTimeout):
+                continue
+        console.print(f"[red]node {node} still has calls after {timeout:g} s[/red]")
+        return 1
+
+    raise typer.Exit(asyncio.run(run()))
 
 
 def main() -> None:

@@ -8,7 +8,13 @@ consumer an inbound call is offered to (it is the call service's ``Receivers``).
 
 from __future__ import annotations
 
-__all__ = ["CONTEXT_SETTLE_SECONDS", "ServerSession", "SessionRegistry", "signature"]
+__all__ = [
+    "CONTEXT_SETTLE_SECONDS",
+    "ServerSession",
+    "SessionObserver",
+    "SessionRegistry",
+    "signature",
+]
 
 import asyncio
 import contextlib
@@ -16,9 +22,9 @@ import hashlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..calls import CallEvent, CallService
 from ..errors import AuthenticationError, LimitExceededError, RelayTimeoutError
@@ -113,6 +119,15 @@ class ServerSession:
         self.backlog.append(text)
 
 
+class SessionObserver(Protocol):
+    """Told of sessions' lives (the cluster link: it routes offers and events over the bus)."""
+
+    def attached(self, session: ServerSession) -> None: ...
+    def detached(self, session: ServerSession) -> None: ...
+    def expired(self, session: ServerSession) -> None: ...
+    def receiving(self, session: ServerSession, contexts: tuple[str, ...]) -> None: ...
+
+
 class SessionRegistry:
     """Logs clients in, keeps their sessions across dropped sockets, routes inbound calls.
 
@@ -149,6 +164,12 @@ class SessionRegistry:
         self.accepting = True  # False once the server stops: detached sessions end at once
         self._receivers_changed = asyncio.Event()
         self._rr = 0
+        # Cluster hooks (none on a single node): observers of sessions' lives, and a way to
+        # resume a session another node held (the client reconnected here).
+        self.observers: list[SessionObserver] = []
+        self.resume_elsewhere: Callable[[str, str, str], Awaitable[ServerSession | None]] | None = (
+            None
+        )
 
     # -- logging in ---------------------------------------------------------------------------
     async def connect(
@@ -165,6 +186,10 @@ class SessionRegistry:
             raise AuthenticationError("authentication failed: unknown project or wrong token")
         self.throttle.success(address)
         session = self.sessions.get(connect.sessionid or "")
+        if session is None and connect.sessionid and self.resume_elsewhere is not None:
+            session = await self.resume_elsewhere(connect.project, connect.sessionid, connect.agent)
+            if session is not None:
+                self.sessions[session.sessionid] = session
         restored = (
             session is not None and session.project == connect.project and session.send is None
         )
@@ -191,6 +216,8 @@ class SessionRegistry:
             )
             self.sessions[session.sessionid] = session
         session.attach(send)
+        for observer in self.observers:
+            observer.attached(session)
         return session, restored
 
     def detach(self, session: ServerSession, send: Callable[[str], None]) -> None:
@@ -198,6 +225,8 @@ class SessionRegistry:
         if session.send != send:
             return  # already re-attached to a newer connection
         session.detach()
+        for observer in self.observers:
+            observer.detached(session)
         if not self.accepting or self.resume_grace <= 0:
             self._expire(session)
             return
@@ -213,6 +242,8 @@ class SessionRegistry:
         self.sessions.pop(session.sessionid, None)
         self.calls.end_all("hangup", owner=session)
         session.backlog.clear()
+        for observer in self.observers:
+            observer.expired(session)
 
     def close(self) -> None:
         """The server stops: forget every session (their calls were ended before)."""
@@ -229,6 +260,8 @@ class SessionRegistry:
         for context in contexts:
             session.contexts.setdefault(context, ready_at)
         self._receivers_changed.set()
+        for observer in self.observers:
+            observer.receiving(session, contexts)
 
     def receiving(self, project: str, context: str, now: float) -> bool:
         """Whether a connected session of ``project`` takes calls of ``context`` at ``now``."""
