@@ -233,7 +233,8 @@ class ClusterBus:
             await nc.close()
 
     async def _disconnected(self) -> None:
-        log.warning("! node %s lost the bus; local calls go on", self.node_id)
+        if self._nc is not None:  # not our own goodbye
+            log.warning("! node %s lost the bus; local calls go on", self.node_id)
 
     async def _reconnected(self) -> None:
         log.warning("= node %s is back on the bus", self.node_id)

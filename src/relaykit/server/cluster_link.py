@@ -431,19 +431,18 @@ class ClusterLink:
         node = record.get("node")
         if record.get("project") != project or not isinstance(node, str) or node == self.node_id:
             return None
-        handed_over: list[str] = []
-        if self.bus.alive(node):
-            if record.get("attached"):
-                return None  # its client is still there: this is another client
-            try:
-                reply = await self.bus.command(
-                    node, {"op": "release", "session": sessionid, "to": self.node_id}
-                )
-            except (NodeUnreachable, NodeTimeout):
-                reply = {"released": True}  # it went away meanwhile
-            if not reply.get("released"):
-                return None
-            handed_over = [f for f in reply.get("backlog", []) if isinstance(f, str)]
+        # Ask the node that held it to let go; a node that is gone (no responders) says so at
+        # once, before its heartbeats would. One still serving the session's client refuses.
+        try:
+            reply = await self.bus.command(
+                node, {"op": "release", "session": sessionid, "to": self.node_id}
+            )
+        except (NodeUnreachable, NodeTimeout):
+            reply = {"released": True, "gone": True}
+        if not reply.get("released"):
+            return None
+        handed_over = [f for f in reply.get("backlog", []) if isinstance(f, str)]
+        if not reply.get("gone"):  # it may have written the record once more before letting go
             found = await self.bus.read_session(sessionid)
             if found is None:
                 return None
