@@ -277,3 +277,74 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
     finally:
         with contextlib.suppress(Exception):
             dst.close()
+
+
+REPO = Path(__file__).resolve().parents[2]
+KAMAILIO_CFG = REPO / "deploy" / "kamailio" / "kamailio.cfg"
+
+
+def free_udp_port() -> int:
+    """A UDP port free now, for Kamailio (it cannot pick its own); callers retry on conflict."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+class Kamailio(Process):
+    """Kamailio with the shipped ``deploy/kamailio/kamailio.cfg``, as a non-daemon, with its
+    own runtime dir, dispatching to the given relaykit nodes' SIP ports."""
+
+    def __init__(self, tmp: Path, node_sip_ports: list[int], rpc_port: int) -> None:
+        binary = require("kamailio", "kamailio")
+        self.run_dir = tmp / "kamailio"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.nodes_list = self.run_dir / "nodes.list"
+        self.nodes_list.write_text("".join(f"1 sip:{LOOPBACK}:{p}\n" for p in node_sip_ports))
+        self.rpc_port = rpc_port
+        self.sip_port = 0
+        self.binary = binary
+        super().__init__("kamailio", [], cwd=tmp)
+
+    async def start(self) -> None:
+        from relaykit.cluster.kamailio import KamailioRpc
+
+        for _attempt in range(5):
+            self.sip_port = free_udp_port()
+            self.args = [
+                self.binary, "-DD", "-E",
+                "-f", str(KAMAILIO_CFG),
+                "-Y", str(self.run_dir),
+                "-A", f"SIP_LISTEN=udp:{LOOPBACK}:{self.sip_port}",
+                "-A", f'DISPATCHER_LIST="{self.nodes_list}"',
+                "-A", f'RPC_SOCKET="udp:{LOOPBACK}:{self.rpc_port}"',
+            ]  # fmt: skip
+            self.output = bytearray()
+            await super().start()
+            rpc = KamailioRpc((LOOPBACK, self.rpc_port), timeout=0.5)
+            for _ in range(100):
+                if not self.running:
+                    break  # a port was taken meanwhile: try others
+                with contextlib.suppress(TimeoutError, OSError, RuntimeError):
+                    await rpc.call("core.version")
+                    return
+                await asyncio.sleep(0.1)
+            await self.stop()
+        raise RuntimeError(f"kamailio did not start:\n{self.log[-4000:]}")
+
+    async def rpc(self, method: str, *params: Any) -> Any:
+        from relaykit.cluster.kamailio import KamailioRpc
+
+        return await KamailioRpc((LOOPBACK, self.rpc_port)).call(method, *params)
+
+    async def active_nodes(self) -> set[int]:
+        """SIP ports of the nodes the dispatcher sends calls to (answering their probes)."""
+        listed = await self.rpc("dispatcher.list")
+        ports: set[int] = set()
+        for record in listed.get("RECORDS", []):
+            for target in record["SET"]["TARGETS"]:
+                dest = target["DEST"]
+                if dest["FLAGS"].startswith("A"):
+                    ports.add(int(dest["URI"].rsplit(":", 1)[1]))
+        return ports
