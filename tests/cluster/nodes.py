@@ -157,10 +157,9 @@ class NatsServer(Process):
         self.url = f"nats://{LOOPBACK}:{found.group(1)}"
         await self.wait_for(r"Server is ready")
 
-    async def restart(self, tmp: Path) -> None:
-        """Stop and start again on the same port (JetStream's files kept)."""
+    async def start_again(self) -> None:
+        """Start once more on the port it had (JetStream's files kept), after :meth:`stop`."""
         port = self.url.rsplit(":", 1)[1]
-        await self.stop(signal.SIGTERM)
         self.args = [*self.args[:4], port, *self.args[5:]]
         self.output = bytearray()
         await Process.start(self)

@@ -263,9 +263,11 @@ class ClusterBus:
         return peer is not None and not peer.down
 
     async def _beat(self) -> None:
+        beat = 0
         while True:
             if self.connected:
-                body = {"node": self.node_id, "boot": self.boot, **self.status()}
+                beat += 1
+                body = {"node": self.node_id, "boot": self.boot, "beat": beat, **self.status()}
                 with contextlib.suppress(Exception):
                     await self.nc.publish(subjects.heartbeat(self.node_id), _dumps(body))
             self._check_peers()
