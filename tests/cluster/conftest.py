@@ -8,16 +8,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import pytest_asyncio
 
-from tests.cluster.nodes import Balancer, NatsServer, Node
-
-pytest.importorskip("nats", reason="the cluster tests need nats-py: pip install 'relaykit[cluster]'")
+from tests.cluster.nodes import Balancer, NatsServer, Node, require_nats_py
 
 
 @pytest_asyncio.fixture
 async def nats(tmp_path: Path) -> AsyncIterator[NatsServer]:
+    require_nats_py()
     server = NatsServer(tmp_path)
     try:
         await server.start()

@@ -40,6 +40,17 @@ def require(binary: str, package: str) -> str:
     return path
 
 
+def require_nats_py() -> None:
+    """nats-py (the extra relaykit[cluster], in relaykit[test]): fail in CI, skip elsewhere."""
+    try:
+        import nats  # noqa: F401
+    except ImportError:
+        message = "the cluster tests need nats-py: pip install -e '.[test]'"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 async def eventually(check: Callable[[], Any], what: str, timeout: float = EVENTUALLY) -> Any:
     """Poll ``check`` (sync or async) until it returns something truthy."""
     loop = asyncio.get_running_loop()

@@ -99,9 +99,7 @@ def events_seen(call: Call) -> dict[str, list[Any]]:
 
 
 # -- 1. a prompt across nodes -----------------------------------------------------------------
-async def test_a_prompt_runs_on_the_calls_node_for_a_consumer_on_another(
-    start_nodes, consumers
-):
+async def test_a_prompt_runs_on_the_calls_node_for_a_consumer_on_another(start_nodes, consumers):
     """Consumer on n1, call born on n2: offer, answer, PIN prompt, digits, result. The call's
     events carry node_id n2, and every command the IVR sent crossed the bus to n2."""
     n1, n2 = await start_nodes("n1", "n2")
