@@ -117,6 +117,7 @@ class ClusterBus:
         replay_window: seconds ``RK_EV`` keeps events (at least the resume grace).
         request_timeout: seconds a command or an offer waits for its reply.
         session_ttl: seconds a session record lives without being written again.
+        connect_timeout: seconds to reach the bus at start (later outages are waited out).
     """
 
     def __init__(
@@ -129,8 +130,10 @@ class ClusterBus:
         replay_window: float = 120.0,
         request_timeout: float = 5.0,
         session_ttl: float = 3600.0,
+        connect_timeout: float = 5.0,
     ) -> None:
         self.url = url
+        self.connect_timeout = connect_timeout
         self.node_id = subjects.check_node_id(node_id)
         self.boot = uuid.uuid4().hex
         self.heartbeat = heartbeat
@@ -161,24 +164,26 @@ class ClusterBus:
 
     async def start(self) -> ClusterBus:
         nats = _nats()
-        try:
-            self._nc = await nats.connect(
-                servers=[self.url],
-                name=f"relaykit-{self.node_id}",
-                connect_timeout=3,
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                disconnected_cb=self._disconnected,
-                reconnected_cb=self._reconnected,
-                error_cb=self._error,
-            )
+        connecting = nats.connect(
+            servers=[self.url],
+            name=f"relaykit-{self.node_id}",
+            connect_timeout=2,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,  # once up, ride out any bus outage
+            reconnect_time_wait=0.5,
+            disconnected_cb=self._disconnected,
+            reconnected_cb=self._reconnected,
+            error_cb=self._error,
+        )
+        try:  # ... but a bus that is not there at start is an error, not a wait
+            self._nc = await asyncio.wait_for(connecting, self.connect_timeout)
         except Exception as exc:
-            raise BusUnavailable(f"cannot reach the bus at {self.url}: {exc}") from None
-        self._js = self._nc.jetstream()
+            reason = str(exc) or f"no answer within {self.connect_timeout:g} s"
+            raise BusUnavailable(f"cannot reach the bus at {self.url}: {reason}") from None
+        self._js = self.nc.jetstream()
         await self._ensure_storage()
-        self._subs.append(await self._nc.subscribe(subjects.HEARTBEATS, cb=self._on_heartbeat))
-        self._subs.append(await self._nc.subscribe(subjects.SESSION_NOTICES, cb=self._on_notice))
+        self._subs.append(await self.nc.subscribe(subjects.HEARTBEATS, cb=self._on_heartbeat))
+        self._subs.append(await self.nc.subscribe(subjects.SESSION_NOTICES, cb=self._on_notice))
         loop = asyncio.get_running_loop()
         self._tasks += [
             loop.create_task(self._write_events(), name="relaykit-bus-writer"),
