@@ -157,6 +157,8 @@ class ClusterLink:
             "sessions": len(self.sessions.sessions),
             "draining": self.draining,
             "sip": self.sip_address,
+            "published": self.bus.published,
+            "replayed": self.replayed,
             "offers": sorted(
                 f"{home.session.project}/{context}"
                 for home in self.homes.values()
