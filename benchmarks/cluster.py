@@ -36,6 +36,7 @@ from relaykit.testing.remote import RemoteCaller
 from tests.cluster.nodes import PROJECT, TOKEN, Balancer, NatsServer, Node, eventually
 
 CONTEXT = "bench"
+PLACES = ("same node", "other node")
 
 
 class Bare:
@@ -299,7 +300,7 @@ def report(results: dict[str, Any]) -> str:
         "",
         "| call on | p50 ms | p99 ms |",
         "|---|---|---|",
-        *(f"| {k} | {rtt[k]['p50_ms']} | {rtt[k]['p99_ms']} |" for k in ("same node", "other node")),
+        *(f"| {k} | {rtt[k]['p50_ms']} | {rtt[k]['p99_ms']} |" for k in PLACES),
         f"| ratio | {rtt['ratio_p50']} | {rtt['ratio_p99']} |",
         "",
         "## Cluster: call set-ups per second (10 at a time, consumer on n1)",

@@ -318,14 +318,19 @@ class ClusterLink:
             return
         self._deliver(home, received)
 
-    def _deliver(self, home: _Home, received: Received) -> None:
+    def _replay_one(self, home: _Home, received: Received) -> None:
+        if self._deliver(home, received):
+            self.replayed += 1
+
+    def _deliver(self, home: _Home, received: Received) -> bool:
+        """Hand one event to the session unless it had it already; whether it was new."""
         if received.seq <= home.delivered.get(received.call_id, 0):
-            return  # seen already (a replay overlapping the live feed)
+            return False  # seen already (a replay overlapping the live feed)
         try:
             event = event_from_dict(received.body)
         except ValueError:
             log.warning("! a malformed event on the bus for %s", received.session)
-            return
+            return False
         home.delivered[received.call_id] = received.seq
         if isinstance(event, CallStateChanged | CallOffered):
             if isinstance(event, CallStateChanged) and event.state == "ended":
@@ -334,6 +339,7 @@ class ClusterLink:
                 home.followed[event.call_id] = event
         home.session.deliver(event)
         self._progress(home)
+        return True
 
     def _finished(self, home: _Home, call_id: str, *, last_seq: int | None = None) -> None:
         """A followed call ended: its sequence is kept a while, so late copies are dropped."""
@@ -477,7 +483,7 @@ class ClusterLink:
         self.homes[sessionid] = home
         try:
             await self._follow(home)
-            self.replayed += await self.bus.replay(sessionid, lambda r: self._deliver(home, r))
+            await self.bus.replay(sessionid, functools.partial(self._replay_one, home))
         except Exception:
             log.exception("! replaying session %s failed", sessionid)
         finally:
