@@ -19,7 +19,7 @@ from tests.sip.peers import run_sipp
 
 pytestmark = pytest.mark.asyncio
 
-HANGS_UP = Path(__file__).parent / "data" / "uac_far_end_hangs_up.xml"
+HANGS_UP = Path(__file__).resolve().parents[2] / "deploy" / "sipp" / "uac_through_proxy.xml"
 
 
 @pytest_asyncio.fixture
