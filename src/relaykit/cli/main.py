@@ -106,6 +106,8 @@ def serve(
         )
         raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    # nats-py logs each failed reconnection with a traceback; the node says it lost the bus
+    logging.getLogger("nats").setLevel(logging.INFO if verbose else logging.CRITICAL)
     sip_address = None
     if sip:
         sip_host, _, sip_port = sip.rpartition(":")
@@ -154,9 +156,16 @@ def serve(
                 f"Node [bold]{server.nodeid}[/bold] on the bus at {cluster}; "
                 "SIGTERM or `relaykit drain` to drain"
             )
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, server.drain)
-            await server.drained()
-            console.print("Drained: no call left; leaving the cluster")
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGTERM, server.drain)
+            stopped = asyncio.Event()  # SIGINT stops at once, even where the shell ignored it
+            loop.add_signal_handler(signal.SIGINT, stopped.set)
+            waits = [asyncio.ensure_future(server.drained()), asyncio.ensure_future(stopped.wait())]
+            _done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            if not stopped.is_set():
+                console.print("Drained: no call left; leaving the cluster")
 
     from ..cluster import BusUnavailable
 

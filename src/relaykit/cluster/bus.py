@@ -221,8 +221,8 @@ class ClusterBus:
         if self._nc is None:
             return
         nc, self._nc = self._nc, None
-        with contextlib.suppress(Exception):
-            await self._flush_outgoing(nc)
+        with contextlib.suppress(Exception):  # a bus that is gone gets two seconds, no more
+            await asyncio.wait_for(self._flush_outgoing(nc), 2)
             await nc.publish(
                 subjects.heartbeat(self.node_id),
                 _dumps({"node": self.node_id, "boot": self.boot, "bye": True}),
@@ -235,7 +235,7 @@ class ClusterBus:
                 await task
         self._tasks.clear()
         with contextlib.suppress(Exception):
-            await nc.close()
+            await asyncio.wait_for(nc.close(), 2)
 
     async def _disconnected(self) -> None:
         if self._nc is not None:  # not our own goodbye
