@@ -261,8 +261,8 @@ async def resume_replay(nats: NatsServer, tmp: Path, plays: int) -> dict[str, An
         await node.stop()
     return {
         "restored": again.restored,
-        "missed_events_delivered": plays,
-        "replayed_from_stream": replayed,
+        "missed_events": plays,
+        "replayed": replayed,
         "resume_ms": round(1000 * (last - started), 1),
     }
 

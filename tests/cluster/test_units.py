@@ -128,3 +128,23 @@ def test_cluster_options_are_checked(args, message):
     )
     assert run.returncode == 2, run.stdout + run.stderr
     assert message in run.stdout
+
+
+def test_the_cluster_benchmark_runs():
+    """``python -m benchmarks.cluster --quick`` exits 0 and prints its tables (figures are
+    the benchmark's business, not the test's)."""
+    from tests.cluster.nodes import REPO, require, require_nats_py
+
+    require_nats_py()
+    require("nats-server", "nats-server")
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cluster", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr[-4000:]
+    for heading in ("command round trip", "call set-ups per second", "faults"):
+        assert heading in run.stdout
+    assert '"restored": true' in run.stdout
