@@ -137,6 +137,14 @@ class ClusterLink:
         self.sessions.observers.append(self)
         self.sessions.resume_elsewhere = self.resume
         self.router.remote = self.forward
+        self._spawn(self._refresh_records())
+
+    async def _refresh_records(self) -> None:
+        """Rewrite every session record well before the bucket's TTL drops an idle one."""
+        while True:
+            await asyncio.sleep(self.bus.session_ttl / 4)
+            for home in list(self.homes.values()):
+                self._write_record(home)
 
     async def stop(self) -> None:
         """Before the bus closes: records of sessions here say they are detached."""
