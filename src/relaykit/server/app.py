@@ -218,9 +218,10 @@ class RelayServer:
     async def _cluster_status(self, request: object) -> HttpReply:
         assert self.cluster is not None
         bus = self.cluster.bus
-        body = {
+        body = {  # an operator's view: this server's host is loopback unless told otherwise
             "node": self.nodeid,
             **self.cluster.status(),
+            "offers": self.cluster.offers(),
             "bus": bus.connected,
             "peers": {p.node: {"up": not p.down, **p.status} for p in bus.peers.values()},
         }

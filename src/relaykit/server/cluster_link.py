@@ -159,7 +159,7 @@ class ClusterLink:
             task.cancel()
 
     def status(self) -> dict[str, Any]:
-        """What this node's heartbeats (and ``GET /cluster``) say about it."""
+        """What this node's heartbeats say about it (small: they go to every node)."""
         return {
             "calls": len(self.calls.calls),
             "sessions": len(self.sessions.sessions),
@@ -167,12 +167,15 @@ class ClusterLink:
             "sip": self.sip_address,
             "published": self.bus.published,
             "replayed": self.replayed,
-            "offers": sorted(
-                f"{home.session.project}/{context}"
-                for home in self.homes.values()
-                for context in home.offers
-            ),
         }
+
+    def offers(self) -> list[str]:
+        """``project/context`` of every queue group a session here is in (for ``GET /cluster``)."""
+        return sorted(
+            f"{home.session.project}/{context}"
+            for home in self.homes.values()
+            for context in home.offers
+        )
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -432,7 +435,7 @@ class ClusterLink:
             return self._release(str(body.get("session")), str(body.get("to")))
         if op == "drain":
             self.drain()
-            return {"draining": True, **self.status()}
+            return {**self.status(), "draining": True}
         if op == "status":
             return self.status()
         return {"error": f"unknown op {op!r}"}
