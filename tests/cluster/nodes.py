@@ -189,6 +189,7 @@ class Node(Process):
         sip: bool = False,
         routes: tuple[str, ...] = (),
         kamailio_rpc: str | None = None,
+        resume_grace: float | None = None,
     ) -> None:
         credentials = tmp / f"{node_id}-credentials.json"
         credentials.write_text(json.dumps({PROJECT: TOKEN, OTHER_PROJECT: OTHER_TOKEN}))
@@ -204,6 +205,8 @@ class Node(Process):
             args += ["--route", route]
         if kamailio_rpc:
             args += ["--kamailio-rpc", kamailio_rpc]
+        if resume_grace is not None:
+            args += ["--resume-grace", str(resume_grace)]
         env = {**os.environ, "COLUMNS": "300", "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
         super().__init__(node_id, args, cwd=tmp, env=env)
         self.node_id = node_id
@@ -252,6 +255,11 @@ class Balancer:
 
     def point(self, ws_url: str) -> None:
         self.backend = ws_url
+
+    def cut(self) -> None:
+        """Drop every connection open through it (as a balancer's restart does)."""
+        for task in list(self._pipes):
+            task.cancel()
 
     async def start(self) -> Balancer:
         self._server = await asyncio.start_server(self._accept, LOOPBACK, 0)

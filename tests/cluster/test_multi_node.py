@@ -312,3 +312,66 @@ async def test_another_projects_command_for_a_call_on_another_node_is_refused(
         await caller.press("427")
         result = await ivr.outcome()
     assert result.successful and result.result == "427"
+
+
+async def test_a_consumer_that_drops_from_a_live_node_resumes_on_another(
+    start_nodes, consumers, balancer
+):
+    """The consumer's connection to n1 drops (n1 stays up) and it comes back through n3. n1
+    hands the session over with what it had queued, its own call now reports to n3 over the
+    bus, and both calls' prompts complete exactly once."""
+    n1, n2, n3 = await start_nodes("n1", "n2", "n3")
+    front = await balancer(n1.url)
+    seen: dict[str, dict[str, list[Any]]] = {}
+
+    async def ivr_handler(call: Call) -> Any:
+        seen[str(call.id)] = events_seen(call)
+        await call.answer()
+        result = await call.prompt_tts("digits", PIN, digits_max=3, initial_timeout=300)
+        await call.hangup()
+        return call.node_id, result.result
+
+    ivr = consumers.start(Ivr(front.url, ivr_handler))
+    await eventually(lambda: n1.takes(OFFICE), "n1 takes offers of office")
+    async with (
+        RemoteCaller(n1.url, PROJECT, TOKEN) as on_n1,
+        RemoteCaller(n2.url, PROJECT, TOKEN) as on_n2,
+    ):
+        for caller in (on_n1, on_n2):
+            await caller.dial("office", timeout=10)
+            await caller.wait_listening(timeout=10)
+        assert ivr.client is not None
+        session_id = ivr.client.session_id
+
+        front.point(n3.url)
+        front.cut()
+        await on_n1.press("111")  # while the consumer is away, or just back: either way once
+        await on_n2.press("222")
+        results = sorted([await ivr.outcome(), await ivr.outcome()])
+        for caller in (on_n1, on_n2):
+            assert await caller.expect_hangup(timeout=20) == "hangup"
+
+    assert results == [("n1", "111"), ("n2", "222")]
+    assert ivr.client.session_id == session_id
+    for events in seen.values():
+        assert events["state"] == ["answered", "ending", "ended"]
+        assert len(events["collect"]) == 1
+    assert (await n3.astatus())["sessions"] == 1
+    assert (await n1.astatus())["sessions"] == 0
+
+
+async def test_calls_of_a_consumer_that_never_comes_back_end_after_the_grace(
+    start_nodes, consumers
+):
+    """The consumer's node dies and the consumer does not return: the call on n2 waits the
+    resume grace for it, then hangs up (the caller hears it)."""
+    n1 = (await start_nodes("n1"))[0]
+    n2 = (await start_nodes("n2", resume_grace=1.0))[0]
+    ivr = consumers.start(Ivr(n1.url, pin_prompt))
+    await eventually(lambda: n1.takes(OFFICE), "n1 takes offers of office")
+    async with RemoteCaller(n2.url, PROJECT, TOKEN) as caller:
+        await caller.dial("office", timeout=10)
+        await caller.wait_listening(timeout=10)
+        await n1.kill()
+        assert await caller.expect_hangup(timeout=EVENTUALLY) == "hangup"
+    assert ivr.calls[0].node_id == "n2"

@@ -68,6 +68,9 @@ def serve(
         None,
         help="Kamailio's JSON-RPC UDP HOST:PORT: a dead node's SIP dialogs are ended there.",
     ),
+    resume_grace: float = typer.Option(
+        30.0, min=0.0, help="Seconds a client's calls wait for it to reconnect (on any node)."
+    ),
 ) -> None:
     """Serve RELAY v2 on ws://HOST:PORT until Ctrl-C (and SIP phones with --sip).
 
@@ -133,6 +136,7 @@ def serve(
             cluster=cluster or None,
             node_id=node_id or None,
             kamailio_rpc=rpc_address,
+            resume_grace=resume_grace,
         )
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")

@@ -152,6 +152,7 @@ class ClusterBus:
         self._reap_kv: KeyValue | None = None
         self._outgoing: deque[tuple[str, bytes, dict[str, str] | None]] = deque()
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._subs: list[Subscription] = []
         self._seq: dict[tuple[str, str], int] = {}
@@ -419,16 +420,21 @@ class ClusterBus:
             if self._nc is not None:
                 await self._flush_outgoing(self._nc)
 
+    async def flush(self) -> None:
+        """Hand everything queued so far (events, records, notices) to the bus, in order."""
+        await self._flush_outgoing(self.nc)
+
     async def _flush_outgoing(self, nc: Nats) -> None:
-        while self._outgoing:
-            subject, data, headers = self._outgoing[0]
-            try:
-                await nc.publish(subject, data, headers=headers)
-            except Exception as exc:  # buffer full while cut off: keep it for later
-                log.warning("! events held while the bus is away: %s", exc)
-                await asyncio.sleep(0.5)
-                continue
-            self._outgoing.popleft()
+        async with self._flushing:  # one flusher at a time keeps the order and sends each once
+            while self._outgoing:
+                subject, data, headers = self._outgoing[0]
+                try:
+                    await nc.publish(subject, data, headers=headers)
+                except Exception as exc:  # buffer full while cut off: keep it for later
+                    log.warning("! events held while the bus is away: %s", exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                self._outgoing.popleft()
 
     async def follow(self, session: str, handler: Callable[[Received], None]) -> Subscription:
         """Live events of ``session`` to ``handler``, in the order each owner sent them."""
@@ -480,7 +486,7 @@ class ClusterBus:
 
         if self._sessions_kv is None or not subjects.is_node_id(session):
             return None
-        await self._flush_outgoing(self.nc)
+        await self.flush()
         try:
             entry = await self._sessions_kv.get(session)
         except KeyNotFoundError:

@@ -432,7 +432,9 @@ class ClusterLink:
             stand_in = self._stand_in(project, sessionid, home)
             return {"result": await self.router.execute(stand_in, method, params)}
         if op == "release":
-            return self._release(str(body.get("session")), str(body.get("to")))
+            reply = self._release(str(body.get("session")), str(body.get("to")))
+            await self.bus.flush()  # its last record writes land before the new node claims it
+            return reply
         if op == "drain":
             self.drain()
             return {**self.status(), "draining": True}
@@ -451,7 +453,7 @@ class ClusterLink:
         if record.get("project") != project or not isinstance(node, str) or node == self.node_id:
             return None
         # Ask the node that held it to let go; a node that is gone (no responders) says so at
-        # once, before its heartbeats would. One still serving the session's client refuses.
+        # once, before its heartbeats would.
         try:
             reply = await self.bus.command(
                 node, {"op": "release", "session": sessionid, "to": self.node_id}
@@ -505,12 +507,17 @@ class ClusterLink:
         return session
 
     def _release(self, sessionid: str, to: str) -> dict[str, Any]:
-        """Another node takes over one of our detached sessions: hand over what it missed."""
+        """Another node takes over one of our sessions (its client reconnected there): hand
+        over what it missed."""
         session = self.sessions.sessions.get(sessionid)
         if session is None:
             return {"released": True}
-        if session.send is not None or not is_node_id(to):
+        if not is_node_id(to):
             return {"released": False}
+        if session.send is not None:
+            # Its client presented the session elsewhere: the socket here is a stale one whose
+            # close has not been noticed yet. It gets nothing more.
+            session.detach()
         backlog = list(session.backlog)
         if sum(len(f) for f in backlog) > _MAX_HANDED_OVER:
             return {"released": False}
