@@ -147,7 +147,8 @@ class ClusterLink:
                 self._write_record(home)
 
     async def stop(self) -> None:
-        """Before the bus closes: records of sessions here say they are detached."""
+        """Before the bus closes: this node's sessions end with it (as on one node), so their
+        records go."""
         for home in list(self.homes.values()):
             for sub in [home.events, *home.offers.values()]:
                 if sub is not None:
@@ -211,6 +212,8 @@ class ClusterLink:
 
     def _stand_in(self, project: str, sessionid: str, home: str) -> BusSession:
         session = self.remote_sessions.get((project, sessionid))
+        if session is not None and session.home != home:
+            self._moved(session, home)
         if session is None:
             session = BusSession(
                 project,
@@ -236,17 +239,24 @@ class ClusterLink:
     async def _join_offers(self, home: _Home, contexts: tuple[str, ...]) -> None:
         await asyncio.sleep(CONTEXT_SETTLE_SECONDS)  # as on one node: the SDK needs a moment
         for context in contexts:
-            if (
-                context in home.offers
-                or self.draining
-                or home.session.send is None
-                or self.homes.get(home.session.sessionid) is not home
-            ):
+            if context in home.offers or not self._takes_offers(home):
                 continue
-            home.offers[context] = await self.bus.take_offers(
+            sub = await self.bus.take_offers(
                 home.session.project, context, functools.partial(self._take_offer, home)
             )
+            if context in home.offers or not self._takes_offers(home):  # changed meanwhile
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+                continue
+            home.offers[context] = sub
         self._changed.set()
+
+    def _takes_offers(self, home: _Home) -> bool:
+        return (
+            not self.draining
+            and home.session.send is not None
+            and self.homes.get(home.session.sessionid) is home
+        )
 
     async def _leave_offers(self, home: _Home) -> None:
         subs, home.offers = list(home.offers.values()), {}
@@ -585,20 +595,22 @@ class ClusterLink:
         key = (str(body.get("project")), str(body.get("session")))
         stand_in = self.remote_sessions.get(key)
         if kind == "moved" and stand_in is not None and is_node_id(body.get("node")):
-            stand_in.home = str(body["node"])
-            if stand_in.home == self.node_id:
-                # the session now lives here: its calls here deliver to it directly
-                local = self.sessions.sessions.get(stand_in.sessionid)
-                if local is not None:
-                    for call in self.calls:
-                        if call.owner is stand_in:
-                            call.owner = local
-                    self.remote_sessions.pop(key, None)
-            if stand_in.grace is not None:
-                stand_in.grace.cancel()
-                stand_in.grace = None
+            self._moved(stand_in, str(body["node"]))
         elif kind == "gone" and stand_in is not None and stand_in.home != self.node_id:
             self._end_calls_of(stand_in)
+
+    def _moved(self, stand_in: BusSession, home: str) -> None:
+        """A session of calls here lives on ``home`` now."""
+        stand_in.home = home
+        if stand_in.grace is not None:
+            stand_in.grace.cancel()
+            stand_in.grace = None
+        local = self.sessions.sessions.get(stand_in.sessionid) if home == self.node_id else None
+        if local is not None:  # it came here: its calls here deliver to it directly
+            for call in self.calls:
+                if call.owner is stand_in:
+                    call.owner = local
+            self.remote_sessions.pop((stand_in.project, stand_in.sessionid), None)
 
     async def _reap_dialogs(self, peer: Peer) -> None:
         assert self.kamailio is not None
