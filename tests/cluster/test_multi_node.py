@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 import uuid
 from typing import Any
@@ -375,3 +376,31 @@ async def test_calls_of_a_consumer_that_never_comes_back_end_after_the_grace(
         await n1.kill()
         assert await caller.expect_hangup(timeout=EVENTUALLY) == "hangup"
     assert ivr.calls[0].node_id == "n2"
+
+
+async def test_a_node_taken_for_dead_that_comes_back_ends_the_calls_declared_ended(
+    start_nodes, consumers
+):
+    """n2 freezes (SIGSTOP) past the 3 s its peers wait: n1 tells the consumer its call
+    ended. n2 resumes (SIGCONT): it is heard again and ends that call too, so no side keeps a
+    call the other has given up (the caller hears the hang-up)."""
+    n1, n2 = await start_nodes("n1", "n2")
+
+    async def ivr_handler(call: Call) -> Any:
+        await call.answer()
+        result = await call.prompt_tts("digits", PIN, digits_max=3, initial_timeout=300)
+        return call, result
+
+    ivr = consumers.start(Ivr(n1.url, ivr_handler))
+    await eventually(lambda: n1.takes(OFFICE), "n1 takes offers of office")
+    async with RemoteCaller(n2.url, PROJECT, TOKEN) as caller:
+        await caller.dial("office", timeout=10)
+        await caller.wait_listening(timeout=10)
+        n2.send_signal(signal.SIGSTOP)
+        try:
+            call, result = await ivr.outcome()
+            assert call.end_reason == "error" and not result.successful
+        finally:
+            n2.send_signal(signal.SIGCONT)
+        assert await caller.expect_hangup(timeout=EVENTUALLY) == "error"
+    await eventually(lambda: n1.sees("n2"), "n1 hears n2 again")

@@ -143,6 +143,7 @@ class ClusterBus:
         self.session_ttl = session_ttl
         self.peers: dict[str, Peer] = {}
         self.on_peer_down: list[Callable[[Peer], None]] = []
+        self.on_peer_back: list[Callable[[Peer], None]] = []  # down, then heard again (a split)
         self.on_notice: list[Callable[[str, dict[str, Any]], None]] = []
         self.status: Callable[[], dict[str, Any]] = dict
         self.published = 0  # events handed to the bus (for benchmarks)
@@ -315,6 +316,14 @@ class ClusterBus:
             peer = self.peers[node] = Peer(node, boot, time.monotonic())
         peer.seen_at = time.monotonic()
         peer.status = body
+        if peer.down:  # it was cut off from us, not dead
+            peer.down = False
+            log.warning("= node %s is back", node)
+            for listener in list(self.on_peer_back):
+                try:
+                    listener(peer)
+                except Exception:
+                    log.exception("! peer-back listener failed")
 
     # -- commands ----------------------------------------------------------------------------
     async def serve_commands(

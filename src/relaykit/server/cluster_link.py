@@ -126,11 +126,13 @@ class ClusterLink:
         self.replayed = 0  # events replayed into resumed sessions (for benchmarks)
         self._changed = asyncio.Event()
         self._flush_scheduled = False
+        self._ended_for: dict[str, set[str]] = {}  # node -> its calls we told sessions ended
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         self.bus.status = self.status
         self.bus.on_peer_down.append(self._peer_down)
+        self.bus.on_peer_back.append(self._peer_back)
         self.bus.on_notice.append(self._notice)
         await self.bus.serve_commands(self._on_command)
         self.calls.receivers = self
@@ -445,6 +447,12 @@ class ClusterLink:
             reply = self._release(str(body.get("session")), str(body.get("to")))
             await self.bus.flush()  # its last record writes land before the new node claims it
             return reply
+        if op == "end":  # a peer told its sessions these calls ended while we were cut off
+            for call_id in body.get("calls", []):
+                call = self.calls.calls.get(str(call_id))
+                if call is not None:
+                    self.calls.end_call(call, "error")
+            return {"ended": True}
         if op == "drain":
             self.drain()
             return {**self.status(), "draining": True}
@@ -565,6 +573,7 @@ class ClusterLink:
 
     def _synthesize_end(self, home: _Home, last: CallEvent) -> None:
         self._finished(home, last.call_id, last_seq=_NOTHING_AFTER)
+        self._ended_for.setdefault(last.node_id, set()).add(last.call_id)
         for state in ("ending", "ended"):
             home.session.deliver(
                 CallStateChanged(
@@ -580,6 +589,21 @@ class ClusterLink:
                 )
             )
         log.warning("! call %s ended: its node %s is gone", last.call_id, last.node_id)
+
+    def _peer_back(self, peer: Peer) -> None:
+        """A node we took for dead was only cut off: the calls whose sessions here were told
+        they ended must end there too; its sessions' calls here need not wait any more."""
+        ended = self._ended_for.pop(peer.node, set())
+        if ended:
+            self._spawn(self._end_there(peer.node, sorted(ended)))
+        for stand_in in self.remote_sessions.values():
+            if stand_in.home == peer.node and stand_in.grace is not None:
+                stand_in.grace.cancel()
+                stand_in.grace = None
+
+    async def _end_there(self, node: str, call_ids: list[str]) -> None:
+        with contextlib.suppress(NodeUnreachable, NodeTimeout):
+            await self.bus.command(node, {"op": "end", "calls": call_ids})
 
     def _orphaned(self, stand_in: BusSession) -> None:
         stand_in.grace = None
