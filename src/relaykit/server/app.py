@@ -3,8 +3,8 @@
 The parts: the call service (the core, :mod:`relaykit.calls`) with its media engine, clock,
 media loader and speech recognition; the RELAY adapter (session registry, router, one
 connection per WebSocket); and the adapters plugged in here: the virtual caller's door
-(:meth:`RelayServer.dial_in`, the ``/caller`` WebSocket), the browser phone (``/phone``) and the
-SIP gateway (``sip=``).
+(:meth:`RelayServer.dial_in`, the ``/caller`` WebSocket), the browser phone (``/phone``), the
+SIP gateway (``sip=``) and the cluster bus (``cluster=``, :mod:`.cluster_link`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ __all__ = ["RelayServer"]
 
 import asyncio
 import dataclasses
+import json
 import logging
 import resource
 import uuid
@@ -50,7 +51,9 @@ from .sessions import ServerSession, SessionRegistry
 from .taps import Taps
 
 if TYPE_CHECKING:
+    from ..cluster import ClusterBus
     from ..sip.gateway import SipGateway
+    from .cluster_link import ClusterLink
 
 log = logging.getLogger("relaykit.server")
 
@@ -118,6 +121,12 @@ class RelayServer:
             ``http://host:port/recordings/<token>.wav``.
         recording_retention: seconds a finished recording is kept (None: until the server
             stops, or for ever in ``recordings_dir``).
+        cluster: NATS URL (``nats://127.0.0.1:4222``) to join a cluster of nodes; None: a
+            single node (no bus is loaded). Needs ``relaykit[cluster]``; see docs/cluster.md.
+        node_id: this node's id, carried by every call's events (required with ``cluster``;
+            letters, digits, ``_``, ``-``); a random id by default.
+        kamailio_rpc: ``(host, port)`` of the Kamailio in front's JSON-RPC UDP socket: when a
+            node dies, its SIP dialogs are ended there (callers hear a BYE).
 
     Use as ``async with RelayServer(credentials={"p": "t"}) as server: ...``.
     """
@@ -171,13 +180,19 @@ class RelayServer:
         recording_retention: float | None = None,
         # The browser phone
         phone: bool = True,
+        # Several nodes
+        cluster: str | None = None,
+        node_id: str | None = None,
+        kamailio_rpc: tuple[str, int] | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.credentials = Credentials(credentials or {})
         self.inline_media = inline_media
         self.max_message_size = max_message_size
-        self.nodeid = str(uuid.uuid4())
+        if cluster is not None and node_id is None:
+            raise ValueError("cluster= needs node_id= (each node's own id)")
+        self.nodeid = node_id or str(uuid.uuid4())
         self.space_id = str(uuid.uuid4())
         # the core
         self.speech = SpeechRecognition(recognizer, processes=asr_processes, inline=inline_media)
@@ -286,6 +301,42 @@ class RelayServer:
                 projects=self.credentials.projects,
             )
             self.call_service.dialers["sip"] = self.sip
+        # Several nodes on a bus; nothing of it loads on a single node.
+        self.cluster: ClusterLink | None = None
+        if cluster is not None:
+            self.cluster = self._join(cluster, kamailio_rpc)
+
+    def _join(self, url: str, kamailio_rpc: tuple[str, int] | None) -> ClusterLink:
+        from ..cluster import ClusterBus, KamailioRpc
+        from .cluster_link import ClusterLink
+
+        bus: ClusterBus = ClusterBus(url, self.nodeid, request_timeout=10.0)
+        link = ClusterLink(
+            bus,
+            self.call_service,
+            self.session_registry,
+            self.router,
+            kamailio=KamailioRpc(kamailio_rpc) if kamailio_rpc is not None else None,
+            on_drain=self._stop_sip_offers,
+        )
+        self.http.add("/cluster", self._cluster_status)
+        return link
+
+    def _stop_sip_offers(self) -> None:
+        if self.sip is not None:
+            self.sip.ua.draining = True  # OPTIONS and INVITEs get 503: the proxy goes elsewhere
+
+    async def _cluster_status(self, request: object) -> HttpReply:
+        assert self.cluster is not None
+        bus = self.cluster.bus
+        body = {  # an operator's view: this server's host is loopback unless told otherwise
+            "node": self.nodeid,
+            **self.cluster.status(),
+            "offers": self.cluster.offers(),
+            "bus": bus.connected,
+            "peers": {p.node: {"up": not p.down, **p.status} for p in bus.peers.values()},
+        }
+        return HttpReply(200, json.dumps(body).encode(), "application/json")
 
     # -- what the parts hold --------------------------------------------------------------------
     @property
@@ -342,6 +393,9 @@ class RelayServer:
         if self._server is not None:
             return self
         _raise_open_files_limit()
+        if self.cluster is not None:
+            await self.cluster.bus.start()
+            await self.cluster.start()
         self._server = await serve(
             self._connection,
             self.host,
@@ -360,6 +414,8 @@ class RelayServer:
         self.clock.start()
         if self.sip is not None:
             await self.sip.start()
+            if self.cluster is not None:
+                self.cluster.sip_address = f"{self.sip.host}:{self.sip.port}"
         log.info("= RELAY server listening on %s", self.url)
         return self
 
@@ -375,6 +431,9 @@ class RelayServer:
         await asyncio.gather(*(c.close() for c in list(self._connections)))
         server.close()
         await server.wait_closed()
+        if self.cluster is not None:
+            await self.cluster.stop()
+            await self.cluster.bus.stop()
         await self.clock.stop()
         await self.taps.aclose()
         self.recordings.close()
@@ -382,6 +441,20 @@ class RelayServer:
         if self.phone is not None:
             self.phone.close()
         await self.loader.close()
+
+    # -- several nodes --------------------------------------------------------------------------
+    def drain(self) -> None:
+        """Take no new calls (cluster mode): no offers to this node's sessions, SIP probes and
+        INVITEs answered 503. :meth:`drained` resolves once no call is left."""
+        if self.cluster is None:
+            raise RuntimeError("drain needs cluster mode (cluster=...)")
+        self.cluster.drain()
+
+    async def drained(self) -> None:
+        """Wait until the node drains and its last call has ended."""
+        if self.cluster is None:
+            raise RuntimeError("drain needs cluster mode (cluster=...)")
+        await self.cluster.drained()
 
     async def __aenter__(self) -> RelayServer:
         return await self.start()

@@ -10,7 +10,7 @@ __all__ = ["Router"]
 
 import asyncio
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ..calls import CallService
@@ -37,6 +37,11 @@ class Router:
         self.sessions = sessions
         self.nodeid = nodeid
         self.methods = dict(methods)
+        # Cluster mode: runs a command on the node that owns its call (``params.node_id``);
+        # None means "the call is here". Unset on a single node.
+        self.remote: (
+            Callable[[ServerSession, str, dict[str, Any]], Awaitable[dict[str, Any] | None]] | None
+        ) = None
 
     async def request(self, session: ServerSession, request: Request) -> dict[str, Any]:
         """The ``result`` of ``request``; raises RelayError for JSON-RPC errors."""
@@ -64,19 +69,28 @@ class Router:
                 )
             return self._result({"protocol": session.protocol or session.new_protocol()})
         _check_protocol(session, execute.protocol, "params.protocol")
-        handler = self.methods.get(execute.method)
+        if self.remote is not None:
+            inner = await self.remote(session, execute.method, execute.params)
+            if inner is not None:
+                return self._result(inner)
+        return self._result(await self.execute(session, execute.method, execute.params))
+
+    async def execute(
+        self, session: ServerSession, method: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Run a ``calling.*`` command here; its RELAY result (errors as 404, 400, 429)."""
+        handler = self.methods.get(method)
         if handler is None:
-            raise UnknownMethodError(bounded(execute.method, 100))
+            raise UnknownMethodError(bounded(method, 100))
         context = Context(session, self.calls, self.sessions)
         try:
-            inner = await handler(context, execute.params)
+            return await handler(context, params)
         except NotFoundError as exc:
-            inner = blade.relay_result(404, bounded(exc.message))
+            return blade.relay_result(404, bounded(exc.message))
         except ProtocolError as exc:
-            inner = blade.relay_result(400, bounded(str(exc)))
+            return blade.relay_result(400, bounded(str(exc)))
         except LimitExceededError as exc:
-            inner = blade.relay_result(429, bounded(str(exc)))
-        return self._result(inner)
+            return blade.relay_result(429, bounded(str(exc)))
 
     def _result(self, inner: dict[str, Any]) -> dict[str, Any]:
         return blade.execute_result(

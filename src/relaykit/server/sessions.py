@@ -23,6 +23,7 @@ __all__ = [
     "MAX_CONTEXT_LENGTH",
     "ServerSession",
     "SessionLink",
+    "SessionObserver",
     "SessionRegistry",
     "signature",
 ]
@@ -33,7 +34,7 @@ import hashlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -195,6 +196,12 @@ class ServerSession:
             self.backlog_bytes += len(text)
             self._trim()
 
+    def keep(self, texts: Iterable[str]) -> None:
+        """Queue frames for the client's return, after those already waiting (events handed
+        over by another node)."""
+        for text in texts:
+            self._keep(text)
+
     def _keep(self, text: str) -> None:
         self.backlog.append(text)
         self.backlog_bytes += len(text)
@@ -211,6 +218,15 @@ class ServerSession:
         self.backlog.clear()
         self.unwritten.clear()
         self.backlog_bytes = 0
+
+
+class SessionObserver(Protocol):
+    """Told of sessions' lives (the cluster link: it routes offers and events over the bus)."""
+
+    def attached(self, session: ServerSession) -> None: ...
+    def detached(self, session: ServerSession) -> None: ...
+    def expired(self, session: ServerSession) -> None: ...
+    def receiving(self, session: ServerSession, contexts: tuple[str, ...]) -> None: ...
 
 
 class SessionRegistry:
@@ -262,6 +278,12 @@ class SessionRegistry:
         self.accepting = True  # False once the server stops: detached sessions end at once
         self._receivers_changed = asyncio.Event()
         self._rr = 0
+        # Cluster hooks (none on a single node): observers of sessions' lives, and a way to
+        # resume a session another node held (the client reconnected here).
+        self.observers: list[SessionObserver] = []
+        self.resume_elsewhere: Callable[[str, str, str], Awaitable[ServerSession | None]] | None = (
+            None
+        )
 
     @property
     def throttle(self) -> AuthThrottle:
@@ -286,6 +308,10 @@ class SessionRegistry:
         visitor = address if isinstance(address, Visitor) else self.logins.unlisted(address)
         await self.logins.check(visitor, connect.project, connect.token)
         session = self.sessions.get(connect.sessionid or "")
+        if session is None and connect.sessionid and self.resume_elsewhere is not None:
+            session = await self.resume_elsewhere(connect.project, connect.sessionid, connect.agent)
+            if session is not None:
+                self.sessions[session.sessionid] = session
         restored = session is not None and session.project == connect.project
         if restored:
             assert session is not None
@@ -317,6 +343,8 @@ class SessionRegistry:
             )
             self.sessions[session.sessionid] = session
         session.attach(link)
+        for observer in self.observers:
+            observer.attached(session)
         return session, restored
 
     def detach(self, session: ServerSession, link: Link) -> None:
@@ -324,6 +352,8 @@ class SessionRegistry:
         if session.link != link:  # == : a bound method is made anew at each access
             return  # already re-attached to a newer connection
         session.detach()
+        for observer in self.observers:
+            observer.detached(session)
         if not self.accepting or self.resume_grace <= 0:
             self._expire(session)
             return
@@ -353,6 +383,8 @@ class SessionRegistry:
         self.sessions.pop(session.sessionid, None)
         self.calls.end_all("hangup", owner=session)
         session.forget_events()
+        for observer in self.observers:
+            observer.expired(session)
 
     def close(self) -> None:
         """The server stops: forget every session (their calls were ended before)."""
@@ -382,6 +414,8 @@ class SessionRegistry:
         for context in contexts:
             session.contexts.setdefault(context, ready_at)
         self._receivers_changed.set()
+        for observer in self.observers:
+            observer.receiving(session, contexts)
 
     def receiving(self, project: str, context: str, now: float) -> bool:
         """Whether a connected session of ``project`` takes calls of ``context`` at ``now``."""

@@ -9,7 +9,7 @@ Inbound
     ``cancel``, a missing ACK with ``error``. The IVR's ``calling.end`` sends BYE (or, before
     the answer, a final response that matches the reason: busy → 486, noAnswer → 480,
     decline/hangup → 603, error → 500). Unrouted numbers get 404, unusable SDP 488, and no
-    consumer within ``offer_timeout`` 480.
+    consumer within ``offer_timeout`` 480; a draining node (``ua.draining``) answers 503.
 
 Outbound
     ``calling.begin`` (one device) and ``calling.dial`` (``devices``: groups tried in series,
@@ -278,6 +278,9 @@ class SipGateway:
         self._spawn(self._offer(invite))
 
     async def _offer(self, invite: InboundCall) -> None:
+        if self.ua.draining:
+            invite.reject(503)  # a proxy in front tries the next node
+            return
         target = self.route(invite.request_uri, invite.to_uri)
         if target is None:
             invite.reject(404)
