@@ -343,7 +343,9 @@ class Call:
             partial_results: deliver interim results (``PromptAction.partials``).
             send_start_of_input: send an event as soon as input starts.
             barge_in: stop the media when input starts (relaykit extension; default true).
-            language, gender, duration: media options; ignored here, as in the v2 SDK.
+            language: media option; ignored here, as in the v2 SDK.
+            gender: media option; ignored here, as in the v2 SDK.
+            duration: media option; ignored here, as in the v2 SDK.
 
         An option left at None is not sent, so the server's default applies. ``digits_*``
         options need prompt_type "digits" or "both", the speech ones "speech" or "both";
