@@ -22,8 +22,9 @@ on the line before the fence, invisible in the rendered page:
 | | ``baresip-config`` | keys baresip's own test config uses, modules baresip ships |
 
 STEPS, for the kinds that make a call: ``context=NAME`` (default ``office``), then steps
-separated by ``;``: ``expect TEXT``, ``press KEYS``, ``say TEXT``, ``silence SECONDS``,
-``hangup``. Press, say and hangup wait until the IVR listens; after the last step the caller waits for
+separated by ``;``: ``expect TEXT``, ``press KEYS``, ``press-now KEYS``, ``say TEXT``, ``say-now TEXT``,
+``silence SECONDS``, ``hangup``, ``machine`` (an answering machine's greeting and beep),
+``human [TEXT]``. Press, say and hangup wait until a prompt listens (the -now forms do not); after the last step the caller waits for
 the IVR to hang up, unless it hung up itself. An IVR's URL ``ws://127.0.0.1:8080`` and
 credentials ``my-project``/``my-token`` are the test server's.
 
@@ -82,7 +83,17 @@ def parse_steps(args: str) -> Steps:
         steps.context = first.removeprefix("context=").strip()
     for part in filter(None, (p.strip() for p in text.split(";"))):
         verb, _, rest = part.partition(" ")
-        if verb not in ("expect", "press", "say", "silence", "hangup"):
+        if verb not in (
+            "expect",
+            "press",
+            "press-now",
+            "say",
+            "say-now",
+            "silence",
+            "hangup",
+            "machine",
+            "human",
+        ):
             raise ValueError(f"unknown caller step {verb!r} in {args!r}")
         steps.steps.append((verb, rest.strip().strip('"')))
     return steps

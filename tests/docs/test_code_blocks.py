@@ -172,6 +172,14 @@ async def test_ivr_answers_a_virtual_caller(block: Block, tmp_path: Path):
                 elif verb == "say":
                     await caller.wait_listening(timeout=CALL_TIMEOUT)
                     await caller.say(arg)
+                elif verb == "say-now":
+                    await caller.say(arg)
+                elif verb == "press-now":
+                    await caller.press(arg)
+                elif verb == "machine":
+                    await caller.answer_as_machine()
+                elif verb == "human":
+                    await caller.answer_as_human(arg or "Hello?")
                 elif verb == "silence":
                     await caller.silence(float(arg))
                 elif verb == "hangup":
