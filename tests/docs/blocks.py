@@ -10,6 +10,7 @@ on the line before the fence, invisible in the rendered page:
 |---|---|---|
 | python | ``script`` | run as a program; must exit 0 |
 | | ``pytest ARGS`` | saved as a test file and run with pytest (ARGS added); must pass |
+| | ``pytest needs=FILE`` | likewise, beside the page's block marked ``name=FILE``; with ``V2_PYTHON`` set to signalwire 2.1.1's venv |
 | | ``ivr STEPS`` | a whole IVR program: run against a live server, called by a virtual caller |
 | | ``in-call STEPS`` | the body of an IVR's ``on_incoming_call`` (``call`` answered), called likewise |
 | | ``v2-ivr STEPS`` | an IVR for signalwire 2.1.1, run in that SDK's own venv, called likewise |
@@ -61,6 +62,7 @@ class Block:
     kind: str
     args: str
     code: str
+    name: str = ""  # a file name other blocks of the page can ask for (``name=FILE``)
 
     @property
     def id(self) -> str:
@@ -129,14 +131,17 @@ def blocks_of(path: Path) -> list[Block]:
         previous = next((ln for ln in reversed(lines[:start]) if ln.strip()), "")
         marker = _MARKER.match(previous)
         kind = marker["kind"] if marker else (KINDS.get(language, ("",))[0])
+        args = marker["args"].strip() if marker else ""
+        named = re.match(r"name=(\S+)\s*", args)
         found.append(
             Block(
                 page=str(path.relative_to(ROOT)),
                 line=start + 1,
                 language=language,
                 kind=kind,
-                args=marker["args"].strip() if marker else "",
+                args=args[named.end() :] if named else args,
                 code="\n".join(body) + "\n",
+                name=named[1] if named else "",
             )
         )
     return found

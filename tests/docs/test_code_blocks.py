@@ -101,8 +101,25 @@ def test_python_program_runs(block: Block, tmp_path: Path):
 @pytest.mark.parametrize("block", _of_kind("pytest"))
 def test_python_test_file_passes(block: Block, tmp_path: Path):
     (tmp_path / "test_example.py").write_text(block.code)
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *block.args.split()]
-    done = _run([*args, "test_example.py"], tmp_path)
+    options = block.args.split()
+    env = _env()
+    for needed in [o.removeprefix("needs=") for o in options if o.startswith("needs=")]:
+        (named,) = [b for b in BLOCKS if b.page == block.page and b.name == needed]
+        (tmp_path / needed).write_text(named.code)
+        if named.kind == "v2-ivr":
+            from tests.compat.v2 import ensure_venv
+
+            env["V2_PYTHON"] = str(ensure_venv())
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    args += [o for o in options if not o.startswith("needs=")]
+    done = subprocess.run(
+        [*args, "test_example.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        env=env,
+    )
     assert done.returncode == 0, f"{block.id} failed:\n{done.stdout}\n{done.stderr}"
     assert re.search(r"\b\d+ passed\b", done.stdout), done.stdout
 
