@@ -6,28 +6,30 @@ on the line before the fence, invisible in the rendered page:
 
     <!-- check: KIND ARGS -->
 
-| language | kinds (default first) | how it is checked |
+| language | kind (default first) | how it is checked |
 |---|---|---|
 | python | ``script`` | run as a program; must exit 0 |
-| | ``pytest ARGS`` | saved as a test file and run with pytest (ARGS added); must pass |
-| | ``pytest needs=FILE`` | likewise, beside the page's block marked ``name=FILE``; with ``V2_PYTHON`` set to signalwire 2.1.1's venv |
-| | ``ivr STEPS`` | a whole IVR program: run against a live server, called by a virtual caller |
-| | ``in-call STEPS`` | the body of an IVR's ``on_incoming_call`` (``call`` answered), called likewise |
-| | ``v2-ivr STEPS`` | an IVR for signalwire 2.1.1, run in that SDK's own venv, called likewise |
+| | ``pytest ARGS`` | saved as a test file, run by pytest with ARGS; must pass |
+| | ``pytest needs=F`` | likewise, beside the page's block marked ``name=F`` (see below) |
+| | ``ivr STEPS`` | a whole IVR program, run against a live server and called |
+| | ``in-call STEPS`` | the body of ``on_incoming_call`` (``call`` answered), called |
+| | ``v2-ivr STEPS`` | an IVR for signalwire 2.1.1, run in that SDK's venv, called |
 | | ``async`` | a program with top-level ``await``; must exit 0 |
-| bash | ``commands`` | each command names a real program, file, module, extra and option |
+| bash | ``commands`` | each command names real programs, files, modules, extras, options |
 | json | ``json`` | parses |
 | | ``wire`` | a RELAY message, validated by relaykit's own protocol parsers |
 | | ``device`` | a ``calling.begin`` device, validated likewise |
 | text | ``demo-output`` | the lines ``relaykit demo`` prints (times and paths aside) |
 | | ``baresip-config`` | keys baresip's own test config uses, modules baresip ships |
 
-STEPS, for the kinds that make a call: ``context=NAME`` (default ``office``), then steps
-separated by ``;``: ``expect TEXT``, ``press KEYS``, ``press-now KEYS``, ``say TEXT``, ``say-now TEXT``,
-``silence SECONDS``, ``hangup``, ``machine`` (an answering machine's greeting and beep),
-``human [TEXT]``. Press, say and hangup wait until a prompt listens (the -now forms do not); after the last step the caller waits for
-the IVR to hang up, unless it hung up itself. An IVR's URL ``ws://127.0.0.1:8080`` and
-credentials ``my-project``/``my-token`` are the test server's.
+"Called": a virtual caller follows STEPS: ``context=NAME`` (default ``office``), then steps
+separated by ``;``: ``expect TEXT``, ``press KEYS``, ``press-now KEYS``, ``say TEXT``,
+``say-now TEXT``, ``silence SECONDS``, ``hangup``, ``machine`` (an answering machine's
+greeting and beep), ``human [TEXT]``. Press, say and hangup wait until a prompt listens (the
+-now forms do not); after the last step the caller waits for the IVR to hang up, unless it
+hung up itself. An IVR's URL ``ws://127.0.0.1:8080`` and credentials ``my-project``/
+``my-token`` are the test server's. A block needed by a v2 test runs with ``V2_PYTHON`` set
+to the python of signalwire 2.1.1's venv.
 
 Any other language, or a kind that does not fit its language, fails: nothing is left unchecked.
 """
