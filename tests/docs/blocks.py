@@ -15,6 +15,7 @@ on the line before the fence, invisible in the rendered page:
 | | ``in-call STEPS`` | the body of ``on_incoming_call`` (``call`` answered), called |
 | | ``v2-ivr STEPS`` | an IVR for signalwire 2.1.1, run in that SDK's venv, called |
 | | ``async`` | a program with top-level ``await``; must exit 0 |
+| | ``excerpt FILE`` | lines quoted from FILE: they are there, in this order, together |
 | bash | ``commands`` | each command names real programs, files, modules, extras, options |
 | json | ``json`` | parses |
 | | ``wire`` | a RELAY message, validated by relaykit's own protocol parsers |
@@ -45,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 
 KINDS = {
-    "python": ("script", "pytest", "ivr", "in-call", "v2-ivr", "async"),
+    "python": ("script", "pytest", "ivr", "in-call", "v2-ivr", "async", "excerpt"),
     "bash": ("commands",),
     "json": ("json", "wire", "device"),
     "text": ("demo-output", "baresip-config"),

@@ -124,6 +124,16 @@ def test_python_test_file_passes(block: Block, tmp_path: Path):
     assert re.search(r"\b\d+ passed\b", done.stdout), done.stdout
 
 
+@pytest.mark.parametrize("block", _of_kind("excerpt"))
+def test_quoted_code_is_in_its_file(block: Block):
+    source = [line.strip() for line in (ROOT / block.args).read_text().splitlines()]
+    quoted = [line.strip() for line in block.code.strip().splitlines()]
+    starts = [i for i, line in enumerate(source) if line == quoted[0]]
+    assert any(source[i : i + len(quoted)] == quoted for i in starts), (
+        f"{block.id}: these lines are not in {block.args} as quoted"
+    )
+
+
 _IN_CALL = """\
 from relaykit import Consumer
 
@@ -290,7 +300,7 @@ def _check_python(args: list[str], page_text: str) -> None:
         module, rest = args[1], args[2:]
         if module == "pip":
             _check_pip(rest)
-        elif module == "venv":
+        elif module in ("venv", "build", "mkdocs"):
             return
         elif module == "pytest":
             known = _help_text("-m", "pytest")
