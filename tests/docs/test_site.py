@@ -5,6 +5,7 @@ the server speaks, and the README stays a short door into it."""
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import subprocess
 import sys
@@ -30,7 +31,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
         text=True,
         timeout=BUILD_TIMEOUT,
-        env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"},
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     print(f"mkdocs build --strict: {time.monotonic() - started:.1f} s")
     assert done.returncode == 0, done.stdout + done.stderr
