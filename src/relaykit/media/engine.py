@@ -127,6 +127,8 @@ class SpeechCaptured:
     reason: str
     final: bool
     at: float
+    min_confidence: float | None = None  # the prompt's, None: the server's
+    engine: str | None = None  # the prompt's speech engine, None: the server's
 
 
 EngineEvent = (
@@ -597,6 +599,8 @@ class MediaEngine:
                         output.reason,
                         True,
                         now,
+                        spec.min_confidence,
+                        spec.engine,
                     )
                 )
         if (
@@ -614,6 +618,8 @@ class MediaEngine:
                     "partial",
                     False,
                     now,
+                    spec.min_confidence,
+                    spec.engine,
                 )
             )
         return events
