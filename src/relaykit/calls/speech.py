@@ -617,15 +617,14 @@ class SpeechRecognition:
     ) -> None:
         self.config = config or SpeechConfig()
         self.min_confidence = float(min_confidence)
-        # the server's own copy: answers what exists, and decodes when no process does
-        self.engines: SpeechEngines | None = (
-            None if recognizer is not None else SpeechEngines(self.config)
-        )
-        #: the user's recogniser, else pocketsphinx's US-English one (the test kit's ears)
-        self.recognizer: Recognizer = (
-            recognizer if self.engines is None else self.engines.pocketsphinx["en-us"]
-        )
-        self.processes = 0 if recognizer is not None else max(0, processes)
+        # the server's own copy: answers what exists, and decodes when no process does;
+        # recognizer: the user's, else pocketsphinx's US-English one (the test kit's ears)
+        self.engines: SpeechEngines | None = None
+        if recognizer is None:
+            self.engines = SpeechEngines(self.config)
+            recognizer = self.engines.pocketsphinx["en-us"]
+        self.recognizer: Recognizer = recognizer
+        self.processes = 0 if self.engines is None else max(0, processes)
         self.inline = inline  # decode on the event loop (deterministic fast-clock tests)
         self.timeout = timeout
         self.start_timeout = start_timeout
