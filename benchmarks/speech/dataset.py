@@ -89,9 +89,7 @@ class Item:
 
 
 def speak(tts: EspeakTts, text: str, voice: Voice) -> np.ndarray:
-    ssml = (
-        f'<speak><prosody pitch="{voice.pitch}" rate="{voice.rate}">{text}</prosody></speak>'
-    )
+    ssml = f'<speak><prosody pitch="{voice.pitch}" rate="{voice.rate}">{text}</prosody></speak>'
     return np.asarray(tts.synthesize(ssml, language=voice.language, gender=voice.gender))
 
 

@@ -21,7 +21,15 @@ from .components import (
     PromptAction,
     PromptComponent,
 )
-from .payloads import CallState, EndReason, Gender, PromptType, build_collect, build_media_list
+from .payloads import (
+    CallState,
+    EndReason,
+    Gender,
+    PromptType,
+    SpeechEngine,
+    build_collect,
+    build_media_list,
+)
 from .results import AnswerResult, Event, HangupResult, PlayResult, PromptResult
 
 log = logging.getLogger("relaykit.client")
@@ -286,6 +294,8 @@ class Call:
         speech_timeout: float | None = None,
         speech_language: str | None = None,
         speech_hints: list[str] | tuple[str, ...] | None = None,
+        speech_min_confidence: float | None = None,
+        speech_engine: SpeechEngine | None = None,
         partial_results: bool | None = None,
         send_start_of_input: bool | None = None,
         barge_in: bool | None = None,
@@ -307,6 +317,10 @@ class Call:
             speech_timeout: most seconds of speech.
             speech_language: recognition language, e.g. ``"en-US"``.
             speech_hints: words or phrases the caller is expected to say.
+            speech_min_confidence: relaykit extension: results under this confidence (0–100)
+                are ``no_match`` (default: the server's, 50 on relaykit's server).
+            speech_engine: relaykit extension: ``"pocketsphinx"``, ``"whisper"`` or
+                ``"auto"`` (the server's choice: grammar for hints, Whisper for open speech).
             partial_results: deliver interim results (``PromptAction.partials``).
             send_start_of_input: send an event as soon as input starts.
             barge_in: stop the media when input starts (relaykit extension; default true).
@@ -325,6 +339,8 @@ class Call:
             "speech_timeout": speech_timeout,
             "speech_language": speech_language,
             "speech_hints": speech_hints,
+            "speech_min_confidence": speech_min_confidence,
+            "speech_engine": speech_engine,
             "partial_results": partial_results,
             "send_start_of_input": send_start_of_input,
             "barge_in": barge_in,
@@ -354,6 +370,8 @@ class Call:
         speech_timeout: float | None = None,
         speech_language: str | None = None,
         speech_hints: list[str] | tuple[str, ...] | None = None,
+        speech_min_confidence: float | None = None,
+        speech_engine: SpeechEngine | None = None,
         partial_results: bool | None = None,
         send_start_of_input: bool | None = None,
         barge_in: bool | None = None,
@@ -377,6 +395,8 @@ class Call:
             speech_timeout=speech_timeout,
             speech_language=speech_language,
             speech_hints=speech_hints,
+            speech_min_confidence=speech_min_confidence,
+            speech_engine=speech_engine,
             partial_results=partial_results,
             send_start_of_input=send_start_of_input,
             barge_in=barge_in,
@@ -397,6 +417,8 @@ class Call:
         speech_timeout: float | None = None,
         speech_language: str | None = None,
         speech_hints: list[str] | tuple[str, ...] | None = None,
+        speech_min_confidence: float | None = None,
+        speech_engine: SpeechEngine | None = None,
         partial_results: bool | None = None,
         send_start_of_input: bool | None = None,
         barge_in: bool | None = None,
@@ -420,6 +442,8 @@ class Call:
             speech_timeout=speech_timeout,
             speech_language=speech_language,
             speech_hints=speech_hints,
+            speech_min_confidence=speech_min_confidence,
+            speech_engine=speech_engine,
             partial_results=partial_results,
             send_start_of_input=send_start_of_input,
             barge_in=barge_in,
@@ -439,6 +463,8 @@ class Call:
         speech_timeout: float | None = None,
         speech_language: str | None = None,
         speech_hints: list[str] | tuple[str, ...] | None = None,
+        speech_min_confidence: float | None = None,
+        speech_engine: SpeechEngine | None = None,
         partial_results: bool | None = None,
         send_start_of_input: bool | None = None,
         barge_in: bool | None = None,
@@ -462,6 +488,8 @@ class Call:
             speech_timeout=speech_timeout,
             speech_language=speech_language,
             speech_hints=speech_hints,
+            speech_min_confidence=speech_min_confidence,
+            speech_engine=speech_engine,
             partial_results=partial_results,
             send_start_of_input=send_start_of_input,
             barge_in=barge_in,
@@ -484,6 +512,8 @@ class Call:
         speech_timeout: float | None = None,
         speech_language: str | None = None,
         speech_hints: list[str] | tuple[str, ...] | None = None,
+        speech_min_confidence: float | None = None,
+        speech_engine: SpeechEngine | None = None,
         partial_results: bool | None = None,
         send_start_of_input: bool | None = None,
         barge_in: bool | None = None,
@@ -505,6 +535,8 @@ class Call:
             speech_timeout=speech_timeout,
             speech_language=speech_language,
             speech_hints=speech_hints,
+            speech_min_confidence=speech_min_confidence,
+            speech_engine=speech_engine,
             partial_results=partial_results,
             send_start_of_input=send_start_of_input,
             barge_in=barge_in,
@@ -526,6 +558,8 @@ class Call:
         speech_timeout: float | None = None,
         speech_language: str | None = None,
         speech_hints: list[str] | tuple[str, ...] | None = None,
+        speech_min_confidence: float | None = None,
+        speech_engine: SpeechEngine | None = None,
         partial_results: bool | None = None,
         send_start_of_input: bool | None = None,
         barge_in: bool | None = None,
@@ -549,6 +583,8 @@ class Call:
             speech_timeout=speech_timeout,
             speech_language=speech_language,
             speech_hints=speech_hints,
+            speech_min_confidence=speech_min_confidence,
+            speech_engine=speech_engine,
             partial_results=partial_results,
             send_start_of_input=send_start_of_input,
             barge_in=barge_in,
@@ -570,6 +606,8 @@ class Call:
         speech_timeout: float | None = None,
         speech_language: str | None = None,
         speech_hints: list[str] | tuple[str, ...] | None = None,
+        speech_min_confidence: float | None = None,
+        speech_engine: SpeechEngine | None = None,
         partial_results: bool | None = None,
         send_start_of_input: bool | None = None,
         barge_in: bool | None = None,
@@ -592,6 +630,8 @@ class Call:
             speech_timeout=speech_timeout,
             speech_language=speech_language,
             speech_hints=speech_hints,
+            speech_min_confidence=speech_min_confidence,
+            speech_engine=speech_engine,
             partial_results=partial_results,
             send_start_of_input=send_start_of_input,
             barge_in=barge_in,
@@ -612,6 +652,8 @@ class Call:
         speech_timeout: float | None = None,
         speech_language: str | None = None,
         speech_hints: list[str] | tuple[str, ...] | None = None,
+        speech_min_confidence: float | None = None,
+        speech_engine: SpeechEngine | None = None,
         partial_results: bool | None = None,
         send_start_of_input: bool | None = None,
         barge_in: bool | None = None,
@@ -635,6 +677,8 @@ class Call:
             speech_timeout=speech_timeout,
             speech_language=speech_language,
             speech_hints=speech_hints,
+            speech_min_confidence=speech_min_confidence,
+            speech_engine=speech_engine,
             partial_results=partial_results,
             send_start_of_input=send_start_of_input,
             barge_in=barge_in,

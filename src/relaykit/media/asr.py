@@ -62,7 +62,6 @@ __all__ = [
     "DEFAULT_MIN_CONFIDENCE",
     "DEFAULT_PHRASES",
     "DIGIT_WORDS",
-    "FILLER_WORDS",
     "Grammar",
     "PocketsphinxModel",
     "PocketsphinxRecognizer",
@@ -82,7 +81,7 @@ import re
 import threading
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -106,37 +105,6 @@ DEFAULT_PHRASES: tuple[str, ...] = (
     "technical support", "customer service",
 )  # fmt: skip
 _DEFAULT_DIGITS = (1, 20)
-
-#: Garbage words: with hints, the grammar also accepts any sequence of these, and an utterance
-#: decoded as one is ``no_match``. Common short English words of varied sounds; a filler word
-#: that sounds like a hint word (a phone edit distance of 1 or less) is left out for that grammar,
-#: so it never takes a real answer's place.
-FILLER_WORDS: tuple[str, ...] = (
-    "a", "the", "i", "it", "is", "and", "to", "of", "in", "that", "on", "we", "they", "she",
-    "he", "her", "his", "our", "your", "us", "them", "this", "there", "here", "now", "then",
-    "so", "well", "oh", "um", "uh", "hmm", "okay", "right", "sure", "please", "sorry", "hi",
-    "hey", "bye", "good", "great", "fine", "nice", "bad", "big", "small", "old", "new",
-    "man", "woman", "child", "people", "time", "day", "night", "week", "year", "home",
-    "house", "car", "street", "city", "world", "water", "food", "money", "phone", "music",
-    "book", "door", "room", "table", "chair", "paper", "apple", "orange", "lemon", "cheese",
-    "bread", "milk", "tea", "juice", "sugar", "salt", "fish", "bird", "horse", "cow", "cat",
-    "mouse", "tree", "flower", "garden", "river", "mountain", "sea", "rain", "snow", "sun",
-    "moon", "star", "red", "blue", "green", "yellow", "black", "white", "brown", "happy",
-    "tired", "hungry", "cold", "hot", "warm", "fast", "slow", "loud", "quiet", "early",
-    "late", "never", "always", "often", "again", "also", "because", "but", "or", "if",
-    "when", "where", "why", "how", "who", "which", "do", "does", "did", "go", "went",
-    "come", "came", "get", "got", "make", "made", "take", "took", "know", "think", "want",
-    "need", "like", "love", "see", "look", "give", "find", "tell", "ask", "say", "talk",
-    "walk", "run", "sit", "stand", "feel", "try", "leave", "put", "keep", "let", "begin",
-    "show", "hear", "play", "move", "live", "bring", "write", "read", "learn", "watch",
-    "follow", "open", "close", "win", "lose", "buy", "sell", "wait", "stay", "eat",
-    "drink", "sleep", "work", "school", "party", "game", "team", "story", "picture",
-    "window", "kitchen", "doctor", "teacher", "friend", "family", "mother", "father",
-    "brother", "sister", "baby", "hospital", "station", "airport", "hotel", "office",
-    "computer", "internet", "message", "letter", "number", "question", "answer", "problem",
-    "idea", "reason", "minute", "hour", "morning", "evening", "monday", "friday", "today",
-    "tonight", "summer", "winter", "really", "very", "much", "many", "some", "any", "all",
-)  # fmt: skip
 
 #: Results below this confidence are ``no_match`` unless a prompt or the server says otherwise.
 #: Confidences are calibrated on the speech benchmark (``benchmarks/speech``): at 50, answers
@@ -215,10 +183,9 @@ class Grammar:
     jsgf: str
     phrases: dict[tuple[str, ...], str]  # dictionary-word sequence → result text
     digits: tuple[int, int] | None  # (min, max) digits accepted, or None
-    filler: frozenset[str] = frozenset()  # garbage words: a path through them is no match
 
     def text_for(self, words: Sequence[str]) -> str | None:
-        """Result text for a recognised word sequence, or None if it is no hint (or garbage)."""
+        """Result text for a recognised word sequence, or None if the grammar cannot produce it."""
         words = tuple(words)
         if not words:
             return None
@@ -248,29 +215,12 @@ def _split_compound(
     return best[n]
 
 
-def _edit_distance(a: Sequence[str], b: Sequence[str]) -> int:
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
-
-
-def build_grammar(
-    hints: Sequence[str],
-    known: Callable[[str], bool],
-    *,
-    filler: Iterable[str] = (),
-    phones: Callable[[str], Sequence[str]] | None = None,
-) -> Grammar:
+def build_grammar(hints: Sequence[str], known: Callable[[str], bool]) -> Grammar:
     """Compile ``hints`` (see the module docstring); ``known(word)`` tells dictionary words.
 
     A hint that is a number ("1234") or spoken digits ("four two seven") opens a digit
     sequence as long as the shortest to the longest such hint. Empty hints, or hints none of
-    which can be pronounced, give the default grammar. ``filler`` words (dictionary words only)
-    become a garbage alternative; with ``phones(word)`` (its pronunciation), filler words
-    within one phone of a grammar word are left out.
+    which can be pronounced, give the default grammar.
     """
     phrases: dict[tuple[str, ...], str] = {}
     digit_lengths: list[int] = []
@@ -311,35 +261,15 @@ def build_grammar(
         seq = " ".join(["<d>"] * lo) + " [<d>" * (hi - lo) + "]" * (hi - lo)
         alts.append("<digits>")
         rules = f" <digits> = {seq}; <d> = {' | '.join(DIGIT_WORDS)};"
-    used = {w for p in phrases for w in p} | (set(DIGIT_WORDS) if digits else set())
-    garbage = _filler_for(used, filler, known, phones)
-    if garbage:
-        alts.append("<filler>+")
-        rules += f" <filler> = {' | '.join(garbage)};"
     jsgf = f"#JSGF V1.0; grammar relaykit; public <utt> = {' | '.join(alts)};{rules}"
     key = "g" + hashlib.sha1(jsgf.encode()).hexdigest()[:16]
-    return Grammar(key=key, jsgf=jsgf, phrases=phrases, digits=digits, filler=frozenset(garbage))
-
-
-def _filler_for(
-    used: set[str],
-    filler: Iterable[str],
-    known: Callable[[str], bool],
-    phones: Callable[[str], Sequence[str]] | None,
-) -> list[str]:
-    """The garbage words for a grammar whose words are ``used``."""
-    words = [w for w in dict.fromkeys(filler) if w not in used and known(w)]
-    if phones is None or not words:
-        return words
-    own = [phones(w) for w in used]
-    return [w for w in words if all(_edit_distance(phones(w), p) > 1 for p in own)]
+    return Grammar(key=key, jsgf=jsgf, phrases=phrases, digits=digits)
 
 
 # --------------------------------------------------------------------------- decoding
 
 _FRAME = SAMPLE_RATE // 100  # pocketsphinx analyses 10 ms frames
 _WORD_PENALTY = 0.01  # word insertion penalty; pocketsphinx's 0.65 adds stray digits
-_FILLER_PENALTY = 1e-3  # language weight of the garbage path against a hint (its prior)
 _DITHER_DB = -55.0
 _FLOOR_PERCENTILE = 10
 _LOUD_DB = 12.0  # "loud" frames: this much above the noise floor …
@@ -545,7 +475,7 @@ class PocketsphinxRecognizer:
     utterance by one thread at a time). ``min_confidence`` (0–100): results below it are
     reported as None. ``max_seconds``: audio beyond this much per utterance is ignored.
     ``partial_interval``: ``partial()`` re-decodes at most once per this much new audio.
-    ``filler``: garbage words for hinted prompts (empty: none). ``model``: another model
+    ``model``: another model
     directory, for ``languages`` (default: the bundled US-English model).
     """
 
@@ -556,14 +486,12 @@ class PocketsphinxRecognizer:
         grammar_cache: int = 16,
         max_seconds: float = 30.0,
         partial_interval: float = 0.3,
-        filler: Sequence[str] = FILLER_WORDS,
         model: PocketsphinxModel | None = None,
         languages: Sequence[str] = ("en-US",),
     ) -> None:
         self.min_confidence = float(min_confidence)
         self.max_samples = round(max_seconds * SAMPLE_RATE)
         self.partial_samples = round(partial_interval * SAMPLE_RATE)
-        self.filler = tuple(filler)
         self.model = model
         self.languages: tuple[str, ...] = tuple(languages)
         if not self.languages:
@@ -601,12 +529,7 @@ class PocketsphinxRecognizer:
             if cached is not None:
                 self._grammars.move_to_end(key)
                 return cached
-            grammar = build_grammar(
-                key,
-                self._is_known,
-                filler=self.filler if key else (),
-                phones=self._phones,
-            )
+            grammar = build_grammar(key, self._is_known)
             self._grammars[key] = grammar
             if len(self._grammars) > 4 * self._grammar_cache:
                 self._grammars.popitem(last=False)
@@ -648,9 +571,6 @@ class PocketsphinxRecognizer:
 
     def _is_known(self, word: str) -> bool:
         return self._lookup(word) is not None
-
-    def _phones(self, word: str) -> tuple[str, ...]:
-        return self._lookup(word) or ()
 
     def _lookup(self, word: str) -> tuple[str, ...] | None:
         with self._lock:
