@@ -219,7 +219,7 @@ def build_grammar(hints: Sequence[str], known: Callable[[str], bool]) -> Grammar
     """Compile ``hints`` (see the module docstring); ``known(word)`` tells dictionary words.
 
     A hint that is a number ("1234") or spoken digits ("four two seven") opens a digit
-    sequence as long as the shortest to the longest such hint. Empty hints, or hints none of
+    sequence of one digit up to as many as the longest such hint. Empty hints, or hints none of
     which can be pronounced, give the default grammar.
     """
     phrases: dict[tuple[str, ...], str] = {}
@@ -246,7 +246,9 @@ def build_grammar(hints: Sequence[str], known: Callable[[str], bool]) -> Grammar
         if words:
             phrases.setdefault(tuple(words), display)
     if phrases or digit_lengths:
-        digits = (min(digit_lengths), max(digit_lengths)) if digit_lengths else None
+        # a caller may say fewer digits than a hint shows ("421" for a "1234" PIN hint); on the
+        # benchmark, 1..longest was as accurate as exactly the hint's length (52 % vs 51 %)
+        digits = (1, max(digit_lengths)) if digit_lengths else None
     else:
         if hints:
             log.warning("no usable speech hint in %r; using the default grammar", list(hints))
