@@ -202,7 +202,7 @@ def human(root: Path = TESTDATA) -> list[Item]:
         add("open", text, (), text, _wav(root / "cards" / f"{ident}.wav"))
     add("open", "go forward ten meters", (), "go forward ten meters", _raw(root / "goforward.raw"))
     add(
-        "digits", "two nine three four zero", ("1234",), "29340",
+        "digits", "two nine three four zero", ("12345",), "29340",
         _raw(root / "tidigits" / "dhd.2934z.raw"),
     )  # fmt: skip
     return items
