@@ -70,7 +70,10 @@ __all__ = [
     "Recognizer",
     "Utterance",
     "build_grammar",
+    "calibrate",
+    "digits_as_text",
     "normalize_hint",
+    "trim",
 ]
 
 import hashlib
@@ -382,10 +385,16 @@ def _score(
     return tuple(words), posterior, coverage, fit
 
 
-def calibrate(raw: float) -> float:
-    """Map a raw 0–100 score onto the calibrated confidence scale (monotone, 0–100)."""
+Calibration = tuple[tuple[float, float], ...]
+
+
+def calibrate(raw: float, knots: Calibration = _CALIBRATION) -> float:
+    """Map a raw 0–100 score onto the calibrated confidence scale (monotone, 0–100).
+
+    ``knots``: (raw, confidence) points from (0, 0) to (100, 100), joined linearly.
+    """
     raw = min(100.0, max(0.0, raw))
-    for (x0, y0), (x1, y1) in itertools.pairwise(_CALIBRATION):
+    for (x0, y0), (x1, y1) in itertools.pairwise(knots):
         if raw <= x1:
             return round(y0 + (y1 - y0) * (raw - x0) / (x1 - x0), 1)
     return 100.0
