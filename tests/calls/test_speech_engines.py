@@ -13,8 +13,8 @@ from relaykit.calls.speech import SpeechRecognition
 from relaykit.errors import MediaError, UnsupportedLanguageError
 from relaykit.media.asr import PocketsphinxModel
 from relaykit.media.engines import SpeechConfig
-from relaykit.media.tts import EspeakTts
 from relaykit.media.whisper import whisper_available
+from tests.synthetic_speech import synthesize_elsewhere
 
 pytestmark = pytest.mark.asyncio
 
@@ -22,9 +22,17 @@ HINTS = ["sales", "support"]
 NOTHING = (None, 0.0)
 
 
+TEXTS = ("sales", "support", "4 2 7", "I lost my credit card")
+_AUDIO: dict[str, np.ndarray] = {}
+
+
 def spoken(text: str) -> np.ndarray:
+    """``text`` with silence around it; synthesised outside this process (espeak-ng state)."""
+    if not _AUDIO:
+        speech = synthesize_elsewhere([(t, None, None) for t in TEXTS])
+        _AUDIO.update(zip(TEXTS, speech, strict=True))
     pad = np.zeros(8000, dtype=np.int16)
-    return np.concatenate([pad, EspeakTts().synthesize(text), pad, pad])
+    return np.concatenate([pad, _AUDIO[text], pad, pad])
 
 
 @pytest.fixture(scope="module")

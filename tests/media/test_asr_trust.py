@@ -24,16 +24,31 @@ from relaykit.media.asr import (
     digits_as_text,
 )
 from relaykit.media.frames import SAMPLE_RATE
-from relaykit.media.tts import EspeakTts
 from relaykit.sip.g711 import ulaw_decode, ulaw_encode
 from relaykit.sip.resample import HISTORY, UP_HISTORY, downsample2, upsample2
+from tests.synthetic_speech import synthesize_elsewhere
 
 MENU = ["sales", "support", "billing", "operator", "customer service"]
+GB_FEMALE = ("en-GB", "female")
+SAID: list[tuple[str, str | None, str | None]] = [
+    *((w, None, None) for w in ["banana", "weather", "pizza", "my name is john", *MENU]),
+    *((w, *GB_FEMALE) for w in MENU),
+    *(
+        (w, None, None)
+        for w in [
+            "four two seven one", "1 2 3 4", "4 2 7", "four two one", "operator",
+            "please cancel my subscription",
+        ]
+    ),
+]  # fmt: skip
+
+Speech = dict[tuple[str, str | None, str | None], np.ndarray]
 
 
 @pytest.fixture(scope="module")
-def tts() -> EspeakTts:
-    return EspeakTts()
+def tts() -> Speech:
+    """Every utterance these tests speak, synthesised once, outside this process."""
+    return dict(zip(SAID, synthesize_elsewhere(SAID), strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +58,11 @@ def recognizer() -> PocketsphinxRecognizer:
     return rec
 
 
-def spoken(tts: EspeakTts, text: str, **voice: str) -> np.ndarray:
+def spoken(
+    tts: Speech, text: str, language: str | None = None, gender: str | None = None
+) -> np.ndarray:
     """``text`` with the silence the prompt engine hands over: 0.3 s before, 1 s after."""
-    speech = np.asarray(tts.synthesize(text, **voice))  # type: ignore[arg-type]
+    speech = tts[(text, language, gender)]
     lead = np.zeros(round(0.3 * SAMPLE_RATE), dtype=np.int16)
     return np.concatenate([lead, speech, np.zeros(SAMPLE_RATE, dtype=np.int16)])
 
@@ -73,7 +90,7 @@ def recognize(
 @pytest.mark.parametrize("word", ["banana", "weather", "pizza", "my name is john"])
 @pytest.mark.parametrize("path", ["16k", "8k"])
 def test_words_off_the_menu_are_no_match(
-    recognizer: PocketsphinxRecognizer, tts: EspeakTts, word: str, path: str
+    recognizer: PocketsphinxRecognizer, tts: Speech, word: str, path: str
 ) -> None:
     """Speech outside the hints is no match, not the nearest menu word."""
     audio = spoken(tts, word)
@@ -83,7 +100,7 @@ def test_words_off_the_menu_are_no_match(
 
 @pytest.mark.parametrize("word", MENU)
 def test_menu_words_are_kept_in_other_voices_and_on_the_telephone(
-    recognizer: PocketsphinxRecognizer, tts: EspeakTts, word: str
+    recognizer: PocketsphinxRecognizer, tts: Speech, word: str
 ) -> None:
     """Rejection does not cost the menu: each word, female British voice and 8 kHz µ-law."""
     for audio in (
@@ -95,7 +112,7 @@ def test_menu_words_are_kept_in_other_voices_and_on_the_telephone(
         assert result.confidence >= DEFAULT_MIN_CONFIDENCE
 
 
-def test_the_threshold_is_what_turns_a_weak_guess_into_no_match(tts: EspeakTts) -> None:
+def test_the_threshold_is_what_turns_a_weak_guess_into_no_match(tts: Speech) -> None:
     """An off-menu word forced onto the grammar scores low; min_confidence decides."""
     permissive = PocketsphinxRecognizer(min_confidence=0.0)
     strict = PocketsphinxRecognizer(min_confidence=100.0)
@@ -127,7 +144,7 @@ def test_calibration_is_monotone_and_spans_0_to_100() -> None:
     ],
 )
 def test_digit_hints_give_digit_strings(
-    recognizer: PocketsphinxRecognizer, tts: EspeakTts, said: str, hints: list[str], expected: str
+    recognizer: PocketsphinxRecognizer, tts: Speech, said: str, hints: list[str], expected: str
 ) -> None:
     """Numbers and spelled-out digits as hints open a digit grammar; results are digits."""
     for audio in (spoken(tts, said), telephone(spoken(tts, said))):
@@ -143,7 +160,7 @@ def test_spelled_digit_hints_compile_to_a_digit_grammar() -> None:
 
 
 def test_phrases_of_several_words_are_one_answer(
-    recognizer: PocketsphinxRecognizer, tts: EspeakTts
+    recognizer: PocketsphinxRecognizer, tts: Speech
 ) -> None:
     """ "customer service" is recognised as the phrase, not as two answers."""
     result = recognize(recognizer, spoken(tts, "customer service"), ["customer service", "sales"])
@@ -159,13 +176,13 @@ def test_digit_words_in_a_transcript_become_numbers() -> None:
 
 
 def test_without_hints_an_ivr_word_uses_the_default_grammar(
-    recognizer: PocketsphinxRecognizer, tts: EspeakTts
+    recognizer: PocketsphinxRecognizer, tts: Speech
 ) -> None:
     result = recognize(recognizer, spoken(tts, "operator"), [])
     assert result is not None and result.text == "operator"
 
 
-def test_without_hints_a_sentence_gets_an_open_vocabulary_transcript(tts: EspeakTts) -> None:
+def test_without_hints_a_sentence_gets_an_open_vocabulary_transcript(tts: Speech) -> None:
     """Pocketsphinx's n-gram mode answers open prompts when Whisper is not installed."""
     rec = PocketsphinxRecognizer(min_confidence=0.0)
     result = recognize(rec, spoken(tts, "please cancel my subscription"), [])
@@ -192,9 +209,7 @@ def digits_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_an_own_model_directory_is_loaded_for_its_language(
-    digits_model: Path, tts: EspeakTts
-) -> None:
+def test_an_own_model_directory_is_loaded_for_its_language(digits_model: Path, tts: Speech) -> None:
     model = PocketsphinxModel.from_dir(digits_model)
     assert model.language_model is None
     assert model.dictionary.name == "digits.dict"
