@@ -1,5 +1,7 @@
 """Speech recognition for prompts that collect speech: an engine interface, pocketsphinx engine.
 
+See docs/speech.md for the engines a server chooses between and their measured accuracy.
+
 Interface
     A :class:`Recognizer` opens one :class:`Utterance` per speech collection. The caller feeds
     16 kHz int16 audio in chunks of any size (``feed``), may poll ``partial()``, and ends with
@@ -15,10 +17,13 @@ Method (:class:`PocketsphinxRecognizer`)
     (batch cepstral mean normalisation, better than live normalisation on short utterances):
 
     1. The buffer is trimmed to its loud part plus 0.3 s each side ("loud": 10 ms frames 12 dB
-       above the 10th-percentile level and above -55 dBFS), and a fixed, seeded dither at
-       -55 dBFS is added. Digital silence (exact zeros, as in TTS or decoded G.711 audio) upsets
-       the acoustic model: on our test voice the dither alone took 9/17 words to 17/17.
-       A buffer with no loud frame (silence, steady noise) gives ``None`` without decoding.
+       above the 10th-percentile level and above -55 dBFS), and fixed, seeded white noise is
+       added until the noise floor is 15 dB under the median speech level (at least -55 dBFS).
+       Digital silence (exact zeros, as in TTS or decoded G.711 audio) upsets the acoustic
+       model (a -55 dBFS dither alone took our test voice from 9/17 words to 17/17), and clean
+       or µ-law speech decodes worse than speech over a steady floor (8 kHz menu words: 69 %
+       → 81 % on ``benchmarks/speech``). A buffer with no loud frame (silence, steady noise)
+       gives ``None`` without decoding.
     2. The grammar (see below) is decoded with a word insertion penalty of 0.01 (pocketsphinx's
        0.65 appends stray digits: digit strings went from 47 % to 65 % right), from a freshly
        reset front end, so a result depends only on its own audio (the cepstral-mean and noise
@@ -29,16 +34,20 @@ Method (:class:`PocketsphinxRecognizer`)
        from 0.4 (→ 0) to 0.8 (→ 1) — a sentence forced onto a one-word grammar leaves most of
        its speech unexplained; *fit*, a logistic of the words' mean acoustic log-score per
        frame (``Segment.ascore`` is relative to the best senone of each frame, i.e. against an
-       unconstrained phone match), 0.5 at -6.5 nats/frame. Results below ``min_confidence``
-       (default 20) become ``None``.
+       unconstrained phone match), 0.5 at -6.5 nats/frame. The product is calibrated on
+       ``benchmarks/speech`` (raw 70 → 50) so that :data:`DEFAULT_MIN_CONFIDENCE` (50)
+       separates right from wrong answers; results below ``min_confidence`` become ``None``.
 
 Grammar
     With ``hints`` the utterance must be exactly **one** hint phrase or — when some hint is a
-    digit string — a sequence of single digits (zero…nine; "oh" is not accepted, it is too
-    easily confused with "no") whose length lies between the shortest and the longest digit
-    hint. Hints are normalised: accents folded, lower-cased, punctuation dropped, digits spoken
+    number or spoken digits ("1234", "four two seven") — a sequence of single digits
+    (zero…nine; "oh" is not accepted, it is too easily confused with "no") of one digit up to
+    as many as the longest digit hint. Hints are normalised: accents folded, lower-cased, punctuation dropped, digits spoken
     one by one ("Press 1!" is heard as "press one"). Without hints (or if no hint is usable) a
-    default grammar is used: 1–20 digits, yes/no and common IVR words (:data:`DEFAULT_PHRASES`).
+    default grammar is used: 1–20 digits, yes/no and common IVR words (:data:`DEFAULT_PHRASES`);
+    without hints, audio that grammar does not explain with confidence 50 is decoded again
+    with the model's n-gram language model (open vocabulary, mean word posterior, its own
+    calibration: raw 15 → 50), for prompts that ask an open question.
 
     Result text: digit sequences come back as digit strings ("427"); any other match as the
     normalised hint ("Sales" → "sales", "Press 1!" → "press 1").
@@ -47,12 +56,14 @@ Grammar
     can be ("signalwire" → "signal wire"); otherwise its phrase is dropped with a logged warning.
 
 Limits
-    US English only. There is no garbage model, so short out-of-grammar words ("what",
-    "hello") are often taken for a similar-sounding hint with a high confidence; longer
-    out-of-grammar speech is rejected through *coverage*. (A phone-loop garbage path inside
-    the grammar was tried: it either beat every real word or never fired.) On espeak audio
-    menu words and most digits are recognised reliably; "seven", "five" (female voice) and
-    some words on 8 kHz telephone-band audio are not. The decoder holds the GIL while
+    US English with the bundled model (others with a :class:`PocketsphinxModel` directory).
+    There is no garbage model: rejection is the confidence threshold (87 % of off-menu words
+    on the benchmark), and a short word that sounds like a hint ("hello" → "billing") can
+    still win with a high confidence. Garbage paths inside the grammar were measured and
+    dropped: a phone loop either beat every real word or never fired, and common English
+    filler words as an alternative took the menu words too (31 % right). Digit strings are
+    weak ("eight", "six"), and so is 8 kHz audio and speech in 10 dB noise; see
+    docs/speech.md for the figures. The decoder holds the GIL while
     decoding, so one decoder per recognizer behind a lock is all that pays off.
 """
 
