@@ -42,9 +42,10 @@ Grammar
     With ``hints`` the utterance must be exactly **one** hint phrase or — when some hint is a
     number or spoken digits ("1234", "four two seven") — a sequence of single digits
     (zero…nine; "oh" is not accepted, it is too easily confused with "no") of one digit up to
-    as many as the longest digit hint. Hints are normalised: accents folded, lower-cased, punctuation dropped, digits spoken
-    one by one ("Press 1!" is heard as "press one"). Without hints (or if no hint is usable) a
-    default grammar is used: 1–20 digits, yes/no and common IVR words (:data:`DEFAULT_PHRASES`);
+    as many as the longest digit hint. Hints are normalised: accents folded, lower-cased,
+    punctuation dropped, digits spoken one by one ("Press 1!" is heard as "press one").
+    Without hints (or if no hint is usable) a default grammar is used: 1–20 digits, yes/no
+    and common IVR words (:data:`DEFAULT_PHRASES`);
     without hints, audio that grammar does not explain with confidence 50 is decoded again
     with the model's n-gram language model (open vocabulary, mean word posterior, its own
     calibration: raw 15 → 50), for prompts that ask an open question.
