@@ -22,7 +22,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import LimitExceededError, NotFoundError, ProtocolError
+from ..errors import (
+    LimitExceededError,
+    MediaError,
+    NotFoundError,
+    ProtocolError,
+    UnsupportedLanguageError,
+)
 from ..media import collector as collect_outputs
 from ..media.components import MediaComponent
 from ..media.detect import DigitDetector, FaxToneDetector, MachineDetector
@@ -411,6 +417,11 @@ class CallService:
                     f"unsupported speech language {speech.language!r}; supported: {supported}",
                     field="collect.speech.language",
                 )
+            try:
+                self.speech.check(speech.engine, speech.language, speech.hints)
+            except MediaError as exc:  # unsupported languages included: it is one
+                field = "language" if isinstance(exc, UnsupportedLanguageError) else "engine"
+                raise ProtocolError(str(exc), field=f"collect.speech.{field}") from None
             self.speech.prepare()
         items = self.loader.prepare(prompt.play)
         self.engine.start_prompt(
@@ -774,7 +785,12 @@ class CallService:
         async def run() -> None:
             try:
                 text, confidence = await self.speech.decode(
-                    event.language, event.hints, event.audio, final=event.final
+                    event.language,
+                    event.hints,
+                    event.audio,
+                    final=event.final,
+                    engine=event.engine,
+                    min_confidence=event.min_confidence,
                 )
             except Exception:
                 log.exception("! speech recognition failed")

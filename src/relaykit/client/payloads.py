@@ -17,6 +17,7 @@ __all__ = [
     "Gender",
     "PromptType",
     "RecordFormat",
+    "SpeechEngine",
     "TapCodec",
     "TapTargetType",
     "build_collect",
@@ -31,6 +32,7 @@ from ..errors import ProtocolError
 from ..protocol.calling import parse_media
 
 PromptType = Literal["digits", "speech", "both"]
+SpeechEngine = Literal["auto", "pocketsphinx", "whisper"]
 Gender = Literal["male", "female"]
 EndReason = Literal["hangup", "cancel", "busy", "noAnswer", "decline", "error"]
 CallState = Literal["none", "created", "ringing", "answered", "ending", "ended"]
@@ -57,6 +59,9 @@ _COLLECT_KWARGS: dict[str, tuple[str | None, str]] = {
     "speech_timeout": ("speech", "speech_timeout"),
     "speech_language": ("speech", "language"),
     "speech_hints": ("speech", "hints"),
+    # relaykit extensions, sent only when given
+    "speech_min_confidence": ("speech", "min_confidence"),
+    "speech_engine": ("speech", "engine"),
 }
 # Accepted for v2 compatibility where the v2 SDK ignores them (media options on other media).
 IGNORED_KWARGS = frozenset({"language", "gender", "duration"})

@@ -139,6 +139,8 @@ class SpeechCaptured:
     reason: str
     final: bool
     at: float
+    min_confidence: float | None = None  # the prompt's, None: the server's
+    engine: str | None = None  # the prompt's speech engine, None: the server's
 
 
 @dataclass(frozen=True, slots=True)
@@ -727,6 +729,8 @@ class MediaEngine:
                         output.reason,
                         True,
                         now,
+                        spec.min_confidence,
+                        spec.engine,
                     )
                 )
         if (
@@ -744,6 +748,8 @@ class MediaEngine:
                     "partial",
                     False,
                     now,
+                    spec.min_confidence,
+                    spec.engine,
                 )
             )
         return events

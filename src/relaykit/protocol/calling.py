@@ -43,6 +43,7 @@ __all__ = [
     "SEND_DIGITS",
     "SEND_DIGITS_EVENT",
     "SEND_FAX",
+    "SPEECH_ENGINES",
     "TAP",
     "TAP_EVENT",
     "TAP_STOP",
@@ -131,6 +132,8 @@ DEFAULT_DIGIT_TIMEOUT = 1.0  # seconds between keys (v2 .NET docs)
 DEFAULT_END_SILENCE_TIMEOUT = 1.0
 DEFAULT_SPEECH_TIMEOUT = 60.0
 DEFAULT_SPEECH_LANGUAGE = "en-US"
+#: relaykit's ``collect.speech.engine`` extension: who recognises the prompt's speech.
+SPEECH_ENGINES = ("auto", "pocketsphinx", "whisper")
 
 VOLUME_MIN = -40.0
 VOLUME_MAX = 40.0
@@ -289,6 +292,9 @@ class SpeechCollect:
     speech_timeout: float = DEFAULT_SPEECH_TIMEOUT
     language: str = DEFAULT_SPEECH_LANGUAGE
     hints: tuple[str, ...] = ()
+    # relaykit extensions (the v2 SDK never sends them): None = the server's setting
+    min_confidence: float | None = None  # results under it (0-100) are no_match
+    engine: str | None = None  # one of SPEECH_ENGINES
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +356,12 @@ class Collect:
                 maximum=MAX_TIMEOUT,
                 exclusive_minimum=True,
             )
+            engine = opt_str(sobj, "engine", spath)
+            if engine is not None and engine not in SPEECH_ENGINES:
+                raise ProtocolError(
+                    f"must be one of {', '.join(SPEECH_ENGINES)}, not {engine!r}",
+                    field=f"{spath}.engine",
+                )
             speech = SpeechCollect(
                 end_silence_timeout=(
                     DEFAULT_END_SILENCE_TIMEOUT if end_silence is None else end_silence
@@ -357,6 +369,8 @@ class Collect:
                 speech_timeout=DEFAULT_SPEECH_TIMEOUT if speech_timeout is None else speech_timeout,
                 language=opt_str(sobj, "language", spath) or DEFAULT_SPEECH_LANGUAGE,
                 hints=tuple(hints),
+                min_confidence=opt_num(sobj, "min_confidence", spath, minimum=0, maximum=100),
+                engine=engine,
             )
         if digits is None and speech is None:
             raise ProtocolError("must contain digits, speech or both", field=path)
