@@ -70,8 +70,8 @@ __all__ = [
     "FaxDetect",
     "MachineDetect",
     "Media",
-    "PlayAndCollectParams",
     "PhoneDevice",
+    "PlayAndCollectParams",
     "PlayParams",
     "ReceiveParams",
     "RecordAudio",
@@ -704,7 +704,11 @@ def connect_event(
 ) -> dict[str, Any]:
     """§6.6 params of ``calling.call.connect``: ``connect_state`` connecting, connected,
     disconnected or failed (with ``failed_reason``); ``peer`` is the other call."""
-    params: dict[str, Any] = {"connect_state": connect_state, "call_id": call_id, "node_id": node_id}
+    params: dict[str, Any] = {
+        "connect_state": connect_state,
+        "call_id": call_id,
+        "node_id": node_id,
+    }
     if peer is not None:
         params["peer"] = dict(peer)
     if failed_reason is not None:
