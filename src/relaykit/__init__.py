@@ -1,7 +1,8 @@
 """relaykit: SignalWire RELAY v2 prompts, real and testable anywhere.
 
 The SDK (``Consumer``, ``Client``, ``Call``, actions and results), the local RELAY server
-(``RelayServer``) and the virtual caller (``VirtualCaller``, from ``RelayServer.dial_in``).
+(``RelayServer``), the virtual caller (``VirtualCaller``, from ``RelayServer.dial_in``) and
+the virtual callees (``VirtualCallees``, from ``RelayServer.callees``).
 
 Every name loads on first use: ``import relaykit`` costs next to nothing, an app that uses only
 the SDK never loads numpy or the media engine, and pytest's loading of the plugin
@@ -20,9 +21,13 @@ __all__ = [
     "CallEndedError",
     "Client",
     "CommandError",
+    "ConnectAction",
+    "ConnectResult",
     "Consumer",
     "DetectAction",
     "DetectResult",
+    "DialResult",
+    "DisconnectResult",
     "Event",
     "HangupResult",
     "Heard",
@@ -46,6 +51,7 @@ __all__ = [
     "StopResult",
     "TapAction",
     "TapResult",
+    "VirtualCallees",
     "VirtualCaller",
     "__version__",
 ]
@@ -55,9 +61,13 @@ if _typing.TYPE_CHECKING:
         AnswerResult,
         Call,
         Client,
+        ConnectAction,
+        ConnectResult,
         Consumer,
         DetectAction,
         DetectResult,
+        DialResult,
+        DisconnectResult,
         Event,
         HangupResult,
         PlayAction,
@@ -86,7 +96,7 @@ if _typing.TYPE_CHECKING:
         RelayTimeoutError,
     )
     from .server import RelayServer
-    from .testing import Heard, VirtualCaller
+    from .testing import Heard, VirtualCallees, VirtualCaller
 
 # Where each name lives: imported when first asked for.
 _HOME = {
@@ -95,9 +105,13 @@ _HOME = {
             "AnswerResult",
             "Call",
             "Client",
+            "ConnectAction",
+            "ConnectResult",
             "Consumer",
             "DetectAction",
             "DetectResult",
+            "DialResult",
+            "DisconnectResult",
             "Event",
             "HangupResult",
             "PlayAction",
@@ -133,6 +147,7 @@ _HOME = {
     "RelayServer": ".server",
     "Heard": ".testing",
     "VirtualCaller": ".testing",
+    "VirtualCallees": ".testing",
 }
 
 

@@ -8,6 +8,7 @@ Protocol. Loading the SDK loads neither numpy nor the server.
 from .call import Call, Calling
 from .client import Client
 from .components import (
+    ConnectAction,
     DetectAction,
     PlayAction,
     PromptAction,
@@ -30,7 +31,10 @@ from .payloads import (
 )
 from .results import (
     AnswerResult,
+    ConnectResult,
     DetectResult,
+    DialResult,
+    DisconnectResult,
     Event,
     HangupResult,
     PlayResult,
@@ -50,10 +54,14 @@ __all__ = [
     "CallState",
     "Calling",
     "Client",
+    "ConnectAction",
+    "ConnectResult",
     "Consumer",
     "DetectAction",
     "DetectResult",
     "DetectType",
+    "DialResult",
+    "DisconnectResult",
     "EndReason",
     "Event",
     "FaxTone",

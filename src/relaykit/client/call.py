@@ -16,8 +16,11 @@ from ..protocol import calling
 from .components import (
     CommandSender,
     Component,
+    ConnectAction,
+    ConnectComponent,
     DetectAction,
     DetectComponent,
+    DisconnectComponent,
     PlayAction,
     PlayComponent,
     PromptAction,
@@ -41,11 +44,15 @@ from .payloads import (
     TapCodec,
     TapTargetType,
     build_collect,
+    build_devices,
     build_media_list,
 )
 from .results import (
     AnswerResult,
+    ConnectResult,
     DetectResult,
+    DialResult,
+    DisconnectResult,
     Event,
     HangupResult,
     PlayResult,
@@ -68,6 +75,9 @@ class CallingClient(CommandSender, Protocol):
 
     @property
     def request_timeout(self) -> float: ...
+
+    @property
+    def calling(self) -> Calling: ...
 
     async def receive(self, contexts: list[str]) -> None: ...
 
@@ -106,6 +116,7 @@ class Call:
         self.end_reason: str | None = None
         self.busy = False
         self.failed = False
+        self.peer: Call | None = None  # the other leg while connected
         self._components: dict[str, Component] = {}
         self._handlers: dict[str, list[Handler]] = {}
         self._state_changed = asyncio.Event()
@@ -131,8 +142,11 @@ class Call:
 
     @property
     def device(self) -> dict[str, Any]:
-        """The v2 device object: ``{"type": "phone", "params": {"from_number", "to_number"}}``."""
+        """The v2 device object: ``{"type": "phone", "params": {"from_number", "to_number"}}``
+        (a ``sip`` call's params are ``from`` and ``to``)."""
         params: dict[str, Any] = {"from_number": self.from_number, "to_number": self.to_number}
+        if self.call_type == "sip":
+            params = {"from": self.from_number, "to": self.to_number}
         if self.timeout is not None:
             params["timeout"] = self.timeout
         return {"type": self.call_type, "params": params}
@@ -142,7 +156,8 @@ class Call:
         """Call ``callback(params)`` on ``name``: a state, ``stateChange``, ``play.<state>``,
         ``play.stateChange``, ``prompt`` (every collect event), ``record.<state>``,
         ``record.stateChange``, ``tap.<state>``, ``tap.stateChange``, ``detect.update``
-        (each answer), ``detect.finished``, ``detect.error`` or ``sendDigits.finished``."""
+        (each answer), ``detect.finished``, ``detect.error``, ``sendDigits.finished``,
+        ``connect.<state>`` or ``connect.stateChange``."""
         self._handlers.setdefault(name, []).append(callback)
         return self
 
@@ -189,6 +204,77 @@ class Call:
         return HangupResult(
             self.state == "ended", self.end_reason, Event(self.state, {"call_state": self.state})
         )
+
+    async def dial(self) -> DialResult[Call]:
+        """Place this call (made by ``client.calling.new_call``) and wait until it is
+        answered or has ended: ``successful`` once answered."""
+        if self.id is not None or self.state != "none":
+            raise RuntimeError("dial() places a call made by calling.new_call(), once")
+        self.client.calling._placing(self)
+        try:
+            reply = await self.client.execute(
+                calling.BEGIN, {"tag": self.tag, "device": self.device}
+            )
+        except RelayError as exc:
+            log.warning("! dial failed: %s", exc)
+            self.client.calling._forget(self)
+            return DialResult(False, self, Event("error", {"message": str(exc)}))
+        if self.id is None and isinstance(reply.get("call_id"), str):
+            self.client.calling._adopt(self, reply["call_id"], reply.get("node_id"))
+        ring = float(self.timeout or calling.DEFAULT_DEVICE_TIMEOUT)
+        await self.wait_for(
+            "answered", "ending", "ended", timeout=ring + self.client.request_timeout
+        )
+        return DialResult(
+            self.state == "answered", self, Event(self.state, {"call_state": self.state})
+        )
+
+    async def connect_async(
+        self,
+        device_list: Sequence[Mapping[str, Any] | Sequence[Mapping[str, Any]]],
+        ringback_list: Sequence[Mapping[str, Any]] | None = None,
+    ) -> ConnectAction[Call]:
+        """Start connecting the call to the first of ``device_list`` that answers; returns a
+        ConnectAction at once.
+
+        Args:
+            device_list: each device dict rings on its own, one after the other (in series);
+                a list of device dicts rings together (in parallel). A device is v2's
+                ``{"to_number": "+1…", "from_number": "+1…", "timeout": 30}`` (a phone;
+                ``from_number`` and ``timeout`` default to this call's) or the wire form,
+                ``{"type": "sip", "params": {"to": "sip:…", "from": "sip:…"}}``.
+            ringback_list: media played to this call while the devices ring (as for
+                :meth:`play`; it repeats until one answers).
+
+        When a device answers, the two calls hear each other until either hangs up or
+        :meth:`disconnect`: the other leg hanging up leaves this call up (``connect.
+        disconnected``), this call hanging up ends the other.
+        """
+        payload: dict[str, Any] = {
+            "devices": build_devices(device_list, self.from_number, self.timeout)
+        }
+        if ringback_list:
+            payload["ringback"] = build_media_list(ringback_list)
+        component: ConnectComponent[Call] = ConnectComponent(self, payload)
+        await component.execute()
+        return ConnectAction(component)
+
+    async def connect(
+        self,
+        device_list: Sequence[Mapping[str, Any] | Sequence[Mapping[str, Any]]],
+        ringback_list: Sequence[Mapping[str, Any]] | None = None,
+    ) -> ConnectResult[Call]:
+        """Connect the call (see :meth:`connect_async`) and wait until a device answers or
+        none does: ``successful`` once bridged, ``call`` the other leg, ``reason`` why not."""
+        return await (await self.connect_async(device_list, ringback_list)).wait()
+
+    async def disconnect(self) -> DisconnectResult:
+        """End the bridge of a connected call (both calls stay up); ``successful`` once
+        disconnected. A connect still ringing is cancelled instead (unsuccessful)."""
+        component: DisconnectComponent[Call] = DisconnectComponent(self, {})
+        await component.execute()
+        await component.wait()
+        return DisconnectResult(component)
 
     async def wait_for(
         self,
@@ -1107,6 +1193,13 @@ class Call:
             )
         elif event_type == calling.SEND_DIGITS_EVENT:
             self._fire(f"sendDigits.{params.get('state')}", params)
+        elif event_type == calling.CONNECT_EVENT:
+            self._fire("connect.stateChange", params)
+            self._fire(f"connect.{params.get('connect_state')}", params)
+            for connect in list(self._components.values()):
+                if connect.event_type == event_type:
+                    connect.on_event(params)
+            return
         component = self._components.get(str(params.get("control_id")))
         if component is not None and component.event_type == event_type:
             component.on_event(params)
@@ -1139,12 +1232,56 @@ class Calling:
     def __init__(self, client: CallingClient) -> None:
         self.client = client
         self._calls: dict[str, Call] = {}
+        self._dialling: dict[str, Call] = {}  # calls placed and not heard of yet, by tag
         self.on_incoming: Callable[[Call], Any] | None = None
 
     @property
     def calls(self) -> list[Call]:
         """The calls in progress."""
         return list(self._calls.values())
+
+    def new_call(
+        self,
+        *,
+        call_type: str = "phone",
+        from_number: str,
+        to_number: str,
+        timeout: int | None = None,
+    ) -> Call:
+        """A call to place with :meth:`Call.dial`; nothing is sent yet. ``call_type`` is
+        ``phone`` (numbers) or ``sip`` (``sip:`` URIs); ``timeout``: seconds it may ring."""
+        params: dict[str, Any] = {"from_number": from_number, "to_number": to_number}
+        if timeout is not None:
+            params["timeout"] = timeout
+        return Call(self.client, device={"type": call_type, "params": params}, direction="outbound")
+
+    async def dial(
+        self,
+        *,
+        call_type: str = "phone",
+        from_number: str,
+        to_number: str,
+        timeout: int | None = None,
+    ) -> DialResult[Call]:
+        """Place a call and wait until it is answered or has ended (see :meth:`new_call`)."""
+        call = self.new_call(
+            call_type=call_type, from_number=from_number, to_number=to_number, timeout=timeout
+        )
+        return await call.dial()
+
+    def _placing(self, call: Call) -> None:
+        self._dialling[call.tag] = call
+
+    def _forget(self, call: Call) -> None:
+        self._dialling.pop(call.tag, None)
+
+    def _adopt(self, call: Call, call_id: str, node_id: Any) -> None:
+        """A placed call learns its id (from the first state event or the reply)."""
+        self._dialling.pop(call.tag, None)
+        call.id = call_id
+        if isinstance(node_id, str):
+            call.node_id = node_id
+        self._calls[call_id] = call
 
     async def receive(self, contexts: list[str], handler: Callable[[Call], Any]) -> None:
         """v2 ``client.calling.receive``: offer inbound calls on ``contexts`` to ``handler``."""
@@ -1175,14 +1312,44 @@ class Calling:
                     self.client._spawn(outcome)
             return
         known = self._calls.get(str(params.get("call_id")))
+        if known is None and event_type == calling.CALL_STATE:
+            known = self._new_leg(params)
         if known is None:
             return
         if event_type == calling.CALL_STATE:
             known._on_state(params)
             if known.state == "ended":
                 self._calls.pop(known.id or "", None)
-        else:
-            known._on_component_event(event_type, params)
+            return
+        if event_type == calling.CONNECT_EVENT:
+            peer = params.get("peer")
+            peer_id = peer.get("call_id") if isinstance(peer, dict) else None
+            connected = params.get("connect_state") == "connected"
+            known.peer = self._calls.get(str(peer_id)) if connected else None
+        known._on_component_event(event_type, params)
+
+    def _new_leg(self, params: dict[str, Any]) -> Call | None:
+        """The call a state event names, if it is new to us: one we placed (known by its
+        ``tag``), or a leg a connect placed (it names its ``peer``)."""
+        call_id = params.get("call_id")
+        if not isinstance(call_id, str):
+            return None
+        placed = self._dialling.get(str(params.get("tag")))
+        if placed is not None:
+            self._adopt(placed, call_id, params.get("node_id"))
+            return placed
+        if not isinstance(params.get("peer"), dict):
+            return None
+        device = params.get("device")
+        leg = Call(
+            self.client,
+            call_id=call_id,
+            node_id=params.get("node_id"),
+            device=device if isinstance(device, dict) else None,
+            direction=str(params.get("direction", "outbound")),
+        )
+        self._calls[call_id] = leg
+        return leg
 
     def connection_lost(self) -> None:
         """End every running action: nothing will ever complete them."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 __all__ = [
     "AnswerResult",
     "ComponentState",
+    "ConnectResult",
     "DetectResult",
+    "DialResult",
+    "DisconnectResult",
     "Event",
     "HangupResult",
     "PlayResult",
@@ -21,7 +24,10 @@ __all__ = [
 ]
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
+
+CallT = TypeVar("CallT")  # the SDK's Call (results name no class of a higher module)
+CallT_co = TypeVar("CallT_co", covariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +273,46 @@ class TapResult(Result):
         return self._tap.device
 
 
+class ConnectState(ComponentState, Protocol[CallT_co]):
+    """What a connect result reads from its component."""
+
+    @property
+    def peer(self) -> CallT_co | None: ...
+
+    @property
+    def reason(self) -> str | None: ...
+
+
+class ConnectResult(Result, Generic[CallT]):
+    """Outcome of ``connect``: ``successful`` once the call is bridged; ``call`` is the other
+    leg (a :class:`Call` the IVR can play to, record or hang up), ``reason`` why a connect
+    failed (``busy``, ``noAnswer``, ``decline``, ``error``, ``cancel``; relaykit addition)."""
+
+    def __init__(self, component: ConnectState[CallT]) -> None:
+        super().__init__(component)
+        self._connect = component
+
+    @property
+    def call(self) -> CallT | None:
+        """The leg that answered (None unless connected)."""
+        return self._connect.peer
+
+    @property
+    def reason(self) -> str | None:
+        return self._connect.reason
+
+    def __repr__(self) -> str:
+        return (
+            f"<ConnectResult successful={self.successful} call={self.call!r} "
+            f"reason={self.reason!r}>"
+        )
+
+
+class DisconnectResult(Result):
+    """Outcome of ``disconnect``: ``successful`` once the bridge has ended (both calls stay
+    up)."""
+
+
 class SendDigitsResult(Result):
     """Outcome of ``send_digits``: ``successful`` once every key has been played."""
 
@@ -306,4 +352,14 @@ class HangupResult:
 
     successful: bool
     reason: str | None = None
+    event: Event | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DialResult(Generic[CallT]):
+    """Outcome of ``dial``: ``successful`` when the call was answered; ``call`` is the call
+    (also when it failed: its ``end_reason``, ``busy`` and ``failed`` say how)."""
+
+    successful: bool
+    call: CallT
     event: Event | None = None
