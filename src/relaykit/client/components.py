@@ -413,10 +413,7 @@ class _ConnectEvents(Component, Generic[PeerT]):
         del self.payload["control_id"]
         self.host = call
         self.reason: str | None = None
-
-    @property
-    def peer(self) -> PeerT | None:
-        return self.host.peer if self.state == "connected" else None
+        self.peer: PeerT | None = None  # the leg that answered
 
 
 class ConnectComponent(_ConnectEvents[PeerT]):
@@ -434,6 +431,8 @@ class ConnectComponent(_ConnectEvents[PeerT]):
             return
         reason = params.get("failed_reason")
         self.reason = reason if isinstance(reason, str) else None
+        if state == "connected":
+            self.peer = self.host.peer
         self.complete(
             state=state, successful=state == "connected", event=Event(state, dict(params))
         )

@@ -294,7 +294,8 @@ class ConnectResult(Result, Generic[CallT]):
 
     @property
     def call(self) -> CallT | None:
-        """The leg that answered (None unless connected)."""
+        """The leg that answered (None if none did); it stays this Call after a disconnect or
+        a hang-up, while the call's own ``peer`` is the leg it is bridged to now."""
         return self._connect.peer
 
     @property
