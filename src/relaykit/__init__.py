@@ -16,6 +16,7 @@ from ._version import __version__
 
 __all__ = [
     "AnswerResult",
+    "AskResult",
     "AuthenticationError",
     "Call",
     "CallEndedError",
@@ -59,6 +60,7 @@ __all__ = [
 if _typing.TYPE_CHECKING:
     from .client import (
         AnswerResult,
+        AskResult,
         Call,
         Client,
         ConnectAction,
@@ -103,6 +105,7 @@ _HOME = {
     **dict.fromkeys(
         [
             "AnswerResult",
+            "AskResult",
             "Call",
             "Client",
             "ConnectAction",

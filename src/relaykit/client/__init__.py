@@ -31,6 +31,7 @@ from .payloads import (
 )
 from .results import (
     AnswerResult,
+    AskResult,
     ConnectResult,
     DetectResult,
     DialResult,
@@ -49,6 +50,7 @@ from .results import (
 
 __all__ = [
     "AnswerResult",
+    "AskResult",
     "AudioDirection",
     "Call",
     "CallState",

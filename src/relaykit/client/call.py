@@ -7,6 +7,7 @@ __all__ = ["Call", "Calling", "CallingClient"]
 import asyncio
 import inspect
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, get_args
@@ -49,6 +50,7 @@ from .payloads import (
 )
 from .results import (
     AnswerResult,
+    AskResult,
     ConnectResult,
     DetectResult,
     DialResult,
@@ -56,6 +58,7 @@ from .results import (
     Event,
     HangupResult,
     PlayResult,
+    PromptOutcome,
     PromptResult,
     RecordResult,
     SendDigitsResult,
@@ -760,6 +763,101 @@ class Call:
         )
         return await action.wait()
 
+    # -- ask: a prompt with checks and retries (relaykit) -------------------------------------
+    async def ask(
+        self,
+        prompt_type: PromptType,
+        prompt: str | Sequence[Mapping[str, Any]],
+        *,
+        min_digits: int | None = None,
+        valid: str | re.Pattern[str] | Callable[[str], bool] | None = None,
+        tries: int = 1,
+        invalid: str | Sequence[Mapping[str, Any]] | None = None,
+        language: str | None = None,
+        gender: Gender | None = None,
+        volume: float | None = None,
+        initial_timeout: float | None = None,
+        digits_max: int | None = None,
+        digits_terminators: str | None = None,
+        digits_timeout: float | None = None,
+        end_silence_timeout: float | None = None,
+        speech_timeout: float | None = None,
+        speech_language: str | None = None,
+        speech_hints: list[str] | tuple[str, ...] | None = None,
+        barge_in: bool | None = None,
+    ) -> AskResult:
+        """Prompt until the input is valid, at most ``tries`` times (FreeSWITCH's
+        ``play_and_get_digits`` in one call; relaykit only).
+
+        Args:
+            prompt_type: ``"digits"``, ``"speech"`` or ``"both"``, as for :meth:`prompt`.
+            prompt: text to speak (TTS, in ``language``/``gender``) or a media list.
+            min_digits: fewer keys than this are refused (``digits_max`` is the most).
+            valid: a regular expression the whole input must match (digits or the recognised
+                text), or a function that returns True for valid input.
+            tries: how many times to prompt in all.
+            invalid: text or media played after a failed try (refused input, no input, no
+                match) when another try follows.
+            The other options are :meth:`prompt`'s.
+
+        Returns an :class:`AskResult`: successful with the valid input, or unsuccessful after
+        the last try (``no_match`` with reason ``min_digits``/``invalid`` for refused input).
+        An error or the call ending stops at once, unsuccessful.
+        """
+        if isinstance(tries, bool) or not isinstance(tries, int) or tries < 1:
+            raise ValueError(f"tries must be a whole number of at least 1, not {tries!r}")
+        if min_digits is not None:
+            if prompt_type == "speech":
+                raise ValueError("min_digits needs prompt_type 'digits' or 'both'")
+            if isinstance(min_digits, bool) or not isinstance(min_digits, int) or min_digits < 1:
+                raise ValueError(
+                    f"min_digits must be a whole number of at least 1, not {min_digits!r}"
+                )
+            if digits_max is not None and min_digits > digits_max:
+                raise ValueError(
+                    f"min_digits ({min_digits}) is more than digits_max ({digits_max})"
+                )
+        check = _input_check(valid)
+        media = [_tts(prompt, language, gender)] if isinstance(prompt, str) else list(prompt)
+        retry = None
+        if invalid is not None:
+            retry = [_tts(invalid, language, gender)] if isinstance(invalid, str) else list(invalid)
+            build_media_list(retry)  # a bad media list fails now, not after the first try
+        attempts: list[PromptResult] = []
+        while True:
+            result = await self.prompt(
+                prompt_type,
+                media,
+                volume=volume,
+                initial_timeout=initial_timeout,
+                digits_max=digits_max,
+                digits_terminators=digits_terminators,
+                digits_timeout=digits_timeout,
+                end_silence_timeout=end_silence_timeout,
+                speech_timeout=speech_timeout,
+                speech_language=speech_language,
+                speech_hints=speech_hints,
+                barge_in=barge_in,
+            )
+            attempts.append(result)
+            refused = None
+            if result.successful:
+                value = result.result or ""
+                if result.prompt_type == "digit" and min_digits and len(value) < min_digits:
+                    refused = "min_digits"
+                elif check is not None and not check(value):
+                    refused = "invalid"
+                if refused is None:
+                    return AskResult(_outcome(result), attempts)
+            elif result.prompt_type not in ("no_input", "no_match") or self.ended:
+                return AskResult(_outcome(result), attempts)
+            if len(attempts) >= tries or self.ended:
+                return AskResult(_outcome(result, refused), attempts)
+            if retry is not None:
+                await self.play(retry, volume or 0)
+                if self.ended:
+                    return AskResult(_outcome(result, refused), attempts)
+
     # -- record -------------------------------------------------------------------------------
     async def record_async(
         self,
@@ -1217,6 +1315,37 @@ def _tts(text: str, language: str | None, gender: str | None) -> dict[str, Any]:
     if gender is not None:
         media["gender"] = gender
     return media
+
+
+def _input_check(
+    valid: str | re.Pattern[str] | Callable[[str], bool] | None,
+) -> Callable[[str], bool] | None:
+    """``ask``'s ``valid`` as a function: a pattern must match the whole input."""
+    if valid is None or callable(valid):
+        return valid
+    try:
+        pattern = re.compile(valid)
+    except re.error as exc:
+        raise ValueError(f"valid is not a regular expression: {exc}") from None
+    return lambda text: pattern.fullmatch(text) is not None
+
+
+def _outcome(result: PromptResult, refused: str | None = None) -> PromptOutcome:
+    """``result`` as ``ask`` reports it: as it came, or refused (``min_digits``/``invalid``)."""
+    if refused is None:
+        return PromptOutcome(
+            result.successful,
+            result.event,
+            result.prompt_type,
+            result.result,
+            result.terminator,
+            result.confidence,
+            result.reason,
+        )
+    event = Event("no_match", {"reason": refused, "input": result.result})
+    return PromptOutcome(
+        False, event, "no_match", result.result, result.terminator, result.confidence, refused
+    )
 
 
 def _ringtone(name: str, duration: float | None, *, convert: bool = True) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "AnswerResult",
+    "AskResult",
     "ComponentState",
     "ConnectResult",
     "DetectResult",
@@ -13,6 +14,7 @@ __all__ = [
     "HangupResult",
     "PlayResult",
     "PlayVolumeResult",
+    "PromptOutcome",
     "PromptResult",
     "PromptState",
     "PromptVolumeResult",
@@ -140,6 +142,44 @@ class PromptResult(Result):
             f"<PromptResult successful={self.successful} type={self.prompt_type!r} "
             f"result={self.result!r} terminator={self.terminator!r} "
             f"confidence={self.confidence!r} reason={self.reason!r}>"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PromptOutcome:
+    """A prompt's outcome as plain data (what :class:`AskResult` reports)."""
+
+    successful: bool
+    event: Event | None
+    prompt_type: str
+    input: str | None
+    terminator: str | None
+    confidence: float | None
+    reason: str | None
+
+
+class AskResult(PromptResult):
+    """Outcome of ``Call.ask``: the accepted input, or how the last try failed.
+
+    Read as a :class:`PromptResult`: ``successful`` when a try's input passed every check;
+    otherwise ``prompt_type`` is ``no_match`` for input that was refused (``reason``
+    ``min_digits`` or ``invalid``, ``result`` the refused input), or the last try's own
+    (``no_input``, ``no_match``, ``error``). ``attempts`` holds every try's PromptResult,
+    ``tries`` how many there were.
+    """
+
+    def __init__(self, outcome: PromptOutcome, attempts: list[PromptResult]) -> None:
+        super().__init__(outcome)
+        self.attempts = list(attempts)
+
+    @property
+    def tries(self) -> int:
+        return len(self.attempts)
+
+    def __repr__(self) -> str:
+        return (
+            f"<AskResult successful={self.successful} type={self.prompt_type!r} "
+            f"result={self.result!r} reason={self.reason!r} tries={self.tries}>"
         )
 
 
