@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-import benchmarks  # noqa: F401  (OPENBLAS_NUM_THREADS first)
+import benchmarks
 from relaykit.media.bridge import BridgedAudio
 from relaykit.media.engine import MediaEngine
 from relaykit.media.frames import SAMPLE_RATE
