@@ -62,6 +62,9 @@ async def test_connect_bridges_the_caller_to_the_agent_until_the_agent_leaves(se
     assert wire.response_to(request).seq < wire.events("calling.call.connect")[0].seq
     legs = [f.event for f in wire.events("calling.call.state") if "peer" in f.event]
     assert {e["peer"]["call_id"] for e in legs} == {caller.call_id}
+    # the ringback plays no calling.call.play events: only the app's own plays do
+    plays = {f.execute_params["control_id"] for f in wire.executes("calling.play")}
+    assert {f.event["control_id"] for f in wire.events("calling.call.play")} == plays
     wire.assert_conformant()
 
 
