@@ -42,8 +42,8 @@ async def ring_groups(
     """Ring ``groups`` until a call answers; every call placed is appended to ``placed``.
 
     ``place`` starts one call (it raises RelayError when the device cannot be called: that
-    device fails with ``error``); ``end`` ends one. Cancelled, it ends every call it placed
-    that is still up (``cancel``), also one whose placing was under way.
+    device fails with ``error``); ``end`` ends one. Cancelled (or failing), it ends every call
+    it placed that is still up (``cancel``), also one whose placing was under way.
     """
     reason, source = "error", ""
     try:
@@ -68,7 +68,7 @@ async def ring_groups(
                 reason = leg.end_reason or reason
                 source = (leg.device or {}).get("type", source)
         return RingOutcome(None, reason, source)
-    except asyncio.CancelledError:
+    except BaseException:
         for leg in placed:
             if not leg.ended:
                 end(leg, "cancel")
