@@ -78,7 +78,8 @@ async def test_the_caller_talks_to_the_first_number_that_answers(server, run_ivr
 
 
 async def test_parallel_devices_ring_together_and_the_others_are_cancelled(server, run_ivr):
-    """One group: the first to answer wins; one still ringing is cancelled, a decline ends."""
+    """connect_async with one group: the action runs, then completes with the first to answer;
+    one still ringing is cancelled, a decline ends."""
     callees = server.callees(
         {AGENT: Callee("answer", ring=1.0), NOBODY: "ring", SECOND: Callee("decline", 0.2)}
     )
@@ -86,11 +87,14 @@ async def test_parallel_devices_ring_together_and_the_others_are_cancelled(serve
     async def ivr(call: Call):
         await call.answer()
         devices = [[{"to_number": NOBODY}, {"to_number": SECOND}, {"to_number": AGENT}]]
-        return await call.connect(devices)
+        action = await call.connect_async(devices)
+        started = (action.completed, action.result.successful)
+        return started, await action.wait(), action.state
 
     outcomes = await run_ivr(ivr)
     await server.dial_in(context="office")
-    result = await outcome(outcomes)
+    started, result, state = await outcome(outcomes)
+    assert started == (False, False) and state == "connected"
     assert result.successful and result.call.to_number == AGENT
     outcomes_by_number = {d.to_number: (d.state, d.end_reason) for d in callees.dialled}
     assert outcomes_by_number == {
