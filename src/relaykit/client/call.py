@@ -276,7 +276,10 @@ class Call:
         disconnected. A connect still ringing is cancelled instead (unsuccessful)."""
         component: DisconnectComponent[Call] = DisconnectComponent(self, {})
         await component.execute()
-        await component.wait()
+        try:
+            await component.wait(self.client.request_timeout)
+        except TimeoutError:
+            component.terminate(error="no disconnected event within the request timeout")
         return DisconnectResult(component)
 
     async def wait_for(
