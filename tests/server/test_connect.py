@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from websockets.asyncio.client import connect
 
 from relaykit import Call, RelayServer
 from relaykit.testing import Callee
 from relaykit.testing.expect import audio_says
-from tests.helpers import WAIT, outcome
+from tests.helpers import WAIT, RawClient, outcome
 
 pytestmark = pytest.mark.asyncio
 
@@ -289,3 +290,39 @@ async def test_dial_from_the_sdk_reaches_a_virtual_callee(server):
     finally:
         await client.disconnect()
     await until(lambda: nothing_left(server), "every call to end")
+
+
+async def test_the_consumer_going_away_mid_connect_ends_every_leg():
+    """On the wire: the reply comes before ``connecting``, the ringing legs' states name the
+    caller as ``peer``; when the consumer's connection drops (no resume window), the caller
+    and every ringing leg end and nothing is left."""
+    async with RelayServer(credentials={"test-project": "test-token"}, resume_grace=0) as server:
+        callees = server.callees({NOBODY: "ring", SECOND: "ring"})
+        ws = await connect(server.url)
+        client = RawClient(ws)
+        await client.handshake()
+        await client.execute("signalwire.receive", {"contexts": ["office"]})
+        await asyncio.sleep(0.2)  # the context becomes routable
+        caller = await server.dial_in(context="office")
+        offer = await client.event("calling.call.receive")
+        ref = {"call_id": offer["call_id"], "node_id": offer["node_id"]}
+        phones = [{"type": "phone", "params": {"to_number": n}} for n in (NOBODY, SECOND)]
+        reply = await client.execute("calling.connect", {**ref, "devices": [phones]})
+        assert reply["result"]["result"] == {"code": "200", "message": "Connecting"}
+        assert not [e for e in client.events if "connect" in e["params"]["params"]["event_type"]]
+        connecting = await client.event("calling.call.connect")
+        assert connecting == {"connect_state": "connecting", **ref}
+        legs = []
+        while len(legs) < 4:  # each leg: created, ringing
+            legs.append(await client.event("calling.call.state"))
+        assert {e["peer"]["call_id"] for e in legs} == {caller.call_id}
+        assert sorted((e["device"]["params"]["to_number"], e["call_state"]) for e in legs) == [
+            (NOBODY, "created"),
+            (NOBODY, "ringing"),
+            (SECOND, "created"),
+            (SECOND, "ringing"),
+        ]
+        await ws.close()
+        await until(lambda: nothing_left(server), "every call to end")
+        assert caller.end_reason == "hangup"
+        assert [d.end_reason for d in callees.dialled] == ["cancel", "cancel"]
