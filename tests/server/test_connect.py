@@ -78,6 +78,28 @@ async def test_the_caller_talks_to_the_first_number_that_answers(server, run_ivr
     assert f"connected to {AGENT}" in texts
 
 
+async def test_a_short_ringback_repeats_until_a_leg_answers(server, run_ivr):
+    """A half-second ringtone plays again and again while the agent's phone rings, and stops
+    when the agent answers."""
+    callees = server.callees({AGENT: Callee("answer", ring=2.0)})
+
+    async def ivr(call: Call):
+        await call.answer()
+        return await call.connect(
+            [{"to_number": AGENT}], [{"type": "ringtone", "name": "us", "duration": 0.5}]
+        )
+
+    outcomes = await run_ivr(ivr)
+    caller = await server.dial_in(context="office")
+    result = await outcome(outcomes)
+    await callees.expect_answered()
+    assert result.successful
+    rings = [h for h in caller.heard if h.kind == "ringtone"]
+    connected = next(e.at for e in caller.transcript if e.text.startswith("connected to"))
+    assert len(rings) >= 3
+    assert all(h.end is not None and h.end <= connected for h in rings)
+
+
 async def test_parallel_devices_ring_together_and_the_others_are_cancelled(server, run_ivr):
     """connect_async with one group: the action runs, then completes with the first to answer;
     one still ringing is cancelled, a decline ends."""

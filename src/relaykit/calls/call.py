@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..media.engine import CallMedia
-from ..media.playback import MediaItem
+from ..protocol.calling import Media
 from .events import CallEvent
 from .log import CallLog
 from .state import CallState, can_move
@@ -55,7 +55,8 @@ class Connect:
     state: str = "connecting"
     legs: list[Call] = field(default_factory=list)  # every leg placed, in order
     peer: Call | None = None
-    ringback: list[MediaItem] = field(default_factory=list)
+    ringback: tuple[Media, ...] = ()
+    ringback_from: float = 0.0  # call time the ringback last started
     task: asyncio.Task[None] | None = None
 
     @property

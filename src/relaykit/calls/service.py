@@ -39,7 +39,6 @@ from ..media.engine import (
 )
 from ..media.engine import KeyDetected as EngineKey
 from ..media.frames import SAMPLE_RATE
-from ..media.playback import MediaItem
 from ..media.record import Recorder
 from ..media.send_digits import DigitSender
 from ..media.tap import AudioTap
@@ -419,8 +418,9 @@ class CallService:
         running = self.engine.component_count(call.call_id)
         if running >= self.max_components_per_call:
             raise LimitExceededError(f"call already runs {running} components, the limit")
-        items = self.loader.prepare(params.ringback, "ringback") if params.ringback else []
-        connect = Connect(str(uuid.uuid4()), call, ringback=items)
+        if params.ringback:
+            self.loader.prepare(params.ringback, "ringback")  # refused now if it cannot play
+        connect = Connect(str(uuid.uuid4()), call, ringback=params.ringback)
         call.connect = connect
         devices = [[{"type": d.type, "params": dict(d.params)} for d in g] for g in params.devices]
         event = ComponentChanged(
@@ -434,9 +434,7 @@ class CallService:
         owner = call.owner
         if owner is not None:
             asyncio.get_running_loop().call_soon(owner.deliver, event)
-        if items:
-            self.engine.start_play(call.call_id, connect.ringback_id, items)
-            self._load(call, items, params.ringback)
+        self._play_ringback(connect)
         task = asyncio.get_running_loop().create_task(self._connect(connect, params.devices))
         connect.task = task
         call.tasks.add(task)
@@ -529,9 +527,18 @@ class CallService:
         ):
             self.dispatch(self.engine.stop(connect.call.call_id, connect.ringback_id))
 
+    def _play_ringback(self, connect: Connect) -> None:
+        if not connect.ringback:
+            return
+        call = connect.call
+        items = self.loader.prepare(connect.ringback, "ringback")
+        self.engine.start_play(call.call_id, connect.ringback_id, items)
+        connect.ringback_from = self.call_time(call)
+        self._load(call, items, connect.ringback)
+
     def _ringback_played(self, call: Call, event: PlaybackEvent) -> None:
-        """The ringback's play events stay off the wire; a ringback that ends while the legs
-        still ring starts over."""
+        """The ringback's play events stay off the wire; a ringback that played to its end
+        while the legs still ring starts over."""
         connect = call.connect
         assert connect is not None
         if event.state == "error":
@@ -541,10 +548,9 @@ class CallService:
             and event.cause is None
             and connect.state == "connecting"
             and not call.ended
-            and any(item.duration for item in connect.ringback)
+            and event.at > connect.ringback_from  # it played: no busy loop on empty media
         ):
-            items = [MediaItem(i.kind, i.label, i.samples) for i in connect.ringback]
-            self.engine.start_play(call.call_id, connect.ringback_id, items)
+            self._play_ringback(connect)
 
     def _connect_event(
         self,
