@@ -40,6 +40,7 @@ from ..media.engines import SpeechConfig
 from ..media.tts import EspeakTts, TtsEngine
 from ..media.vad import VoiceActivityDetector
 from ..phone import PAGE_PATH, SOCKET_PATH, Phone
+from ..testing.callees import Callee, VirtualCallees
 from ..testing.caller import VirtualCaller
 from .auth import Credentials, Logins
 from .caller_endpoint import CallerEndpoint
@@ -516,6 +517,24 @@ class RelayServer:
             recognizer=self.speech.recognizer,
             inline=self.inline_media,
         )
+
+    def callees(self, numbers: Mapping[str, str | Callee]) -> VirtualCallees:
+        """Answer the calls this server places to phone numbers (``calling.begin``,
+        ``calling.dial``, ``calling.connect`` to ``phone`` devices) with virtual callees:
+        ``{"+15551110000": "answer", "+15552220000": "busy", "*": "ring"}`` (behaviours
+        ``answer``, ``busy``, ``decline``, ``ring``, ``error``, or a :class:`Callee` with its
+        ringing time). Returns them: ``await callees.expect_answered(number)`` gives the
+        :class:`VirtualCaller` of an answered leg. A second call replaces the table.
+        """
+        callees = VirtualCallees(
+            self.call_service,
+            numbers,
+            tts=self.loader.tts,
+            recognizer=self.speech.recognizer,
+            inline=self.inline_media,
+        )
+        self.call_service.dialers["phone"] = callees
+        return callees
 
     async def _phone_http(self, request: Request) -> HttpReply:
         assert self.phone is not None
