@@ -2,7 +2,8 @@
 
 Each :meth:`MediaEngine.tick` advances all calls together:
 
-1. read each call's inbound frame (caller audio, silence when nothing is queued);
+1. read each call's inbound frame (caller audio, silence when nothing is queued), kept as
+   ``CallMedia.inbound_frame`` so a bridged call can hear it in step 4 (:mod:`.bridge`);
 2. run the DTMF detector over all audible calls as one batch (numpy over calls × samples);
 3. feed keys, voice activity and the clock to each running prompt's :class:`Collector`; input
    starts barge in. A frame that is part of a key's tone, from its first window until the
@@ -139,6 +140,8 @@ class SpeechCaptured:
     reason: str
     final: bool
     at: float
+    min_confidence: float | None = None  # the prompt's, None: the server's
+    engine: str | None = None  # the prompt's speech engine, None: the server's
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +223,8 @@ class CallMedia:
     heard: list[HeardMedia] = field(default_factory=list)
     keys: list[tuple[float, str]] = field(default_factory=list)
     on_outbound: Callable[[np.ndarray], None] | None = None
+    # This tick's inbound frame (None: silence), set for every call before any renders (bridges).
+    inbound_frame: np.ndarray | None = None
     quiet_frames: int = _QUIET_FRAMES_BEFORE_IDLE
     keep_audio: bool = False
     recorder: CallRecording | None = None
@@ -346,6 +351,7 @@ class MediaEngine:
             heard.item.release(call_ended=True)
         if call.recorder is not None:
             call.recorder.flush()
+        call.inbound_frame = None
         for chunk in call.inbound:
             if chunk.on_done is not None:
                 chunk.on_done()
@@ -512,9 +518,11 @@ class MediaEngine:
                 frame = None
                 if call.quiet_frames >= _QUIET_FRAMES_BEFORE_IDLE:
                     inbound.append(None)
+                    call.inbound_frame = None
                     continue
                 call.quiet_frames += 1
             inbound.append(frame)
+            call.inbound_frame = frame
             det_calls.append(call)
             det_frames.append(_SILENCE if frame is None else frame)
 
@@ -727,6 +735,8 @@ class MediaEngine:
                         output.reason,
                         True,
                         now,
+                        spec.min_confidence,
+                        spec.engine,
                     )
                 )
         if (
@@ -744,6 +754,8 @@ class MediaEngine:
                     "partial",
                     False,
                     now,
+                    spec.min_confidence,
+                    spec.engine,
                 )
             )
         return events

@@ -280,7 +280,7 @@ async def relay_server(request: pytest.FixtureRequest) -> AsyncIterator[PytestRe
             yield server
         finally:
             artifacts = item.config.stash[_SETTINGS].artifacts
-            if artifacts is not None and server.callers and _failed(item):
+            if artifacts is not None and server.far_ends() and _failed(item):
                 paths = write_artifacts(item.nodeid, server, artifacts)
                 if paths:
                     item.config.stash[_WRITTEN].append((item.nodeid, paths))

@@ -34,11 +34,13 @@ from ..calls import (
 )
 from ..calls.budget import MediaLimits
 from ..calls.fetch import FetchPolicy, MediaFetcher
-from ..media.asr import Recognizer
+from ..media.asr import DEFAULT_MIN_CONFIDENCE, Recognizer
 from ..media.engine import MediaEngine
+from ..media.engines import SpeechConfig
 from ..media.tts import EspeakTts, TtsEngine
 from ..media.vad import VoiceActivityDetector
 from ..phone import PAGE_PATH, SOCKET_PATH, Phone
+from ..testing.callees import Callee, VirtualCallees
 from ..testing.caller import VirtualCaller
 from .auth import Credentials, Logins
 from .caller_endpoint import CallerEndpoint
@@ -67,6 +69,13 @@ class RelayServer:
         credentials: ``{project: token}`` pairs accepted by ``blade.connect``.
         tts: speech synthesiser for ``tts`` media (espeak-ng by default).
         recognizer: speech recogniser for speech prompts (pocketsphinx by default).
+        speech_engine: ``auto`` (pocketsphinx grammars for hinted prompts, Whisper for open
+            ones when ``relaykit[whisper]`` is installed), ``pocketsphinx`` or ``whisper``;
+            a prompt may choose its own (``collect.speech.engine``). See docs/speech.md.
+        speech_min_confidence: speech results under this confidence (0–100) are no_match,
+            unless a prompt sets ``collect.speech.min_confidence``.
+        speech_models: language tag → pocketsphinx model directory of one's own.
+        whisper_model: a CTranslate2 Whisper model directory instead of the bundled tiny.en.
         asr_processes: worker processes that decode speech with the default recogniser, so
             decoding never stalls the media clock (0: a worker thread instead).
         record_calls: keep both audio channels of every call (for WAVs and timelines),
@@ -145,6 +154,10 @@ class RelayServer:
         tts: TtsEngine | None = None,
         recognizer: Recognizer | None = None,
         asr_processes: int = 2,
+        speech_engine: str = "auto",
+        speech_min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+        speech_models: Mapping[str, str] | None = None,
+        whisper_model: str | None = None,
         record_calls: bool = True,
         fetch_timeout: float = 10.0,
         inline_media: bool = False,
@@ -200,7 +213,15 @@ class RelayServer:
         self.nodeid = node_id or str(uuid.uuid4())
         self.space_id = str(uuid.uuid4())
         # the core
-        self.speech = SpeechRecognition(recognizer, processes=asr_processes, inline=inline_media)
+        self.speech = SpeechRecognition(
+            recognizer,
+            processes=asr_processes,
+            inline=inline_media,
+            min_confidence=speech_min_confidence,
+            config=SpeechConfig(
+                engine=speech_engine, models=speech_models or {}, whisper_model=whisper_model
+            ),
+        )
         self.engine = MediaEngine(vad_factory=VoiceActivityDetector)
         self.loader = MediaLoader(
             tts if tts is not None else EspeakTts(),
@@ -501,6 +522,24 @@ class RelayServer:
             recognizer=self.speech.recognizer,
             inline=self.inline_media,
         )
+
+    def callees(self, numbers: Mapping[str, str | Callee]) -> VirtualCallees:
+        """Answer the calls this server places to phone numbers (``calling.begin``,
+        ``calling.dial``, ``calling.connect`` to ``phone`` devices) with virtual callees:
+        ``{"+15551110000": "answer", "+15552220000": "busy", "*": "ring"}`` (behaviours
+        ``answer``, ``busy``, ``decline``, ``ring``, ``error``, or a :class:`Callee` with its
+        ringing time). Returns them: ``await callees.expect_answered(number)`` gives the
+        :class:`VirtualCaller` of an answered leg. A second call replaces the table.
+        """
+        callees = VirtualCallees(
+            self.call_service,
+            numbers,
+            tts=self.loader.tts,
+            recognizer=self.speech.recognizer,
+            inline=self.inline_media,
+        )
+        self.call_service.dialers["phone"] = callees
+        return callees
 
     async def _phone_http(self, request: Request) -> HttpReply:
         assert self.phone is not None

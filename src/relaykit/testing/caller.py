@@ -1,4 +1,5 @@
-"""The virtual caller: the far end of an inbound call, pressing real DTMF tones into its audio.
+"""The virtual caller: the far end of a call (an inbound call it placed, or an outbound call a
+virtual callee answered), pressing real DTMF tones into its audio.
 
 Besides acting (``press``, ``say``, ``play_wav``, ``silence``, ``hangup``, and answering as a
 machine or a person for the IVR's answering-machine detection) it checks what the IVR does
@@ -96,14 +97,15 @@ class CallerAction:
 
 
 class VirtualCaller:
-    """Returned by :meth:`RelayServer.dial_in`; drives the caller's side of one call.
+    """Returned by :meth:`RelayServer.dial_in` (and, for a call the IVR placed, by
+    :meth:`VirtualCallees.expect_answered`); drives the far end of one call.
 
     It is an adapter on the call interface: it sends audio into the call and reads the call's
     log (:mod:`relaykit.calls.events`) and the media the IVR played.
 
     Args:
         service: the call service the call runs on.
-        call: the call (an inbound call this caller placed).
+        call: the call (an inbound call this caller placed, or an outbound call it answered).
         tts: the synthesiser :meth:`say` speaks with.
         recognizer: checks what audio prompts say (:meth:`expect_prompt`).
         inline: run synthesis and recognition on the event loop (fast-clock tests).
