@@ -23,7 +23,9 @@ on the line before the fence, invisible in the rendered page:
 | text | ``demo-output`` | the lines ``relaykit demo`` prints (times and paths aside) |
 | | ``baresip-config`` | keys baresip's own test config uses, modules baresip ships |
 
-"Called": a virtual caller follows STEPS: ``context=NAME`` (default ``office``), then steps
+"Called": a virtual caller follows STEPS: ``context=NAME`` (default ``office``) and
+``callees=NUMBER:BEHAVIOUR,…`` (the server's virtual callees, for IVRs that connect or dial;
+``*`` is every other number), then steps
 separated by ``;``: ``expect TEXT``, ``press KEYS``, ``press-now KEYS``, ``say TEXT``,
 ``say-now TEXT``, ``silence SECONDS``, ``hangup``, ``machine`` (an answering machine's
 greeting and beep), ``human [TEXT]``. Press, say and hangup wait until a prompt listens (the
@@ -77,15 +79,25 @@ class Steps:
     """What the virtual caller does on a call made to check an IVR block."""
 
     context: str = "office"
+    callees: dict[str, str] = field(default_factory=dict)  # number → behaviour
     steps: list[tuple[str, str]] = field(default_factory=list)
 
 
 def parse_steps(args: str) -> Steps:
     steps = Steps()
     text = args.strip()
-    if text.startswith("context="):
+    while text.startswith(("context=", "callees=")):
         first, _, text = text.partition(";")
-        steps.context = first.removeprefix("context=").strip()
+        key, _, value = first.strip().partition("=")
+        if key == "context":
+            steps.context = value.strip()
+        else:
+            for entry in value.split(","):
+                number, _, behaviour = entry.strip().rpartition(":")
+                if not number or not behaviour:
+                    raise ValueError(f"callees entry {entry!r} is not NUMBER:BEHAVIOUR")
+                steps.callees[number] = behaviour
+        text = text.strip()
     for part in filter(None, (p.strip() for p in text.split(";"))):
         verb, _, rest = part.partition(" ")
         if verb not in (

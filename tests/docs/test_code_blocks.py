@@ -176,6 +176,8 @@ async def test_ivr_answers_a_virtual_caller(block: Block, tmp_path: Path):
         python = sys.executable
         assert DOC_URL in program, f"{block.id}: an IVR connects to {DOC_URL} in the docs"
     async with RelayServer(credentials=DOC_CREDENTIALS, media_dirs=[tmp_path]) as server:
+        if steps.callees:
+            server.callees(steps.callees)
         (tmp_path / "ivr.py").write_text(program.replace(DOC_URL, server.url))
         env["SIGNALWIRE_HOST"] = server.url  # the v2 examples read their host from it
         ivr = await asyncio.create_subprocess_exec(
@@ -406,6 +408,8 @@ _PARAMS = {
     calling.DETECT_STOP: calling.ControlParams,
     calling.TAP: calling.TapParams,
     calling.TAP_STOP: calling.ControlParams,
+    calling.CONNECT: calling.ConnectParams,
+    calling.DISCONNECT: calling.DisconnectParams,
 }
 
 

@@ -840,7 +840,8 @@ class Call:
             tries: how many times to prompt in all.
             invalid: text or media played after a failed try (refused input, no input, no
                 match) when another try follows.
-            The other options are :meth:`prompt`'s.
+
+        The other options are :meth:`prompt`'s.
 
         Returns an :class:`AskResult`: successful with the valid input, or unsuccessful after
         the last try (``no_match`` with reason ``min_digits``/``invalid`` for refused input).
