@@ -4,13 +4,16 @@ the server speaks, and the README stays a short door into it."""
 
 from __future__ import annotations
 
+import html
 import importlib
+import importlib.util
 import os
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -38,9 +41,23 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def _hook() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "generated_pages", ROOT / "docs" / "hooks" / "generated_pages.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_the_site_builds_strictly_with_every_page(site: Path):
     for page in ("index.html", "getting-started/index.html", "reference/cli/index.html"):
         assert (site / page).is_file(), page
+    results = (site / "benchmarks" / "RESULTS" / "index.html").read_text()
+    for line in (ROOT / "benchmarks" / "RESULTS.md").read_text().splitlines():
+        if line.startswith("## "):  # the page is benchmarks/RESULTS.md, as it is now
+            assert html.escape(line[3:].strip().replace("`", ""), quote=False) in results
     cli = (site / "reference" / "cli" / "index.html").read_text()
     for command in ("serve", "demo", "phone", "call", "timeline", "drain"):
         assert f"relaykit {command}" in cli, f"the CLI reference lacks {command}"
@@ -73,6 +90,36 @@ def test_the_wire_reference_names_every_method_the_server_speaks():
     documented = set(re.findall(r"^\| `([\w.]+)` \|", wire, flags=re.M))
     assert set(METHODS) <= documented, f"undocumented: {sorted(set(METHODS) - documented)}"
     assert documented <= set(METHODS) | {"signalwire.receive"}, sorted(documented - set(METHODS))
+
+
+def test_links_written_for_the_repository_work_in_the_site():
+    """Benchmark results (or any page) may link as a reader of the repository would: to the
+    docs, to benchmark pages and pictures, to scripts; none breaks the strict build."""
+    site = {"speech.md", "guides/sip.md", "benchmarks/README.md", "benchmarks/scaling.png"}
+    results = "\n".join(
+        [
+            "How: [README.md](README.md#attacks); why: [speech](../docs/speech.md#hints).",
+            "![the curve](scaling.png) by [engine.py](engine.py), [`_common.py`](_common.py),",
+            "in [the engine](../src/relaykit/media/engine.py); see [a page](../docs/gone.md).",
+            "```text",
+            "[not a link](engine.py)",
+            "```",
+            "`[nor this](engine.py)` and <https://example.org/x.md>",
+        ]
+    )
+    assert _hook().rewrite_links(results, "benchmarks/RESULTS.md", site).splitlines() == [
+        "How: [README.md](README.md#attacks); why: [speech](../speech.md#hints).",
+        "![the curve](scaling.png) by `benchmarks/engine.py`, `benchmarks/_common.py`,",
+        "in the engine (`src/relaykit/media/engine.py`); see [a page](../docs/gone.md).",
+        "```text",
+        "[not a link](engine.py)",
+        "```",
+        "`[nor this](engine.py)` and <https://example.org/x.md>",
+    ]
+    performance = "Figures: [RESULTS](../benchmarks/RESULTS.md), [SIP](guides/sip.md#limits)."
+    assert _hook().rewrite_links(
+        performance, "performance.md", site | {"benchmarks/RESULTS.md"}
+    ) == ("Figures: [RESULTS](benchmarks/RESULTS.md), [SIP](guides/sip.md#limits).")
 
 
 def test_the_readme_is_short_and_its_links_resolve():
