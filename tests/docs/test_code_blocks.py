@@ -134,7 +134,10 @@ def test_quoted_code_is_in_its_file(block: Block):
     )
 
 
+# A failure is printed before the hang-up, so the test sees it however soon the call ends.
 _IN_CALL = """\
+import traceback
+
 from relaykit import Consumer
 
 
@@ -145,6 +148,9 @@ class Example(Consumer):
         await call.answer()
         try:
 {body}
+        except Exception:
+            traceback.print_exc()
+            raise
         finally:
             await call.hangup()
 
