@@ -1,6 +1,12 @@
 """The media engine: one clock, every call, one 20 ms frame per tick. No sockets, no asyncio.
 
-Each :meth:`MediaEngine.tick` advances all calls together:
+Each :meth:`MediaEngine.tick` advances all calls together, as numpy operations over arrays
+indexed by call (the call's *slot*, which is also its DTMF channel): caller audio waits in a
+ring per slot, a call's one playback is an offset and a gain, prompts' timers are one deadline
+per slot. A call is handled in Python only in a frame where something happens to it (a key, the
+end of an item, a timer, a chunk of caller audio used up) or while it runs something that takes
+every frame (a speech prompt's voice detector, a :class:`MediaComponent`, several playbacks to
+mix). In that frame the engine does for it, in order:
 
 1. read each call's inbound frame (caller audio, silence when nothing is queued);
 2. run the DTMF detector over all audible calls as one batch (numpy over calls × samples);
@@ -44,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ..protocol.calling import Collect
 from .collector import Collector, CollectOutput, InputStarted, PromptResultData, SpeechEnded
@@ -57,6 +64,9 @@ if TYPE_CHECKING:
 _QUIET_FRAMES_BEFORE_IDLE = 4  # keep feeding silence to the detector this long after audio
 _PREROLL_FRAMES = 15  # 300 ms of audio kept before the detected start of speech
 _SNAPSHOT_FRAMES = 25  # with partial results, hand the recogniser the utterance every 0.5 s
+_RING_FRAMES = 16  # caller audio held per call in the engine's arrays (320 ms); more waits
+_RING = _RING_FRAMES * SAMPLES_PER_FRAME
+_REC_FRAMES = 25  # a recorded call's frames are gathered in the arrays in blocks of 0.5 s
 
 
 class VoiceDetector(Protocol):
@@ -182,13 +192,6 @@ class HeardMedia:
 
 # -- per-call state ---------------------------------------------------------------------------
 @dataclass(slots=True)
-class _InboundChunk:
-    samples: np.ndarray
-    on_done: Callable[[], None] | None
-    offset: int = 0
-
-
-@dataclass(slots=True)
 class _Prompt:
     collector: Collector
     playback: Playback
@@ -199,32 +202,56 @@ class _Prompt:
 
 @dataclass(eq=False, slots=True)
 class CallMedia:
-    """The media side of one call."""
+    """The media side of one call.
+
+    Its audio and clock state lives in the engine's arrays, at index ``dtmf_channel`` (the
+    call's *slot*); this object holds what is touched only when something happens.
+    """
 
     call_id: str
     start_frame: int
     dtmf_channel: int
     record: bool
-    inbound: deque[_InboundChunk] = field(default_factory=deque)
+    _engine: MediaEngine
     # The one component table of the call, by control_id: plays, prompts and the rest.
     components: dict[str, Playback | _Prompt | MediaComponent] = field(default_factory=dict)
     # The table's MediaComponents in the order they started (the engine's fast check).
     media_components: list[MediaComponent] = field(default_factory=list)
     heard: list[HeardMedia] = field(default_factory=list)
     keys: list[tuple[float, str]] = field(default_factory=list)
-    on_outbound: Callable[[np.ndarray], None] | None = None
-    quiet_frames: int = _QUIET_FRAMES_BEFORE_IDLE
-    _rec_in: list[np.ndarray] = field(default_factory=list)
-    _rec_out: list[np.ndarray] = field(default_factory=list)
+    ended: bool = False
+    _listener: Callable[[np.ndarray], None] | None = None
+    _waiting: deque[list[Any]] = field(default_factory=deque)  # [samples, offset] past the ring
+    _waiting_samples: int = 0
+    _on_done: deque[tuple[int, Callable[[], None]]] = field(default_factory=deque)
+    _fast_playback: Playback | None = None  # the playback the engine advances in its arrays
+    _fast_samples: np.ndarray | None = None  # that playback's current item's samples
+    _rec_blocks: list[np.ndarray] = field(default_factory=list)
 
     def push_inbound(self, samples: np.ndarray, on_done: Callable[[], None] | None = None) -> None:
-        """Queue caller audio (int16, 16 kHz); ``on_done`` runs once its last sample is played."""
-        self.inbound.append(_InboundChunk(np.asarray(samples, dtype=np.int16), on_done))
+        """Queue caller audio (int16, 16 kHz); ``on_done`` runs once its last sample is played
+        (at once if the call has ended)."""
+        self._engine._push_inbound(self, np.asarray(samples, dtype=np.int16).reshape(-1), on_done)
 
     @property
     def inbound_pending(self) -> float:
         """Seconds of caller audio still queued."""
-        return sum(len(c.samples) - c.offset for c in self.inbound) / SAMPLE_RATE
+        if self.ended:
+            return 0.0
+        engine, slot = self._engine, self.dtmf_channel
+        queued = int(engine._wr[slot] - engine._rd[slot]) + self._waiting_samples
+        return queued / SAMPLE_RATE
+
+    @property
+    def on_outbound(self) -> Callable[[np.ndarray], None] | None:
+        """Called with every frame the IVR plays on the call (not with silent frames)."""
+        return self._listener
+
+    @on_outbound.setter
+    def on_outbound(self, listener: Callable[[np.ndarray], None] | None) -> None:
+        self._listener = listener
+        if not self.ended:
+            self._engine._needs_out[self.dtmf_channel] = listener is not None or self.record
 
     def prompts(self) -> list[tuple[str, _Prompt]]:
         """The prompts among the call's components, by control_id."""
@@ -232,38 +259,22 @@ class CallMedia:
 
     def recording(self) -> np.ndarray:
         """Both channels so far as an (n, 2) int16 array: column 0 the caller, 1 the IVR."""
-        if not self._rec_in:
+        blocks = list(self._rec_blocks)
+        if not self.ended and self.record:
+            partial = self._engine._recorded_partial(self)
+            if partial is not None:
+                blocks.append(partial)
+        if not blocks:
             return np.zeros((0, 2), dtype=np.int16)
-        return np.stack([np.concatenate(self._rec_in), np.concatenate(self._rec_out)], axis=1)
-
-    def _read_inbound(self) -> tuple[np.ndarray | None, list[Callable[[], None]]]:
-        if not self.inbound:
-            return None, []
-        chunk = self.inbound[0]
-        end = chunk.offset + SAMPLES_PER_FRAME
-        if end < len(chunk.samples):  # common case: a view into the chunk, no copy
-            frame = chunk.samples[chunk.offset : end]
-            chunk.offset = end
-            return frame, []
-        frame = np.zeros(SAMPLES_PER_FRAME, dtype=np.int16)
-        done: list[Callable[[], None]] = []
-        pos = 0
-        while pos < SAMPLES_PER_FRAME and self.inbound:
-            chunk = self.inbound[0]
-            take = min(SAMPLES_PER_FRAME - pos, len(chunk.samples) - chunk.offset)
-            frame[pos : pos + take] = chunk.samples[chunk.offset : chunk.offset + take]
-            pos += take
-            chunk.offset += take
-            if chunk.offset >= len(chunk.samples):
-                self.inbound.popleft()
-                if chunk.on_done is not None:
-                    done.append(chunk.on_done)
-        return frame, done
+        frames = np.concatenate(blocks)  # (frames, 2, SAMPLES_PER_FRAME)
+        return np.ascontiguousarray(frames.transpose(0, 2, 1)).reshape(-1, 2)
 
 
 _SILENCE = np.zeros(SAMPLES_PER_FRAME, dtype=np.int16)
 _SILENCE.flags.writeable = False
 _OWN_KINDS = (Playback, _Prompt)  # what the engine runs itself; the rest are MediaComponents
+_FAR = np.iinfo(np.int64).max // 2  # a sample position never reached
+_DEADLINE_SLACK = 1e-6  # seconds: the timer array wakes a prompt this early; it checks exactly
 
 
 class MediaEngine:
@@ -279,7 +290,48 @@ class MediaEngine:
         self._dtmf = dtmf if dtmf is not None else DtmfDetector()
         self._vad_factory = vad_factory
         self._calls: dict[str, CallMedia] = {}
-        self._by_channel: dict[int, CallMedia] = {}
+        self._by_slot: list[CallMedia | None] = []
+        self._n = 0  # slots below this may be in use
+        self._cap = 0
+        self._grow(64)
+        self._rec_cap = 0
+        self._rec_free: list[int] = []
+        self._rec_next = 0
+        self._rec_buf = np.zeros((0, _REC_FRAMES, 2, SAMPLES_PER_FRAME), dtype=np.int16)
+        self._frames = np.zeros((0, SAMPLES_PER_FRAME), dtype=np.int16)
+
+    def _grow(self, cap: int) -> None:
+        """Per-slot arrays, grown by doubling; a slot is the call's DTMF channel."""
+
+        def grown(a: np.ndarray | None, fill: Any, dtype: Any, tail: tuple[int, ...] = ()) -> Any:
+            out = np.full((cap, *tail), fill, dtype=dtype)
+            if a is not None:
+                out[: len(a)] = a
+            return out
+
+        old = self._cap > 0
+        self._alive: np.ndarray = grown(self._alive if old else None, False, bool)
+        self._start: np.ndarray = grown(self._start if old else None, 0, np.int64)
+        # caller audio: a ring of _RING samples per slot, written at _wr, read at _rd (counts)
+        self._ring: np.ndarray = grown(self._ring if old else None, 0, np.int16, (_RING,))
+        self._wr: np.ndarray = grown(self._wr if old else None, 0, np.int64)
+        self._rd: np.ndarray = grown(self._rd if old else None, 0, np.int64)
+        self._waiting: np.ndarray = grown(self._waiting if old else None, False, bool)
+        self._done_at: np.ndarray = grown(self._done_at if old else None, _FAR, np.int64)
+        self._quiet: np.ndarray = grown(self._quiet if old else None, 0, np.int32)
+        # a fast slot is advanced in these arrays alone: its one playback's item offset and
+        # length, its gain; it is looked at in Python only when due (see tick)
+        self._fast: np.ndarray = grown(self._fast if old else None, False, bool)
+        self._playing: np.ndarray = grown(self._playing if old else None, False, bool)
+        self._pos: np.ndarray = grown(self._pos if old else None, 0, np.int64)
+        self._end: np.ndarray = grown(self._end if old else None, _FAR, np.int64)
+        self._gain: np.ndarray = grown(self._gain if old else None, 1.0, np.float32)
+        self._deadline: np.ndarray = grown(self._deadline if old else None, np.inf, np.float64)
+        self._needs_out: np.ndarray = grown(self._needs_out if old else None, False, bool)
+        self._recording: np.ndarray = grown(self._recording if old else None, False, bool)
+        self._rec_row: np.ndarray = grown(self._rec_row if old else None, -1, np.intp)
+        self._by_slot += [None] * (cap - self._cap)
+        self._cap = cap
 
     # -- clock --------------------------------------------------------------------------------
     @property
@@ -294,10 +346,26 @@ class MediaEngine:
     def add_call(self, call_id: str, *, record: bool = True) -> CallMedia:
         if call_id in self._calls:
             raise ValueError(f"call {call_id!r} already has media")
-        channel = self._dtmf.add_channel()
-        call = CallMedia(call_id, self.frame, channel, record)
+        slot = self._dtmf.add_channel()
+        if slot >= self._cap:
+            self._grow(max(2 * self._cap, slot + 1))
+        call = CallMedia(call_id, self.frame, slot, record, self)
         self._calls[call_id] = call
-        self._by_channel[channel] = call
+        self._by_slot[slot] = call
+        self._n = max(self._n, slot + 1)
+        self._alive[slot] = True
+        self._start[slot] = self.frame
+        self._wr[slot] = self._rd[slot] = 0
+        self._waiting[slot] = False
+        self._done_at[slot] = _FAR
+        self._quiet[slot] = _QUIET_FRAMES_BEFORE_IDLE
+        self._fast[slot] = True  # nothing playing, nothing to time
+        self._playing[slot] = False
+        self._pos[slot], self._end[slot], self._gain[slot] = 0, _FAR, 1.0
+        self._deadline[slot] = np.inf
+        self._needs_out[slot] = record
+        self._recording[slot] = record
+        self._rec_row[slot] = self._rec_alloc() if record else -1
         return call
 
     def get_call(self, call_id: str) -> CallMedia | None:
@@ -308,11 +376,11 @@ class MediaEngine:
 
     def end_call(self, call_id: str) -> list[EngineEvent]:
         """Remove a call: running plays end in ``error``, prompts with reason ``hangup``."""
-        call = self._calls.pop(call_id, None)
+        call = self._calls.get(call_id)
         if call is None:
             return []
-        self._by_channel.pop(call.dtmf_channel, None)
-        self._dtmf.remove_channel(call.dtmf_channel)
+        self._wake(call)
+        del self._calls[call_id]
         now = self.call_time(call)
         events: list[EngineEvent] = []
         for control_id, component in list(call.components.items()):
@@ -329,11 +397,32 @@ class MediaEngine:
                 events += self._collect_events(call, control_id, component.collector.hangup(), now)
         call.components.clear()
         call.media_components.clear()
-        for chunk in call.inbound:
-            if chunk.on_done is not None:
-                chunk.on_done()
-        call.inbound.clear()
+        self._free_slot(call)
+        for _, on_done in call._on_done:
+            on_done()
+        call._on_done.clear()
         return events
+
+    def _free_slot(self, call: CallMedia) -> None:
+        slot = call.dtmf_channel
+        if call.record:
+            partial = self._recorded_partial(call)
+            if partial is not None:
+                call._rec_blocks.append(partial)
+            self._rec_free.append(int(self._rec_row[slot]))
+        call.ended = True
+        call._waiting.clear()
+        call._waiting_samples = 0
+        self._by_slot[slot] = None
+        self._alive[slot] = self._fast[slot] = self._playing[slot] = False
+        self._waiting[slot] = self._needs_out[slot] = self._recording[slot] = False
+        self._wr[slot] = self._rd[slot] = 0
+        self._done_at[slot] = _FAR
+        self._deadline[slot] = np.inf
+        self._rec_row[slot] = -1
+        self._dtmf.remove_channel(slot)
+        while self._n and not self._alive[self._n - 1]:
+            self._n -= 1
 
     # -- components ---------------------------------------------------------------------------
     def start_play(
@@ -341,6 +430,7 @@ class MediaEngine:
     ) -> Playback:
         call = self._require(call_id)
         self._require_free(call, control_id)
+        self._wake(call)
         playback = Playback(control_id, list(items), volume_db)
         call.components[control_id] = playback
         return playback
@@ -362,6 +452,7 @@ class MediaEngine:
                 raise ValueError("this engine has no voice activity detector for speech")
             vad = self._vad_factory()
         prompt = _Prompt(collector, Playback(control_id, list(items), volume_db), vad)
+        self._wake(call)
         call.components[control_id] = prompt
         return collector
 
@@ -369,6 +460,7 @@ class MediaEngine:
         """Run ``component`` (record, detect, tap, send digits…) on the call from the next tick."""
         call = self._require(call_id)
         self._require_free(call, component.control_id)
+        self._wake(call)
         component.begin(self.call_time(call))
         call.components[component.control_id] = component
         call.media_components.append(component)
@@ -398,6 +490,7 @@ class MediaEngine:
         call = self._calls.get(call_id)
         if call is None:
             return []
+        self._wake(call)
         now = self.call_time(call)
         events: list[EngineEvent] = []
         component = call.components.get(control_id)
@@ -418,6 +511,7 @@ class MediaEngine:
         call, prompt = self._prompt(call_id, control_id)
         if call is None or prompt is None:
             return []
+        self._wake(call)
         now = self.call_time(call)
         if text:
             outputs = prompt.collector.recognized(text, confidence, reason)
@@ -430,6 +524,7 @@ class MediaEngine:
         call, prompt = self._prompt(call_id, control_id)
         if call is None or prompt is None:
             return []
+        self._wake(call)
         now = self.call_time(call)
         return self._collect_events(call, control_id, prompt.collector.partial_text(text), now)
 
@@ -449,6 +544,7 @@ class MediaEngine:
                 break
             if seen == key:
                 return []
+        self._wake(call)
         call.keys.append((now, key))
         events: list[EngineEvent] = [KeyDetected(call.call_id, key, now)]
         for control_id, prompt in call.prompts():
@@ -470,46 +566,72 @@ class MediaEngine:
         component = call.components.get(control_id)
         if not isinstance(component, _OWN_KINDS):
             return False  # none, or a component without volume (record, detect…)
+        self._wake(call)
         playback = component.playback if isinstance(component, _Prompt) else component
         playback.set_volume(volume_db)
         return True
 
     # -- the tick -----------------------------------------------------------------------------
     def tick(self) -> list[EngineEvent]:
+        """Advance every call by one frame; returns what happened.
+
+        The work is done on the engine's per-slot arrays for all calls at once: reading the
+        caller's frames from the rings, the DTMF batch, the playbacks' offsets, the prompts'
+        timers, recording. A call is looked at in Python only when it is *due*: a key was
+        heard, its playback reaches the end of an item (or is loading, or mixes several), a
+        timer may expire, its audio queue needs refilling or finished a chunk, or it runs
+        something that takes every frame (a speech prompt's voice detector, a MediaComponent).
+        """
         events: list[EngineEvent] = []
         callbacks: list[Callable[[], None]] = []
-        calls = list(self._calls.values())
         frame_no = self.frame
+        n = self._n
+        if n == 0:
+            self.frame += 1
+            return events
+        alive, wr, rd = self._alive[:n], self._wr[:n], self._rd[:n]
 
         # 1. inbound audio, and the batch of calls the DTMF detector must hear this frame
-        inbound: list[np.ndarray | None] = []
-        det_calls: list[CallMedia] = []
-        det_frames: list[np.ndarray] = []
-        for call in calls:
-            if call.inbound:
-                frame, done = call._read_inbound()
-                if done:
-                    callbacks += done
-                call.quiet_frames = 0
-            else:
-                frame = None
-                if call.quiet_frames >= _QUIET_FRAMES_BEFORE_IDLE:
-                    inbound.append(None)
-                    continue
-                call.quiet_frames += 1
-            inbound.append(frame)
-            det_calls.append(call)
-            det_frames.append(_SILENCE if frame is None else frame)
+        refill = self._waiting[:n] & (wr - rd < SAMPLES_PER_FRAME)
+        for slot in np.flatnonzero(refill).tolist():
+            self._refill(self._by_slot[slot])  # type: ignore[arg-type]
+        avail = wr - rd
+        has = avail > 0
+        quiet = self._quiet[:n]
+        listen = has | (alive & (quiet < _QUIET_FRAMES_BEFORE_IDLE))
+        quiet[:] = np.where(has, 0, quiet + listen)
+        channels = np.flatnonzero(listen)
+        k = len(channels)
+        if len(self._frames) < k:
+            self._frames = np.zeros((max(k, 2 * len(self._frames)), SAMPLES_PER_FRAME), np.int16)
+        frames = self._frames[:k]
+        row_of = np.full(n, -1, dtype=np.intp)
+        row_of[channels] = np.arange(k)
+        rows_in = has[channels]
+        heard_slots = channels[rows_in]
+        ring = self._ring.reshape(self._cap, _RING_FRAMES, SAMPLES_PER_FRAME)
+        at = (rd[heard_slots] // SAMPLES_PER_FRAME) % _RING_FRAMES
+        if len(heard_slots) == k:
+            np.copyto(frames, ring[heard_slots, at])
+        else:
+            frames[rows_in] = ring[heard_slots, at]
+            frames[~rows_in] = 0
+        short = avail[heard_slots] < SAMPLES_PER_FRAME  # the line ran dry within the frame
+        for slot in heard_slots[short].tolist():
+            frames[row_of[slot], avail[slot] :] = 0
+        rd += has * SAMPLES_PER_FRAME
+        np.maximum(wr, rd, out=wr)  # after a short frame the next audio starts a new frame
+        for slot in np.flatnonzero(self._done_at[:n] <= rd).tolist():
+            callbacks += self._chunks_done(self._by_slot[slot])  # type: ignore[arg-type]
 
         # 2. DTMF over all audible calls at once
-        in_tone: set[int] = set()  # DTMF channels whose frame is part of a key's tone
-        if det_calls:
-            channels = np.fromiter((c.dtmf_channel for c in det_calls), dtype=np.int64)
-            for channel, key in self._dtmf.process(channels, np.stack(det_frames)):
-                keyed = self._by_channel.get(channel)
-                if keyed is None:
+        tone_slots: np.ndarray | None = None
+        if k:
+            for slot, key in self._dtmf.process(channels, frames):
+                call = self._by_slot[slot]
+                if call is None:
                     continue
-                call = keyed
+                self._wake(call)  # due from here: settled in step 5
                 now = self.call_time(call)
                 call.keys.append((now, key))
                 events.append(KeyDetected(call.call_id, key, now))
@@ -520,19 +642,49 @@ class MediaEngine:
                     prompt.speech = []
                 for component in list(call.media_components):
                     events += self._updates(call, component, component.key(key, now), now)
-            toned = self._dtmf.in_tone(channels)
-            if toned.any():
-                in_tone.update(channels[toned].tolist())
 
-        # 3. speech and timers of running prompts; 4. outbound audio and recording
-        for call, frame in zip(calls, inbound, strict=True):
-            if not call.components:
-                out = None
-            else:
+        # 3. which calls need Python this frame; the rest advance in the arrays
+        fast, playing, pos = self._fast[:n], self._playing[:n], self._pos[:n]
+        now_s = (frame_no - self._start[:n]) * FRAME_SECONDS
+        due = alive & (
+            ~fast
+            | (playing & (pos + SAMPLES_PER_FRAME >= self._end[:n]))
+            | (now_s >= self._deadline[:n] - _DEADLINE_SLACK)
+        )
+        steady = alive & ~due
+        rec_slots = np.flatnonzero(self._recording[:n])
+        rec_out: dict[int, np.ndarray] = {}
+
+        # 4. the steady calls' outbound frames, for whoever takes them; then advance them
+        out_slots = np.flatnonzero(steady & playing & self._needs_out[:n])
+        if len(out_slots):
+            outs = self._gather_out(out_slots)
+            for slot, out in zip(out_slots.tolist(), outs, strict=True):
+                call = self._by_slot[slot]
+                assert call is not None
+                if call._listener is not None:
+                    call._listener(out)
+                if call.record:
+                    rec_out[slot] = out
+        pos += (steady & playing) * SAMPLES_PER_FRAME
+
+        # 5. the due calls, one by one: speech and timers of prompts, rendering, components
+        for slot in np.flatnonzero(due).tolist():
+            call = self._by_slot[slot]
+            assert call is not None
+            self._wake(call)
+            row = row_of[slot]
+            frame = frames[row].copy() if row >= 0 and has[slot] else None
+            out: np.ndarray | None = None
+            if call.components:
                 now = (frame_no - call.start_frame) * FRAME_SECONDS
                 for control_id, prompt in call.prompts():
                     if prompt.vad is not None:
-                        tone = call.dtmf_channel in in_tone
+                        if tone_slots is None:
+                            tone_slots = np.zeros(n, dtype=bool)
+                            if k:
+                                tone_slots[channels] = self._dtmf.in_tone(channels)
+                        tone = bool(tone_slots[slot])
                         events += self._listen(call, control_id, prompt, frame, now, tone)
                     if prompt.collector.has_timer:
                         outputs = prompt.collector.tick(now)
@@ -541,16 +693,194 @@ class MediaEngine:
                 out = self._render(call, events)
                 if call.media_components:
                     out = self._run_components(call, frame, out, now, events)
-            if out is not None and call.on_outbound is not None:
-                call.on_outbound(out)
-            if call.record:
-                call._rec_in.append(_SILENCE if frame is None else frame)
-                call._rec_out.append(_SILENCE if out is None else out)
+            if out is not None:
+                if call._listener is not None:
+                    call._listener(out)
+                if call.record:
+                    rec_out[slot] = out
+            self._settle(call)
+
+        # 6. recording: both channels of every recorded call, in blocks of _REC_FRAMES
+        if len(rec_slots):
+            self._record(rec_slots, frame_no, frames, row_of, has, rec_out)
 
         self.frame += 1
         for callback in callbacks:
             callback()
         return events
+
+    # -- the arrays ---------------------------------------------------------------------------
+    def _wake(self, call: CallMedia) -> None:
+        """Hand the call back to Python: its playback's offset is synced from the arrays, and
+        the call is due from now until :meth:`_settle`."""
+        slot = call.dtmf_channel
+        if not self._fast[slot]:
+            return
+        playback = call._fast_playback
+        if playback is not None:
+            playback.offset = int(self._pos[slot])
+        call._fast_playback = call._fast_samples = None
+        self._fast[slot] = self._playing[slot] = False
+
+    def _settle(self, call: CallMedia) -> None:
+        """After Python has looked at the call: can the arrays alone carry it on?"""
+        slot = call.dtmf_channel
+        deadline = np.inf
+        live: list[Playback] = []
+        fast = not call.media_components
+        for component in call.components.values():
+            if isinstance(component, _Prompt):
+                due = component.collector.next_deadline
+                if due is not None and due < deadline:
+                    deadline = due
+                if component.vad is not None:
+                    fast = False
+                if not component.playback.done:
+                    live.append(component.playback)
+            elif isinstance(component, Playback) and not component.done:
+                live.append(component)
+        self._deadline[slot] = deadline
+        playing = False
+        if fast and live:
+            playback = live[0]
+            item = playback.current
+            samples = None if item is None else item.samples
+            fast = (
+                len(live) == 1
+                and playback.state is PlaybackState.PLAYING
+                and item is not None
+                and samples is not None
+                and item.started_at is not None
+                and playback.offset + SAMPLES_PER_FRAME < len(samples)
+            )
+            if fast:
+                assert samples is not None
+                playing = True
+                call._fast_playback, call._fast_samples = playback, samples
+                self._pos[slot], self._end[slot] = playback.offset, len(samples)
+                self._gain[slot] = playback.gain
+        self._fast[slot] = fast
+        self._playing[slot] = playing
+
+    def _gather_out(self, slots: np.ndarray) -> np.ndarray:
+        """The next outbound frame of each steady playing slot, with its gain: (k, frame)."""
+        out = np.empty((len(slots), SAMPLES_PER_FRAME), dtype=np.int16)
+        groups: dict[int, tuple[np.ndarray, list[int]]] = {}
+        for i, slot in enumerate(slots.tolist()):
+            samples = self._by_slot[slot]._fast_samples  # type: ignore[union-attr]
+            assert samples is not None
+            groups.setdefault(id(samples), (samples, []))[1].append(i)
+        for samples, members in groups.values():
+            idx = np.asarray(members, dtype=np.intp)
+            windows = sliding_window_view(samples, SAMPLES_PER_FRAME)
+            out[idx] = windows[self._pos[slots[idx]]]
+        gain = self._gain[slots]
+        scaled = gain != 1.0
+        if scaled.any():
+            mixed = out[scaled].astype(np.float32) * gain[scaled, None]
+            out[scaled] = np.clip(mixed, -32768, 32767).astype(np.int16)
+        return out
+
+    def _push_inbound(
+        self, call: CallMedia, samples: np.ndarray, on_done: Callable[[], None] | None
+    ) -> None:
+        if call.ended:
+            if on_done is not None:
+                on_done()
+            return
+        slot = call.dtmf_channel
+        queued = int(self._wr[slot] - self._rd[slot])
+        end = int(self._wr[slot]) + call._waiting_samples + len(samples)
+        if call._waiting or queued + len(samples) > _RING:
+            call._waiting.append([samples, 0])
+            call._waiting_samples += len(samples)
+            self._waiting[slot] = True
+            self._refill(call)
+        else:
+            self._ring_write(slot, samples)
+        if on_done is not None:
+            if not call._on_done:
+                self._done_at[slot] = end
+            call._on_done.append((end, on_done))
+
+    def _ring_write(self, slot: int, samples: np.ndarray) -> None:
+        at = int(self._wr[slot]) % _RING
+        first = min(len(samples), _RING - at)
+        self._ring[slot, at : at + first] = samples[:first]
+        if first < len(samples):
+            self._ring[slot, : len(samples) - first] = samples[first:]
+        self._wr[slot] += len(samples)
+
+    def _refill(self, call: CallMedia) -> None:
+        """Move queued audio that did not fit into the call's ring, as much as fits now."""
+        slot = call.dtmf_channel
+        space = _RING - int(self._wr[slot] - self._rd[slot])
+        while call._waiting and space > 0:
+            entry = call._waiting[0]
+            samples, offset = entry
+            take = min(space, len(samples) - offset)
+            self._ring_write(slot, samples[offset : offset + take])
+            space -= take
+            call._waiting_samples -= take
+            if offset + take >= len(samples):
+                call._waiting.popleft()
+            else:
+                entry[1] = offset + take
+        self._waiting[slot] = bool(call._waiting)
+
+    def _chunks_done(self, call: CallMedia) -> list[Callable[[], None]]:
+        """The on_done callbacks of the chunks whose last sample was read this frame."""
+        slot = call.dtmf_channel
+        read = int(self._rd[slot])
+        done = []
+        while call._on_done and call._on_done[0][0] <= read:
+            done.append(call._on_done.popleft()[1])
+        self._done_at[slot] = call._on_done[0][0] if call._on_done else _FAR
+        return done
+
+    def _rec_alloc(self) -> int:
+        if self._rec_free:
+            return self._rec_free.pop()
+        row = self._rec_next
+        self._rec_next += 1
+        if row >= self._rec_cap:
+            cap = max(16, 2 * self._rec_cap)
+            buf = np.zeros((cap, _REC_FRAMES, 2, SAMPLES_PER_FRAME), dtype=np.int16)
+            buf[: self._rec_cap] = self._rec_buf
+            self._rec_buf, self._rec_cap = buf, cap
+        return row
+
+    def _record(
+        self,
+        slots: np.ndarray,
+        frame_no: int,
+        frames: np.ndarray,
+        row_of: np.ndarray,
+        has: np.ndarray,
+        outs: dict[int, np.ndarray],
+    ) -> None:
+        """Write this frame of both channels of the recorded ``slots`` into their blocks."""
+        rows = self._rec_row[slots]
+        at = (frame_no - self._start[slots]) % _REC_FRAMES
+        block = np.zeros((len(slots), 2, SAMPLES_PER_FRAME), dtype=np.int16)
+        heard = has[slots]
+        block[heard, 0] = frames[row_of[slots[heard]]]
+        if outs:
+            index = {slot: i for i, slot in enumerate(slots.tolist())}
+            for slot, out in outs.items():
+                block[index[slot], 1] = out
+        self._rec_buf[rows, at] = block
+        for i in np.flatnonzero(at == _REC_FRAMES - 1).tolist():
+            call = self._by_slot[int(slots[i])]
+            assert call is not None
+            call._rec_blocks.append(self._rec_buf[rows[i]].copy())
+
+    def _recorded_partial(self, call: CallMedia) -> np.ndarray | None:
+        """The frames recorded since the call's last full block, or None."""
+        count = (self.frame - call.start_frame) % _REC_FRAMES
+        if not count:
+            return None
+        return self._rec_buf[self._rec_row[call.dtmf_channel], :count].copy()
 
     # -- internals ----------------------------------------------------------------------------
     def _render(self, call: CallMedia, events: list[EngineEvent]) -> np.ndarray | None:
