@@ -147,7 +147,7 @@ class Bench:
     def push(self, caller: VirtualCaller, *chunks: np.ndarray) -> int:
         """Queue audio on the caller's idle line; returns the frame that reads its first sample."""
         media = self.server.calls[caller.call_id].media
-        if media.inbound:
+        if media.inbound_pending:
             raise RuntimeError("push() expects an idle line")
         frame = self.server.engine.frame
         for chunk in chunks:

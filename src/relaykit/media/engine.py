@@ -44,6 +44,7 @@ __all__ = [
     "VoiceDetector",
 ]
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -64,8 +65,6 @@ if TYPE_CHECKING:
 _QUIET_FRAMES_BEFORE_IDLE = 4  # keep feeding silence to the detector this long after audio
 _PREROLL_FRAMES = 15  # 300 ms of audio kept before the detected start of speech
 _SNAPSHOT_FRAMES = 25  # with partial results, hand the recogniser the utterance every 0.5 s
-_RING_FRAMES = 16  # caller audio held per call in the engine's arrays (320 ms); more waits
-_RING = _RING_FRAMES * SAMPLES_PER_FRAME
 _REC_FRAMES = 25  # a recorded call's frames are gathered in the arrays in blocks of 0.5 s
 
 
@@ -201,6 +200,69 @@ class _Prompt:
 
 
 @dataclass(eq=False, slots=True)
+class _Chunk:
+    """Queued caller audio: ``samples`` is ``owner``'s memory from sample ``start`` on."""
+
+    samples: np.ndarray
+    owner: np.ndarray
+    start: int
+    on_done: Callable[[], None] | None
+
+
+def _chunk(samples: np.ndarray, on_done: Callable[[], None] | None) -> _Chunk:
+    """A chunk that knows the memory it views, so that frames of many calls reading the same
+    audio (a shared prompt, silence, RTP frames decoded in one batch) are gathered at once."""
+    owner = samples.base
+    if (
+        isinstance(owner, np.ndarray)
+        and owner.dtype == np.int16
+        and owner.flags.c_contiguous
+        and samples.flags.c_contiguous
+    ):
+        offset = samples.__array_interface__["data"][0] - owner.__array_interface__["data"][0]
+        start = offset // samples.itemsize
+        if 0 <= start <= owner.size - samples.size:
+            return _Chunk(samples, owner, start, on_done)
+    samples = np.ascontiguousarray(samples)
+    return _Chunk(samples, samples, 0, on_done)
+
+
+class _Bases:
+    """The arrays that calls' caller audio is read from, by code, while some call reads one."""
+
+    def __init__(self) -> None:
+        self._arrays: list[np.ndarray | None] = []
+        self._refs: list[int] = []
+        self._codes: dict[int, int] = {}  # id(owner) -> code
+        self._free: list[int] = []
+
+    def take(self, owner: np.ndarray) -> int:
+        code = self._codes.get(id(owner))
+        if code is None:
+            code = self._free.pop() if self._free else len(self._arrays)
+            if code == len(self._arrays):
+                self._arrays.append(None)
+                self._refs.append(0)
+            self._arrays[code] = owner.reshape(-1)  # (a view of owner: keeps it alive)
+            self._codes[id(owner)] = code
+        self._refs[code] += 1
+        return code
+
+    def release(self, owner: np.ndarray) -> None:
+        code = self._codes[id(owner)]
+        self._refs[code] -= 1
+        if not self._refs[code]:
+            del self._codes[id(owner)]
+            self._arrays[code] = None
+            self._free.append(code)
+
+    def get(self, code: int) -> np.ndarray:
+        array = self._arrays[code]
+        assert array is not None
+        return array
+
+
+@dataclass(eq=False, slots=True)
 class CallMedia:
     """The media side of one call.
 
@@ -221,9 +283,11 @@ class CallMedia:
     keys: list[tuple[float, str]] = field(default_factory=list)
     ended: bool = False
     _listener: Callable[[np.ndarray], None] | None = None
-    _waiting: deque[list[Any]] = field(default_factory=deque)  # [samples, offset] past the ring
-    _waiting_samples: int = 0
-    _on_done: deque[tuple[int, Callable[[], None]]] = field(default_factory=deque)
+    # caller audio: the chunk being read (from the engine's arrays: where in its base array),
+    # and the chunks queued after it
+    _chunk: _Chunk | None = None
+    _queue: deque[_Chunk] = field(default_factory=deque)
+    _queued_samples: int = 0
     _fast_playback: Playback | None = None  # the playback the engine advances in its arrays
     _fast_samples: np.ndarray | None = None  # that playback's current item's samples
     _rec_blocks: list[np.ndarray] = field(default_factory=list)
@@ -239,7 +303,7 @@ class CallMedia:
         if self.ended:
             return 0.0
         engine, slot = self._engine, self.dtmf_channel
-        queued = int(engine._wr[slot] - engine._rd[slot]) + self._waiting_samples
+        queued = int(engine._in_end[slot] - engine._in_pos[slot]) + self._queued_samples
         return queued / SAMPLE_RATE
 
     @property
@@ -299,6 +363,8 @@ class MediaEngine:
         self._rec_next = 0
         self._rec_buf = np.zeros((0, _REC_FRAMES, 2, SAMPLES_PER_FRAME), dtype=np.int16)
         self._frames = np.zeros((0, SAMPLES_PER_FRAME), dtype=np.int16)
+        self._bases = _Bases()
+        self._late: list[Callable[[], None]] = []  # on_done of empty chunks, after a frame
 
     def _grow(self, cap: int) -> None:
         """Per-slot arrays, grown by doubling; a slot is the call's DTMF channel."""
@@ -312,12 +378,12 @@ class MediaEngine:
         old = self._cap > 0
         self._alive: np.ndarray = grown(self._alive if old else None, False, bool)
         self._start: np.ndarray = grown(self._start if old else None, 0, np.int64)
-        # caller audio: a ring of _RING samples per slot, written at _wr, read at _rd (counts)
-        self._ring: np.ndarray = grown(self._ring if old else None, 0, np.int16, (_RING,))
-        self._wr: np.ndarray = grown(self._wr if old else None, 0, np.int64)
-        self._rd: np.ndarray = grown(self._rd if old else None, 0, np.int64)
-        self._waiting: np.ndarray = grown(self._waiting if old else None, False, bool)
-        self._done_at: np.ndarray = grown(self._done_at if old else None, _FAR, np.int64)
+        # caller audio: the chunk being read is base[_in_pos : _in_end] of base _in_code;
+        # _in_then: its end needs Python (an on_done, or more chunks queued)
+        self._in_code: np.ndarray = grown(self._in_code if old else None, -1, np.intp)
+        self._in_pos: np.ndarray = grown(self._in_pos if old else None, 0, np.int64)
+        self._in_end: np.ndarray = grown(self._in_end if old else None, 0, np.int64)
+        self._in_then: np.ndarray = grown(self._in_then if old else None, False, bool)
         self._quiet: np.ndarray = grown(self._quiet if old else None, 0, np.int32)
         # a fast slot is advanced in these arrays alone: its one playback's item offset and
         # length, its gain; it is looked at in Python only when due (see tick)
@@ -355,9 +421,9 @@ class MediaEngine:
         self._n = max(self._n, slot + 1)
         self._alive[slot] = True
         self._start[slot] = self.frame
-        self._wr[slot] = self._rd[slot] = 0
-        self._waiting[slot] = False
-        self._done_at[slot] = _FAR
+        self._in_code[slot] = -1
+        self._in_pos[slot] = self._in_end[slot] = 0
+        self._in_then[slot] = False
         self._quiet[slot] = _QUIET_FRAMES_BEFORE_IDLE
         self._fast[slot] = True  # nothing playing, nothing to time
         self._playing[slot] = False
@@ -397,10 +463,11 @@ class MediaEngine:
                 events += self._collect_events(call, control_id, component.collector.hangup(), now)
         call.components.clear()
         call.media_components.clear()
+        released = [c.on_done for c in (call._chunk, *call._queue) if c is not None]
         self._free_slot(call)
-        for _, on_done in call._on_done:
-            on_done()
-        call._on_done.clear()
+        for on_done in released:
+            if on_done is not None:
+                on_done()
         return events
 
     def _free_slot(self, call: CallMedia) -> None:
@@ -411,13 +478,12 @@ class MediaEngine:
                 call._rec_blocks.append(partial)
             self._rec_free.append(int(self._rec_row[slot]))
         call.ended = True
-        call._waiting.clear()
-        call._waiting_samples = 0
+        self._set_chunk(call, None)
+        call._queue.clear()
+        call._queued_samples = 0
         self._by_slot[slot] = None
         self._alive[slot] = self._fast[slot] = self._playing[slot] = False
-        self._waiting[slot] = self._needs_out[slot] = self._recording[slot] = False
-        self._wr[slot] = self._rd[slot] = 0
-        self._done_at[slot] = _FAR
+        self._needs_out[slot] = self._recording[slot] = self._in_then[slot] = False
         self._deadline[slot] = np.inf
         self._rec_row[slot] = -1
         self._dtmf.remove_channel(slot)
@@ -588,15 +654,16 @@ class MediaEngine:
         n = self._n
         if n == 0:
             self.frame += 1
+            late, self._late = self._late, []
+            for callback in late:
+                callback()
             return events
-        alive, wr, rd = self._alive[:n], self._wr[:n], self._rd[:n]
+        alive = self._alive[:n]
 
         # 1. inbound audio, and the batch of calls the DTMF detector must hear this frame
-        refill = self._waiting[:n] & (wr - rd < SAMPLES_PER_FRAME)
-        for slot in np.flatnonzero(refill).tolist():
-            self._refill(self._by_slot[slot])  # type: ignore[arg-type]
-        avail = wr - rd
-        has = avail > 0
+        pos, end = self._in_pos[:n], self._in_end[:n]
+        has = pos < end
+        whole = has & (pos + SAMPLES_PER_FRAME <= end)
         quiet = self._quiet[:n]
         listen = has | (alive & (quiet < _QUIET_FRAMES_BEFORE_IDLE))
         quiet[:] = np.where(has, 0, quiet + listen)
@@ -607,22 +674,17 @@ class MediaEngine:
         frames = self._frames[:k]
         row_of = np.full(n, -1, dtype=np.intp)
         row_of[channels] = np.arange(k)
-        rows_in = has[channels]
-        heard_slots = channels[rows_in]
-        ring = self._ring.reshape(self._cap, _RING_FRAMES, SAMPLES_PER_FRAME)
-        at = (rd[heard_slots] // SAMPLES_PER_FRAME) % _RING_FRAMES
-        if len(heard_slots) == k:
-            np.copyto(frames, ring[heard_slots, at])
-        else:
-            frames[rows_in] = ring[heard_slots, at]
-            frames[~rows_in] = 0
-        short = avail[heard_slots] < SAMPLES_PER_FRAME  # the line ran dry within the frame
-        for slot in heard_slots[short].tolist():
-            frames[row_of[slot], avail[slot] :] = 0
-        rd += has * SAMPLES_PER_FRAME
-        np.maximum(wr, rd, out=wr)  # after a short frame the next audio starts a new frame
-        for slot in np.flatnonzero(self._done_at[:n] <= rd).tolist():
-            callbacks += self._chunks_done(self._by_slot[slot])  # type: ignore[arg-type]
+        frames[~has[channels]] = 0
+        self._gather_in(np.flatnonzero(whole), frames, row_of)
+        for slot in np.flatnonzero(has & ~whole).tolist():  # the frame spans chunks, or ends
+            call = self._by_slot[slot]
+            assert call is not None
+            callbacks += self._compose_in(call, frames[row_of[slot]])
+        pos += whole * SAMPLES_PER_FRAME
+        for slot in np.flatnonzero(whole & (pos >= end) & self._in_then[:n]).tolist():
+            call = self._by_slot[slot]
+            assert call is not None
+            callbacks += self._next_chunk(call)
 
         # 2. DTMF over all audible calls at once
         tone_slots: np.ndarray | None = None
@@ -705,6 +767,9 @@ class MediaEngine:
             self._record(rec_slots, frame_no, frames, row_of, has, rec_out)
 
         self.frame += 1
+        if self._late:
+            callbacks += self._late
+            self._late = []
         for callback in callbacks:
             callback()
         return events
@@ -788,55 +853,92 @@ class MediaEngine:
             if on_done is not None:
                 on_done()
             return
+        chunk = _chunk(samples, on_done)
         slot = call.dtmf_channel
-        queued = int(self._wr[slot] - self._rd[slot])
-        end = int(self._wr[slot]) + call._waiting_samples + len(samples)
-        if call._waiting or queued + len(samples) > _RING:
-            call._waiting.append([samples, 0])
-            call._waiting_samples += len(samples)
-            self._waiting[slot] = True
-            self._refill(call)
+        if self._in_pos[slot] >= self._in_end[slot] and not call._queue:  # the line is idle
+            if not len(samples):
+                if on_done is not None:
+                    self._late.append(on_done)  # after the next frame, as any chunk's
+                return
+            self._set_chunk(call, chunk)
         else:
-            self._ring_write(slot, samples)
-        if on_done is not None:
-            if not call._on_done:
-                self._done_at[slot] = end
-            call._on_done.append((end, on_done))
+            call._queue.append(chunk)
+            call._queued_samples += len(chunk.samples)
+            self._in_then[slot] = True
 
-    def _ring_write(self, slot: int, samples: np.ndarray) -> None:
-        at = int(self._wr[slot]) % _RING
-        first = min(len(samples), _RING - at)
-        self._ring[slot, at : at + first] = samples[:first]
-        if first < len(samples):
-            self._ring[slot, : len(samples) - first] = samples[first:]
-        self._wr[slot] += len(samples)
-
-    def _refill(self, call: CallMedia) -> None:
-        """Move queued audio that did not fit into the call's ring, as much as fits now."""
+    def _set_chunk(self, call: CallMedia, chunk: _Chunk | None) -> None:
+        """Read ``chunk`` next (None: the line is idle)."""
         slot = call.dtmf_channel
-        space = _RING - int(self._wr[slot] - self._rd[slot])
-        while call._waiting and space > 0:
-            entry = call._waiting[0]
-            samples, offset = entry
-            take = min(space, len(samples) - offset)
-            self._ring_write(slot, samples[offset : offset + take])
-            space -= take
-            call._waiting_samples -= take
-            if offset + take >= len(samples):
-                call._waiting.popleft()
-            else:
-                entry[1] = offset + take
-        self._waiting[slot] = bool(call._waiting)
+        old = call._chunk
+        if old is not None:
+            self._bases.release(old.owner)
+        call._chunk = chunk
+        if chunk is None:
+            self._in_code[slot] = -1
+            self._in_pos[slot] = self._in_end[slot] = 0
+            self._in_then[slot] = bool(call._queue)
+            return
+        self._in_code[slot] = self._bases.take(chunk.owner)
+        self._in_pos[slot] = chunk.start
+        self._in_end[slot] = chunk.start + len(chunk.samples)
+        self._in_then[slot] = chunk.on_done is not None or bool(call._queue)
 
-    def _chunks_done(self, call: CallMedia) -> list[Callable[[], None]]:
-        """The on_done callbacks of the chunks whose last sample was read this frame."""
-        slot = call.dtmf_channel
-        read = int(self._rd[slot])
+    def _next_chunk(self, call: CallMedia) -> list[Callable[[], None]]:
+        """The chunk being read is used up: its on_done, and on to the next one."""
         done = []
-        while call._on_done and call._on_done[0][0] <= read:
-            done.append(call._on_done.popleft()[1])
-        self._done_at[slot] = call._on_done[0][0] if call._on_done else _FAR
+        chunk = call._chunk
+        if chunk is not None and chunk.on_done is not None:
+            done.append(chunk.on_done)
+        while call._queue:
+            following = call._queue.popleft()
+            call._queued_samples -= len(following.samples)
+            if len(following.samples):
+                self._set_chunk(call, following)
+                return done
+            if following.on_done is not None:
+                done.append(following.on_done)
+        self._set_chunk(call, None)
         return done
+
+    def _compose_in(self, call: CallMedia, frame: np.ndarray) -> list[Callable[[], None]]:
+        """Fill ``frame`` from the end of the chunk being read and the chunks after it (the
+        rest is silence); returns the on_done callbacks of the chunks used up."""
+        slot = call.dtmf_channel
+        filled = 0
+        done: list[Callable[[], None]] = []
+        while (chunk := call._chunk) is not None:
+            offset = int(self._in_pos[slot]) - chunk.start
+            take = min(SAMPLES_PER_FRAME - filled, len(chunk.samples) - offset)
+            frame[filled : filled + take] = chunk.samples[offset : offset + take]
+            filled += take
+            self._in_pos[slot] += take
+            if self._in_pos[slot] < self._in_end[slot]:
+                break  # the frame is full and the chunk goes on
+            done += self._next_chunk(call)
+            if filled >= SAMPLES_PER_FRAME:
+                break
+        frame[filled:] = 0
+        return done
+
+    def _gather_in(self, slots: np.ndarray, frames: np.ndarray, row_of: np.ndarray) -> None:
+        """Copy the next whole frame of each of ``slots`` into its row of ``frames``."""
+        if not len(slots):
+            return
+        codes = self._in_code[slots]
+        pos = self._in_pos[slots]
+        rows = row_of[slots]
+        first = int(codes[0])
+        if (codes == first).all():
+            groups = [(first, slice(None))]
+        else:
+            order = np.argsort(codes, kind="stable")
+            codes, pos, rows = codes[order], pos[order], rows[order]
+            cuts = np.flatnonzero(np.diff(codes)) + 1
+            bounds = [0, *cuts.tolist(), len(codes)]
+            groups = [(int(codes[a]), slice(a, b)) for a, b in itertools.pairwise(bounds)]
+        for code, part in groups:
+            windows = sliding_window_view(self._bases.get(code), SAMPLES_PER_FRAME)
+            frames[rows[part]] = windows[pos[part]]
 
     def _rec_alloc(self) -> int:
         if self._rec_free:
