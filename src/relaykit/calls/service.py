@@ -166,6 +166,7 @@ class CallService:
         self.receivers: Receivers | None = None
         self.dialers: dict[str, Dialer] = {}
         self._calls: dict[str, Call] = {}
+        self._owned: dict[int, int] = {}  # id(owner) -> its live calls (owned_by in O(1))
         self._on_new_call: list[Callable[[Call], None]] = []
         self.calls_present = asyncio.Event()  # set while any call exists (the clock waits on it)
 
@@ -188,7 +189,15 @@ class CallService:
 
     def owned_by(self, owner: EventSink) -> int:
         """How many live calls ``owner`` holds."""
-        return sum(1 for c in self._calls.values() if c.owner is owner)
+        return self._owned.get(id(owner), 0)
+
+    def _own(self, owner: EventSink | None, change: int) -> None:
+        if owner is not None:
+            held = self._owned.get(id(owner), 0) + change
+            if held:
+                self._owned[id(owner)] = held
+            else:
+                del self._owned[id(owner)]
 
     def on_new_call(self, listener: Callable[[Call], None]) -> Callable[[], None]:
         """Call ``listener(call)`` for every call created from now on (browser phone, tests)."""
@@ -298,6 +307,7 @@ class CallService:
             leg=leg,
         )
         self._calls[call.call_id] = call
+        self._own(owner, 1)
         self.calls_present.set()
         for listener in list(self._on_new_call):
             listener(call)
@@ -366,7 +376,9 @@ class CallService:
         call = self.get(project, call_id)
         if call.state is CallState.ANSWERED:
             return
+        self._own(call.owner, -1)
         call.owner = owner
+        self._own(owner, 1)
         call.move_to(CallState.ANSWERED)
         if call.leg is not None:
             call.leg.answered(call)
@@ -607,7 +619,8 @@ class CallService:
             task.cancel()
         call.move_to(CallState.ENDED)
         self.emit_state(call)
-        self._calls.pop(call.call_id, None)
+        if self._calls.pop(call.call_id, None) is not None:
+            self._own(call.owner, -1)
 
     def end_all(self, reason: str = "hangup", *, owner: EventSink | None = None) -> None:
         """End every call (of ``owner`` only, if given)."""

@@ -133,6 +133,7 @@ def serve(
             sip_routes=routes,
             recordings_dir=recordings,
             recording_retention=retention,
+            hold_gc=True,  # the server owns this process
         ) as server:
             console.print(
                 f"RELAY server listening on [bold]{server.url}[/bold] "

@@ -31,7 +31,7 @@ from ..media.frames import SAMPLE_RATE
 from ..testing.caller import Heard, VirtualCaller
 from ..testing.expect import ExpectationError
 from .auth import AuthThrottle
-from .outbox import Outbox
+from .outbox import Outbox, websocket_writer
 
 log = logging.getLogger("relaykit.server")
 
@@ -106,7 +106,9 @@ class _CallerSession:
         self._unsubscribe: Callable[[], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._address = str(ws.remote_address[0]) if ws.remote_address else "unknown"
-        self._outbox = Outbox(ws.send, max_frames=endpoint.max_outbox, on_overflow=self._too_slow)
+        self._outbox = Outbox(
+            websocket_writer(ws), max_frames=endpoint.max_outbox, on_overflow=self._too_slow
+        )
 
     def send(self, message: dict[str, Any]) -> None:
         self._outbox.send(json.dumps(message, ensure_ascii=False))

@@ -24,7 +24,7 @@ from ..errors import (
 )
 from ..protocol import Malformed, Peer, ReplyReceived, RequestReceived, blade
 from ..protocol.jsonrpc import Request
-from .outbox import Outbox
+from .outbox import Outbox, websocket_writer
 from .router import Router
 from .sessions import ServerSession, SessionRegistry, signature
 
@@ -60,7 +60,9 @@ class Connection:
         self.peer = Peer()
         self.session: ServerSession | None = None
         self.address = str(ws.remote_address[0]) if ws.remote_address else "unknown"
-        self.outbox = Outbox(ws.send, max_frames=limits.max_outbox, on_overflow=self._too_slow)
+        self.outbox = Outbox(
+            websocket_writer(ws), max_frames=limits.max_outbox, on_overflow=self._too_slow
+        )
         self._tokens = float(limits.max_request_burst)
         self._tokens_at = asyncio.get_running_loop().time()
 
