@@ -166,7 +166,8 @@ def watch_transcript(
         if not future.done() and predicate(entry):
             future.set_result(time.monotonic())
 
-    caller.on_transcript(listener)
+    stop = caller.on_transcript(listener)
+    future.add_done_callback(lambda _: stop())  # watch no longer than needed
     return future
 
 

@@ -904,17 +904,20 @@ class MediaEngine:
         """Fill ``frame`` from the end of the chunk being read and the chunks after it (the
         rest is silence); returns the on_done callbacks of the chunks used up."""
         slot = call.dtmf_channel
+        pos = int(self._in_pos[slot])
         filled = 0
         done: list[Callable[[], None]] = []
         while (chunk := call._chunk) is not None:
-            offset = int(self._in_pos[slot]) - chunk.start
-            take = min(SAMPLES_PER_FRAME - filled, len(chunk.samples) - offset)
+            offset = pos - chunk.start
+            size = len(chunk.samples)
+            take = min(SAMPLES_PER_FRAME - filled, size - offset)
             frame[filled : filled + take] = chunk.samples[offset : offset + take]
             filled += take
-            self._in_pos[slot] += take
-            if self._in_pos[slot] < self._in_end[slot]:
-                break  # the frame is full and the chunk goes on
+            if offset + take < size:  # the frame is full and the chunk goes on
+                self._in_pos[slot] = pos + take
+                break
             done += self._next_chunk(call)
+            pos = int(self._in_pos[slot])
             if filled >= SAMPLES_PER_FRAME:
                 break
         frame[filled:] = 0
