@@ -401,9 +401,11 @@ class DtmfDetector:
     def _nonzero(x: np.ndarray) -> np.ndarray:
         """Which words of each row of ``x`` hold a sample that is not zero: (k, words), a
         word being four int16 samples (or one sample of another type)."""
+        words = x
         if x.dtype == np.int16 and x.flags.c_contiguous and x.shape[1] % 8 == 0:
-            return x.view(np.uint64) != 0
-        return x != 0
+            words = x.view(np.uint64)  # (halves of a frame stay whole words)
+        nonzero: np.ndarray = words != 0
+        return nonzero
 
     def in_tone(self, channels: np.ndarray) -> np.ndarray:
         """Whether each channel's last frame was part of a key's tone, as a bool array.

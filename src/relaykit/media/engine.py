@@ -721,13 +721,13 @@ class MediaEngine:
         out_slots = np.flatnonzero(steady & playing & self._needs_out[:n])
         if len(out_slots):
             outs = self._gather_out(out_slots)
-            for slot, out in zip(out_slots.tolist(), outs, strict=True):
+            for slot, steady_out in zip(out_slots.tolist(), outs, strict=True):
                 call = self._by_slot[slot]
                 assert call is not None
                 if call._listener is not None:
-                    call._listener(out)
+                    call._listener(steady_out)
                 if call.record:
-                    rec_out[slot] = out
+                    rec_out[slot] = steady_out
         pos += (steady & playing) * SAMPLES_PER_FRAME
 
         # 5. the due calls, one by one: speech and timers of prompts, rendering, components
@@ -832,7 +832,8 @@ class MediaEngine:
         out = np.empty((len(slots), SAMPLES_PER_FRAME), dtype=np.int16)
         groups: dict[int, tuple[np.ndarray, list[int]]] = {}
         for i, slot in enumerate(slots.tolist()):
-            samples = self._by_slot[slot]._fast_samples  # type: ignore[union-attr]
+            call = self._by_slot[slot]
+            samples = None if call is None else call._fast_samples
             assert samples is not None
             groups.setdefault(id(samples), (samples, []))[1].append(i)
         for samples, members in groups.values():
