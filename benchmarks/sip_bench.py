@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import multiprocessing as mp
 import os
 import re
@@ -211,6 +212,7 @@ async def run_once(n: int, hold: float, rate: float) -> dict[str, object]:
         sip_routes={IVR_NUMBER: "office", PROBE_NUMBER: "probe"},
         max_request_rate=5000,
         max_request_burst=10000,
+        hold_gc=True,  # the server owns this process, as under `relaykit serve`
     )
     await server.start()
     ctx = mp.get_context("spawn")
@@ -289,7 +291,9 @@ def main() -> None:
     parser.add_argument(
         "--rate", type=float, default=None, help="new calls per second (default: N/10)"
     )
+    parser.add_argument("--json", type=Path, help="also write every row's figures here")
     args = parser.parse_args()
+    rows = []
     print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}  hold: {args.hold:g}s")
     header = (
         f"{'calls':>5} {'peak':>5} {'sipp ok/fail':>12} {'427s':>5} {'late/ticks':>12} "
@@ -318,6 +322,9 @@ def main() -> None:
         )
         if r["other_results"]:
             print(f"      prompts that did not return 427: {r['other_results']}", flush=True)
+        rows.append({**r, "held": held})
+    if args.json:
+        args.json.write_text(json.dumps(rows))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from benchmarks._common import (
     PROJECT,
     TOKEN,
     App,
+    Burner,
     SystemCpu,
     ms,
     peer_python,
@@ -203,12 +204,13 @@ def _trimmed(samples: np.ndarray, threshold: int = 200) -> np.ndarray:
 class Window:
     """CPU, wall time and machine load between start() and stop(), for us and the consumer."""
 
-    def __init__(self, bench: Bench, app: App | None) -> None:
-        self.bench, self.app = bench, app
+    def __init__(self, bench: Bench, app: App | None, others: set[int] | None = None) -> None:
+        """``others``: processes of ours that are not the server's (made load)."""
+        self.bench, self.app, self.others = bench, app, others or set()
 
     def start(self) -> None:
         self.t0 = time.monotonic()
-        self.exclude = {self.app.pid} if self.app else set()
+        self.exclude = ({self.app.pid} if self.app else set()) | self.others
         self.cpu0 = tree_cpu_seconds(self.exclude)
         self.app_cpu0 = self.app.cpu_seconds() if self.app else 0.0
         self.system = SystemCpu()
@@ -304,7 +306,8 @@ async def concurrency(spec: dict[str, Any]) -> dict[str, Any]:
         app = await _start_app(bench, "relaykit_ivr.py", kind, "bench", spec.get("experiment"))
         gc.collect()
         rss0 = status_kib("VmRSS")
-        window = Window(bench, app)
+        burner = Burner(spec["load"]) if spec.get("load") else None
+        window = Window(bench, app, {burner.pid} if burner else None)
         window.start()
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -343,6 +346,9 @@ async def concurrency(spec: dict[str, Any]) -> dict[str, Any]:
             if isinstance(r, BaseException):
                 failures.append(repr(r))
         stats = window.stop()
+        if burner is not None:
+            burner.stop()
+            stats["made_load_pct"] = 100 * burner.share
         peak = tree_peak_rss_kib({app.pid})  # with the speech decoding processes, if any
         app_peak = app.peak_rss_kib()
         summary = await _summary(app, want_calls=len(plan))
