@@ -317,6 +317,12 @@ class CallMedia:
         if not self.ended:
             self._engine._needs_out[self.dtmf_channel] = listener is not None or self.record
 
+    @property
+    def inbound_frame(self) -> np.ndarray | None:
+        """The caller's frame of the current (or last) tick; None: silence. Every call's is
+        read before any call renders, so a component may mix another call's in (bridges)."""
+        return None if self.ended else self._engine._inbound_frame(self.dtmf_channel)
+
     def prompts(self) -> list[tuple[str, _Prompt]]:
         """The prompts among the call's components, by control_id."""
         return [(cid, c) for cid, c in self.components.items() if isinstance(c, _Prompt)]
@@ -364,6 +370,12 @@ class MediaEngine:
         self._rec_buf = np.zeros((0, _REC_FRAMES, 2, SAMPLES_PER_FRAME), dtype=np.int16)
         self._frames = np.zeros((0, SAMPLES_PER_FRAME), dtype=np.int16)
         self._bases = _Bases()
+        # this tick's caller frames: (frames, row of each slot in them, slot has audio)
+        self._tick_in: tuple[np.ndarray, np.ndarray, np.ndarray] = (
+            self._frames,
+            np.zeros(0, dtype=np.intp),
+            np.zeros(0, dtype=bool),
+        )
         self._late: list[Callable[[], None]] = []  # on_done of empty chunks, after a frame
 
     def _grow(self, cap: int) -> None:
@@ -675,6 +687,7 @@ class MediaEngine:
         row_of = np.full(n, -1, dtype=np.intp)
         row_of[channels] = np.arange(k)
         frames[~has[channels]] = 0
+        self._tick_in = (frames, row_of, has)
         self._gather_in(np.flatnonzero(whole), frames, row_of)
         for slot in np.flatnonzero(has & ~whole).tolist():  # the frame spans chunks, or ends
             call = self._by_slot[slot]
@@ -923,6 +936,13 @@ class MediaEngine:
                 break
         frame[filled:] = 0
         return done
+
+    def _inbound_frame(self, slot: int) -> np.ndarray | None:
+        frames, row_of, has = self._tick_in
+        if slot >= len(has) or not has[slot]:
+            return None
+        frame: np.ndarray = frames[row_of[slot]].copy()
+        return frame
 
     def _gather_in(self, slots: np.ndarray, frames: np.ndarray, row_of: np.ndarray) -> None:
         """Copy the next whole frame of each of ``slots`` into its row of ``frames``."""
