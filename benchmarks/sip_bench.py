@@ -5,10 +5,11 @@
 For each N, calls start at ``--rate`` per second (N/10 by default), so all N are up together
 for several seconds (the ``peak`` column says how many were). A RelayServer with SIP on
 loopback runs in this process, the IVR (our SDK) in its own process, and SIPp plays
-``tests/sip/data/uac_bench_pin.xml``: answer, hold ``--hold`` seconds while the prompt plays
-and RTP flows both ways, press 4 2 7 # as RFC 2833 events, wait for the IVR's BYE. One extra
-probe call, placed by this script, receives the IVR's audio on a socket with kernel receive
-timestamps (SO_TIMESTAMPNS), so pacing is measured as a phone sees it.
+``tests/sip/data/uac_bench_rtp.xml``: offer PCMA, answer, hold ``--hold`` seconds while the
+prompt plays to it and it sends 7 s of G.711 A-law speech in 20 ms packets (a pcap this script
+writes, :func:`write_caller_pcap`), press 4 2 7 # as RFC 2833 events, wait for the IVR's BYE.
+One extra probe call, placed by this script, receives the IVR's audio on a socket with kernel
+receive timestamps (SO_TIMESTAMPNS), so pacing is measured as a phone sees it.
 
 Printed per N: SIPp successful/failed calls, prompts that returned 427, the media clock's
 lateness (p50/p99/max per 20 ms tick, ticks later than one frame), server CPU (share of one
@@ -42,11 +43,47 @@ sys.path.insert(0, str(ROOT))
 
 from relaykit import RelayServer  # noqa: E402
 
-SCENARIO = ROOT / "tests" / "sip" / "data" / "uac_bench_pin.xml"
+SCENARIO = ROOT / "tests" / "sip" / "data" / "uac_bench_rtp.xml"
 PROJECT, TOKEN = "bench", "bench-token"
 IVR_NUMBER, PROBE_NUMBER = "+15559870000", "+15550000000"
 LOOPBACK = "127.0.0.1"
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python has no constant for it
+
+
+CALLER_PCAP = "caller_pcma_20ms.pcap"  # the scenario plays it from SIPp's working directory
+CALLER_TEXT = "Hello, I would like to check the balance of my account, please. " * 2
+
+
+def write_caller_pcap(path: Path, seconds: float = 7.0) -> None:
+    """A pcap of RTP packets (PCMA, 20 ms each, 50 per second) carrying espeak-ng speech, for
+    SIPp's play_pcap_audio (which takes the payloads and their timing)."""
+    import numpy as np
+
+    from relaykit.media.tts import EspeakTts
+    from relaykit.sip.g711 import alaw_encode
+    from relaykit.sip.resample import HISTORY, downsample2
+
+    speech = EspeakTts().synthesize(CALLER_TEXT)
+    speech = np.resize(speech, round(seconds * 16000) // 320 * 320)
+    narrow, _ = downsample2(speech.reshape(1, -1), np.zeros((1, HISTORY), dtype=np.float32))
+    codes = alaw_encode(narrow.reshape(-1)).tobytes()
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    for n in range(len(codes) // 160):
+        rtp = struct.pack("!BBHII", 0x80, 8, n & 0xFFFF, n * 160, 0x1234ABCD)
+        rtp += codes[n * 160 : (n + 1) * 160]
+        udp = struct.pack("!HHHH", 6000, 6000, 8 + len(rtp), 0) + rtp
+        loopback = bytes([127, 0, 0, 1])
+        header = (0x45, 0, 20 + len(udp), n & 0xFFFF, 0, 64, 17, 0, loopback, loopback)
+        ip = bytearray(struct.pack("!BBHHHBBH4s4s", *header))
+        words = struct.unpack("!10H", ip)
+        total = sum(words)
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        ip[10:12] = struct.pack("!H", ~total & 0xFFFF)
+        frame = b"\x00" * 12 + b"\x08\x00" + bytes(ip) + udp  # Ethernet: IPv4
+        sec, usec = divmod(n * 20_000, 1_000_000)
+        out += struct.pack("<IIII", sec, usec, len(frame), len(frame)) + frame
+    path.write_bytes(bytes(out))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -240,6 +277,7 @@ async def run_once(n: int, hold: float, rate: float) -> dict[str, object]:
         sampler = asyncio.create_task(sample())
         cpu0, wall0 = time.process_time(), time.monotonic()
         with tempfile.TemporaryDirectory() as tmp:
+            write_caller_pcap(Path(tmp) / CALLER_PCAP)
             proc = await asyncio.create_subprocess_exec(
                 sipp, f"{LOOPBACK}:{server.sip.port}", "-sf", str(SCENARIO),
                 "-s", IVR_NUMBER, "-i", LOOPBACK, "-mi", LOOPBACK,

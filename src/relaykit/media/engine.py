@@ -44,9 +44,10 @@ __all__ = [
     "VoiceDetector",
 ]
 
+import contextlib
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -370,6 +371,7 @@ class MediaEngine:
         self._rec_buf = np.zeros((0, _REC_FRAMES, 2, SAMPLES_PER_FRAME), dtype=np.int16)
         self._frames = np.zeros((0, SAMPLES_PER_FRAME), dtype=np.int16)
         self._bases = _Bases()
+        self._tick_hooks: list[Callable[[], None]] = []
         # this tick's caller frames: (frames, row of each slot in them, slot has audio)
         self._tick_in: tuple[np.ndarray, np.ndarray, np.ndarray] = (
             self._frames,
@@ -660,6 +662,8 @@ class MediaEngine:
         timer may expire, its audio queue needs refilling or finished a chunk, or it runs
         something that takes every frame (a speech prompt's voice detector, a MediaComponent).
         """
+        for hook in list(self._tick_hooks):
+            hook()
         events: list[EngineEvent] = []
         callbacks: list[Callable[[], None]] = []
         frame_no = self.frame
@@ -867,12 +871,38 @@ class MediaEngine:
             if on_done is not None:
                 on_done()
             return
-        chunk = _chunk(samples, on_done)
+        self._queue_chunk(call, _chunk(samples, on_done))
+
+    def push_frames(self, calls: Sequence[CallMedia], frames: np.ndarray) -> None:
+        """Queue row ``i`` of ``frames`` (int16, one row per call) as caller audio of
+        ``calls[i]``: :meth:`CallMedia.push_inbound` for many calls at once, whose rows the
+        tick then reads as one array (RTP decoded in a batch, say)."""
+        frames = np.ascontiguousarray(frames, dtype=np.int16)
+        if frames.ndim != 2 or len(frames) != len(calls):
+            raise ValueError(f"expected one row of frames per call, got {frames.shape}")
+        width = frames.shape[1]
+        for i, call in enumerate(calls):
+            if call.ended:
+                continue
+            self._queue_chunk(call, _Chunk(frames[i], frames, i * width, None))
+
+    def on_tick_start(self, hook: Callable[[], None]) -> Callable[[], None]:
+        """Run ``hook()`` at the start of every tick, before any caller audio is read (an
+        adapter pushes what arrived since the last tick); returns a function that removes it."""
+        self._tick_hooks.append(hook)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._tick_hooks.remove(hook)
+
+        return remove
+
+    def _queue_chunk(self, call: CallMedia, chunk: _Chunk) -> None:
         slot = call.dtmf_channel
         if self._in_pos[slot] >= self._in_end[slot] and not call._queue:  # the line is idle
-            if not len(samples):
-                if on_done is not None:
-                    self._late.append(on_done)  # after the next frame, as any chunk's
+            if not len(chunk.samples):
+                if chunk.on_done is not None:
+                    self._late.append(chunk.on_done)  # after the next frame, as any chunk's
                 return
             self._set_chunk(call, chunk)
         else:
