@@ -123,7 +123,6 @@ class RtpLeg(asyncio.DatagramProtocol):
             self.transport.close()
             self.transport = None
 
-    # -- outbound ----------------------------------------------------------------------------
     # -- inbound -----------------------------------------------------------------------------
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if not self.active or is_rtcp(data):
