@@ -267,11 +267,17 @@ async def run_once(n: int, hold: float, rate: float) -> dict[str, object]:
         server.lateness.clear()
         server.late_frames = 0
         peak = 0
+        timeline: list[tuple[float, int, int, float]] = []  # (s, calls up, late ticks, cpu s)
+        start = time.monotonic()
 
         async def sample() -> None:
             nonlocal peak
             while True:
                 peak = max(peak, len(server.calls) - 1)  # minus the probe
+                now = round(time.monotonic() - start, 1)
+                if not timeline or now - timeline[-1][0] >= 1.0:
+                    up = len(server.calls) - 1
+                    timeline.append((now, up, server.late_frames, time.process_time()))
                 await asyncio.sleep(0.1)
 
         sampler = asyncio.create_task(sample())
@@ -313,6 +319,7 @@ async def run_once(n: int, hold: float, rate: float) -> dict[str, object]:
             "lateness_max": max(lateness) if lateness else float("nan"),
             "cpu_share": cpu / wall,
             "pacing": probe.pacing(),
+            "timeline": timeline,
             "sipp_rc": proc.returncode,
         }
     finally:
