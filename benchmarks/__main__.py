@@ -491,6 +491,8 @@ def sip_section(r: dict[str, Any]) -> list[str]:
         ("max", lambda t: f(t["lateness_max"], 1, " ms")),
         (">20 ms late", lambda t: f"{t['late_ticks']}/{t['ticks']}"),
         ("server CPU", lambda t: f(100 * t["cpu_share"], 0, " %")),
+        ("SIPp CPU", lambda t: f(100 * t.get("sipp_cpu_share", 0.0), 0, " %")),
+        ("other procs", lambda t: f(100 * t.get("other_cpu_share", 0.0), 0, " %")),
         ("holds", lambda t: "yes" if t["held"] else "no"),
     ]
     return [*out, "", records_table(columns, r["rows"])]

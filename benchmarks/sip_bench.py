@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import SystemCpu, cpu_seconds  # noqa: E402
 from relaykit import RelayServer  # noqa: E402
 
 SCENARIO = ROOT / "tests" / "sip" / "data" / "uac_bench_rtp.xml"
@@ -282,6 +283,8 @@ async def run_once(n: int, hold: float, rate: float) -> dict[str, object]:
 
         sampler = asyncio.create_task(sample())
         cpu0, wall0 = time.process_time(), time.monotonic()
+        machine = SystemCpu()
+        ivr_cpu0 = cpu_seconds(ivr.pid)
         with tempfile.TemporaryDirectory() as tmp:
             write_caller_pcap(Path(tmp) / CALLER_PCAP)
             proc = await asyncio.create_subprocess_exec(
@@ -292,10 +295,23 @@ async def run_once(n: int, hold: float, rate: float) -> dict[str, object]:
                 "-max_socket", str(n + 100), "-trace_stat", "-fd", "1",
                 cwd=tmp, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             )  # fmt: skip
+            sipp_cpu = 0.0
+
+            async def sipp_usage() -> None:
+                nonlocal sipp_cpu
+                while proc.returncode is None:
+                    with contextlib.suppress(OSError):
+                        sipp_cpu = cpu_seconds(proc.pid)
+                    await asyncio.sleep(0.5)
+
+            watcher = asyncio.create_task(sipp_usage())
             out, _ = await proc.communicate()
+            watcher.cancel()
         sampler.cancel()
         cpu = time.process_time() - cpu0
         wall = time.monotonic() - wall0
+        busy = machine.cores_busy()
+        ivr_cpu = cpu_seconds(ivr.pid) - ivr_cpu0
         text = out.decode(errors="replace")
         ok = re.findall(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", text)
         failed = re.findall(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", text)
@@ -318,6 +334,9 @@ async def run_once(n: int, hold: float, rate: float) -> dict[str, object]:
             "lateness_p99": percentile(lateness, 99),
             "lateness_max": max(lateness) if lateness else float("nan"),
             "cpu_share": cpu / wall,
+            "ivr_cpu_share": ivr_cpu / wall,
+            "sipp_cpu_share": sipp_cpu / wall,
+            "other_cpu_share": max(0.0, busy - (cpu + ivr_cpu + sipp_cpu) / wall),
             "pacing": probe.pacing(),
             "timeline": timeline,
             "sipp_rc": proc.returncode,
@@ -337,16 +356,23 @@ def main() -> None:
         "--rate", type=float, default=None, help="new calls per second (default: N/10)"
     )
     parser.add_argument("--json", type=Path, help="also write every row's figures here")
+    parser.add_argument(
+        "--uvloop", action="store_true", help="run the server's event loop on uvloop"
+    )
     args = parser.parse_args()
     rows = []
     print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}  hold: {args.hold:g}s")
     header = (
         f"{'calls':>5} {'peak':>5} {'sipp ok/fail':>12} {'427s':>5} {'late/ticks':>12} "
         f"{'lateness ms p50/p99/max':>24} {'cpu':>5} {'pacing dev ms p50/p99/max':>26} "
-        f"{'jitter ms':>9} {'held':>5}"
+        f"{'jitter ms':>9} {'held':>5} {'sipp cpu':>8} {'other':>6}"
     )
     print(header)
     for n in args.calls:
+        if args.uvloop:
+            import uvloop  # not a relaykit dependency: installed for the measurement
+
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         r = asyncio.run(run_once(n, args.hold, args.rate or max(10.0, n / 10)))
         p = r["pacing"] or {}
         held = (
@@ -362,12 +388,13 @@ def main() -> None:
             f"{r['cpu_share']:>5.0%} "
             f"{p.get('p50', float('nan')):>8.2f}/{p.get('p99', float('nan')):>6.2f}/"
             f"{p.get('max', float('nan')):>8.1f} {p.get('rfc3550_ms', float('nan')):>9.2f} "
-            f"{'yes' if held else 'NO':>5}",
+            f"{'yes' if held else 'NO':>5} "
+            f"{r['sipp_cpu_share']:>8.0%} {r['other_cpu_share']:>6.0%}",
             flush=True,
         )
         if r["other_results"]:
             print(f"      prompts that did not return 427: {r['other_results']}", flush=True)
-        rows.append({**r, "held": held})
+        rows.append({**r, "held": held, "uvloop": args.uvloop})
     if args.json:
         args.json.write_text(json.dumps(rows))
 
