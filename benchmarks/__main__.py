@@ -839,7 +839,7 @@ def main(argv: list[str] | None = None) -> int:
     info["elapsed_s"] = time.monotonic() - started
     if not args.quick:
         curve = plot_curve(results, CURVE_PNG)
-        info["curve"] = curve.relative_to(ROOT) if curve else None
+        info["curve"] = str(curve.relative_to(ROOT)) if curve else None
 
     text = report(results, args, info)
     print(text)

@@ -66,7 +66,7 @@ if TYPE_CHECKING:
 _QUIET_FRAMES_BEFORE_IDLE = 4  # keep feeding silence to the detector this long after audio
 _PREROLL_FRAMES = 15  # 300 ms of audio kept before the detected start of speech
 _SNAPSHOT_FRAMES = 25  # with partial results, hand the recogniser the utterance every 0.5 s
-_REC_FRAMES = 25  # a recorded call's frames are gathered in the arrays in blocks of 0.5 s
+_REC_FRAMES = 16  # a recorded call's frames are gathered in the arrays in blocks of 320 ms
 
 
 class VoiceDetector(Protocol):
@@ -291,7 +291,10 @@ class CallMedia:
     _queued_samples: int = 0
     _fast_playback: Playback | None = None  # the playback the engine advances in its arrays
     _fast_samples: np.ndarray | None = None  # that playback's current item's samples
-    _rec_blocks: list[np.ndarray] = field(default_factory=list)
+    # the recording so far: blocks of frames per channel, None for a block of silence
+    _rec_blocks: list[tuple[np.ndarray | None, np.ndarray | None, int]] = field(
+        default_factory=list
+    )
 
     def push_inbound(self, samples: np.ndarray, on_done: Callable[[], None] | None = None) -> None:
         """Queue caller audio (int16, 16 kHz); ``on_done`` runs once its last sample is played
@@ -337,8 +340,16 @@ class CallMedia:
                 blocks.append(partial)
         if not blocks:
             return np.zeros((0, 2), dtype=np.int16)
-        frames = np.concatenate(blocks)  # (frames, 2, SAMPLES_PER_FRAME)
-        return np.ascontiguousarray(frames.transpose(0, 2, 1)).reshape(-1, 2)
+        out = np.zeros((sum(frames for _, _, frames in blocks) * SAMPLES_PER_FRAME, 2), np.int16)
+        at = 0
+        for caller, ivr, frames in blocks:
+            size = frames * SAMPLES_PER_FRAME
+            if caller is not None:
+                out[at : at + size, 0] = caller.reshape(-1)
+            if ivr is not None:
+                out[at : at + size, 1] = ivr.reshape(-1)
+            at += size
+        return out
 
 
 _SILENCE = np.zeros(SAMPLES_PER_FRAME, dtype=np.int16)
@@ -1029,14 +1040,16 @@ class MediaEngine:
         for i in np.flatnonzero(at == _REC_FRAMES - 1).tolist():
             call = self._by_slot[int(slots[i])]
             assert call is not None
-            call._rec_blocks.append(self._rec_buf[rows[i]].copy())
+            call._rec_blocks.append(_kept(self._rec_buf[rows[i]]))
 
-    def _recorded_partial(self, call: CallMedia) -> np.ndarray | None:
+    def _recorded_partial(
+        self, call: CallMedia
+    ) -> tuple[np.ndarray | None, np.ndarray | None, int] | None:
         """The frames recorded since the call's last full block, or None."""
         count = (self.frame - call.start_frame) % _REC_FRAMES
         if not count:
             return None
-        return self._rec_buf[self._rec_row[call.dtmf_channel], :count].copy()
+        return _kept(self._rec_buf[self._rec_row[call.dtmf_channel], :count])
 
     # -- internals ----------------------------------------------------------------------------
     def _render(self, call: CallMedia, events: list[EngineEvent]) -> np.ndarray | None:
@@ -1261,6 +1274,17 @@ class MediaEngine:
     def _require_free(call: CallMedia, control_id: str) -> None:
         if control_id in call.components:
             raise ValueError(f"control_id {control_id!r} is already running on this call")
+
+
+def _kept(block: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None, int]:
+    """A recording block (frames, 2, samples) as kept: each channel copied, or None if it is
+    all silence (so that silent calls cost no memory)."""
+    caller, ivr = block[:, 0], block[:, 1]
+    return (
+        caller.copy() if caller.any() else None,
+        ivr.copy() if ivr.any() else None,
+        len(block),
+    )
 
 
 def _stop_playback(
