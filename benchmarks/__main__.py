@@ -523,17 +523,18 @@ def plot_curve(results: dict[str, Any], path: Path) -> Path | None:
     if len(engine) < 2 and len(media) < 2:
         return None
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (cost, late) = plt.subplots(1, 2, figsize=(11, 4.2))
     ns = [row["n"] for row in engine]
-    for kind, style in (("silent", "o-"), ("noisy", "s-")):
+    for kind, color in (("silent", "C0"), ("noisy", "C2")):
         engine_us = [row[kind]["engine_us_per_call"] for row in engine]
         floor_us = [row[kind]["floor_us_per_call"] for row in engine]
-        cost.plot(ns, engine_us, style, label=f"engine, {kind} line")
-        cost.plot(ns, floor_us, style, alpha=0.4, label=f"floor, {kind} line")
+        cost.plot(ns, engine_us, "o-", color=color, label=f"engine, {kind} line")
+        cost.plot(ns, floor_us, "s--", color=color, alpha=0.5, label=f"floor, {kind} line")
     cost.set(xscale="log", xlabel="concurrent calls", ylabel="µs per call per 20 ms tick")
     cost.set_title("Engine alone (CPU of one thread)")
     cost.set_ylim(bottom=0)
@@ -554,6 +555,9 @@ def plot_curve(results: dict[str, Any], path: Path) -> Path | None:
     late.set_title("Server: digit prompts")
     late.legend(fontsize=8)
     late.grid(alpha=0.3)
+    for axis, ticks in ((cost, ns), (late, sizes)):
+        axis.set_xticks(ticks, [str(n) for n in ticks])
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
