@@ -47,7 +47,7 @@ from benchmarks._common import (
     tree_peak_rss_kib,
 )
 from relaykit import RelayServer
-from relaykit.calls import TranscriptEntry
+from relaykit.calls import CallEvent, MediaStarted, TranscriptEntry
 from relaykit.media.dtmf import generate_dtmf
 from relaykit.media.engine import KeyDetected, PlaybackEvent
 from relaykit.media.frames import FRAME_SECONDS, SAMPLES_PER_FRAME
@@ -576,18 +576,19 @@ async def idle(spec: dict[str, Any]) -> dict[str, Any]:
 # -- 5a: SDK throughput ----------------------------------------------------------------------------
 def _presser(
     server: RelayServer, caller: VirtualCaller, digits: str, keys: dict[str, np.ndarray]
-) -> Callable[[TranscriptEntry], None]:
-    """A caller who keys the next of ``digits`` as soon as each new prompt's TTS starts."""
+) -> Callable[[CallEvent], None]:
+    """A caller who keys the next of ``digits`` as soon as each new prompt's TTS starts (it
+    watches the call's events, not its transcript: no text is made for every event)."""
     count = 0
     media = server.calls[caller.call_id].media
 
-    def on_entry(entry: TranscriptEntry) -> None:
+    def on_event(event: CallEvent) -> None:
         nonlocal count
-        if entry.actor == "ivr" and entry.text.startswith("plays tts"):
+        if isinstance(event, MediaStarted) and event.media == "tts":
             media.push_inbound(keys[digits[count % len(digits)]])
             count += 1
 
-    return on_entry
+    return on_event
 
 
 async def throughput(spec: dict[str, Any]) -> dict[str, Any]:
@@ -614,7 +615,7 @@ async def throughput(spec: dict[str, Any]) -> dict[str, Any]:
                     caller = await server.dial_in(context, timeout=30)
                     k = c % 10
                     digits = "1234567890"[k:] + "1234567890"[:k]
-                    caller.on_transcript(_presser(server, caller, digits, digit_keys))
+                    caller.on_event(_presser(server, caller, digits, digit_keys))
                     callers.append(caller)
                 await asyncio.sleep(1.0)  # warm up
                 window = Window(bench, app)
