@@ -73,6 +73,7 @@ def server_options(record_calls: bool) -> dict[str, Any]:
         "max_request_rate": 1e9,
         "max_request_burst": 10**9,
         "max_outbox": 10**7,
+        "max_outbox_bytes": 1 << 40,
         "max_calls_per_session": 10**6,
         "hold_gc": True,  # a server that owns its process, as `relaykit serve` runs it
     }

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -14,8 +15,10 @@ from tests.helpers import PROJECT, TOKEN, WAIT, RawClient
 
 
 @pytest_asyncio.fixture
-async def server() -> AsyncIterator[RelayServer]:
-    async with RelayServer(credentials={PROJECT: TOKEN}) as relay:
+async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RelayServer]:
+    # audio files the tests write under pytest's temporary folders may be played
+    media_dirs = [tmp_path_factory.getbasetemp()]
+    async with RelayServer(credentials={PROJECT: TOKEN}, media_dirs=media_dirs) as relay:
         yield relay
 
 

@@ -52,3 +52,17 @@ def test_amd_benchmark_runs_and_prints_its_table() -> None:
     assert "# Answering-machine detection (AMD) accuracy" in done.stdout
     for row in ("| machine |", "| person |", "| silence |", "Overall:"):
         assert row in done.stdout
+
+
+def test_bridge_benchmark_runs_and_prints_its_table() -> None:
+    """``python -m benchmarks.bridge`` (what a connect's bridge costs the engine) runs."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bridge", "--pairs", "5", "--ticks", "50"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr[-4000:]}"
+    assert "# What a bridge costs the media engine" in done.stdout
+    assert "| 5 |" in done.stdout

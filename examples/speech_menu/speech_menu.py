@@ -1,6 +1,8 @@
 """A speech menu: a recorded greeting, then "say sales or support" (keys 1 and 2 work too).
 
-Run it against a server (``relaykit serve --project P --token T`` in another terminal)::
+Run it against a server that may play the greeting it writes to the temporary folder
+(``relaykit serve --project P --token T --media-dir /tmp/relaykit-examples`` in another
+terminal)::
 
     python examples/speech_menu/speech_menu.py --url ws://127.0.0.1:8080 --project P --token T
 

@@ -1,7 +1,8 @@
 """relaykit: SignalWire RELAY v2 prompts, real and testable anywhere.
 
 The SDK (``Consumer``, ``Client``, ``Call``, actions and results), the local RELAY server
-(``RelayServer``) and the virtual caller (``VirtualCaller``, from ``RelayServer.dial_in``).
+(``RelayServer``), the virtual caller (``VirtualCaller``, from ``RelayServer.dial_in``) and
+the virtual callees (``VirtualCallees``, from ``RelayServer.callees``).
 
 Every name loads on first use: ``import relaykit`` costs next to nothing, an app that uses only
 the SDK never loads numpy or the media engine, and pytest's loading of the plugin
@@ -15,14 +16,19 @@ from ._version import __version__
 
 __all__ = [
     "AnswerResult",
+    "AskResult",
     "AuthenticationError",
     "Call",
     "CallEndedError",
     "Client",
     "CommandError",
+    "ConnectAction",
+    "ConnectResult",
     "Consumer",
     "DetectAction",
     "DetectResult",
+    "DialResult",
+    "DisconnectResult",
     "Event",
     "HangupResult",
     "Heard",
@@ -46,6 +52,7 @@ __all__ = [
     "StopResult",
     "TapAction",
     "TapResult",
+    "VirtualCallees",
     "VirtualCaller",
     "__version__",
 ]
@@ -53,11 +60,16 @@ __all__ = [
 if _typing.TYPE_CHECKING:
     from .client import (
         AnswerResult,
+        AskResult,
         Call,
         Client,
+        ConnectAction,
+        ConnectResult,
         Consumer,
         DetectAction,
         DetectResult,
+        DialResult,
+        DisconnectResult,
         Event,
         HangupResult,
         PlayAction,
@@ -86,18 +98,23 @@ if _typing.TYPE_CHECKING:
         RelayTimeoutError,
     )
     from .server import RelayServer
-    from .testing import Heard, VirtualCaller
+    from .testing import Heard, VirtualCallees, VirtualCaller
 
 # Where each name lives: imported when first asked for.
 _HOME = {
     **dict.fromkeys(
         [
             "AnswerResult",
+            "AskResult",
             "Call",
             "Client",
+            "ConnectAction",
+            "ConnectResult",
             "Consumer",
             "DetectAction",
             "DetectResult",
+            "DialResult",
+            "DisconnectResult",
             "Event",
             "HangupResult",
             "PlayAction",
@@ -133,6 +150,7 @@ _HOME = {
     "RelayServer": ".server",
     "Heard": ".testing",
     "VirtualCaller": ".testing",
+    "VirtualCallees": ".testing",
 }
 
 

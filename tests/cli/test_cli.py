@@ -90,6 +90,15 @@ def test_serve_with_a_broken_credentials_file_says_where():
     assert ":1: expected project:token" in result.output
 
 
+def test_serve_refuses_a_media_network_that_is_not_one():
+    """--media-network takes CIDR networks; anything else is refused before the server starts."""
+    result = CliRunner().invoke(
+        app, ["serve", "--project", "p", "--token", "t", "--media-network", "not-a-network"]
+    )
+    assert result.exit_code == 2
+    assert "--media-network" in result.output
+
+
 def test_serve_prints_its_url_and_accepts_a_client():
     """`relaykit serve --port 0` prints ws://127.0.0.1:PORT and answers blade.connect there."""
     import asyncio

@@ -176,6 +176,45 @@ def test_mypy_accepts_a_correct_ivr_and_types_its_results(tmp_path):
     assert result.stdout.strip() == ""
 
 
+def test_mypy_types_connect_dial_and_ask_through_to_the_peer_call(tmp_path):
+    """connect's result names the peer as a Call, dial's the call, ask's the tries; reveal_type
+    shows no Any on the way."""
+    result = run_mypy(
+        tmp_path,
+        """\
+        from relaykit import Call, Client
+
+
+        async def transfer(call: Call, client: Client) -> None:
+            result = await call.connect(
+                [{"to_number": "+15551110000"}, [{"to_number": "+1"}, {"to_number": "+2"}]],
+                [{"type": "ringtone", "name": "us"}],
+            )
+            reveal_type(result.call)
+            action = await call.connect_async([{"to_number": "+15551110000"}])
+            reveal_type(action.result)
+            reveal_type((await call.disconnect()).successful)
+            dialled = await client.calling.dial(from_number="+1", to_number="+2")
+            reveal_type(dialled.call)
+            pin = await call.ask("digits", "PIN?", min_digits=4, valid=str.isdigit, tries=3)
+            reveal_type(pin)
+            reveal_type(pin.attempts)
+        """,
+    )
+    revealed = [  # mypy versions differ on printing builtins. before builtin names
+        t.replace("builtins.", "") for t in re.findall(r'Revealed type is "([^"]+)"', result.stdout)
+    ]
+    assert revealed == [
+        "relaykit.client.call.Call | None",
+        "relaykit.client.results.ConnectResult[relaykit.client.call.Call]",
+        "bool",
+        "relaykit.client.call.Call",
+        "relaykit.client.results.AskResult",
+        "list[relaykit.client.results.PromptResult]",
+    ], result.stdout
+    assert ": error:" not in result.stdout, result.stdout
+
+
 def test_importing_the_sdk_loads_no_numpy_and_no_server():
     """``import relaykit.client`` (and ``import relaykit``) stays light: no numpy, no media."""
     code = (

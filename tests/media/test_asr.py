@@ -92,12 +92,12 @@ def test_grammar_maps_word_sequences_back_to_hint_text() -> None:
     assert grammar.digits is None
 
 
-def test_digit_hints_allow_digit_strings_of_their_lengths() -> None:
-    """Digit-string hints open a digit sequence bounded by the hints' lengths, read as digits."""
+def test_digit_hints_allow_digit_strings_up_to_their_longest() -> None:
+    """Digit-string hints open a digit sequence of 1 up to the longest hint, read as digits."""
     grammar = build_grammar(["12", "12345"], _known)
-    assert grammar.digits == (2, 5)
+    assert grammar.digits == (1, 5)
     assert grammar.text_for(["four", "two", "seven"]) == "427"
-    assert "<digits> = <d> <d> [<d> [<d> [<d>]]];" in grammar.jsgf
+    assert "<digits> = <d> [<d> [<d> [<d> [<d>]]]];" in grammar.jsgf
 
 
 def test_unknown_words_are_split_or_their_hint_dropped(caplog: pytest.LogCaptureFixture) -> None:

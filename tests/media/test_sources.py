@@ -1,12 +1,10 @@
-"""Tests for relaykit.media.sources: silence, national ringtones, file/URL decoding and gain."""
+"""Tests for relaykit.media.sources: silence, national ringtones, decoding files, and gain.
+
+Fetching URLs is the I/O layer's: see tests/calls/test_fetch.py."""
 
 from __future__ import annotations
 
-import functools
-import http.server
-import socket
-import threading
-from collections.abc import Iterator
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +16,15 @@ from relaykit.media.frames import SAMPLE_RATE
 from relaykit.media.sources import (
     RINGTONE_LEVEL_DBFS,
     RINGTONES,
+    AudioTooLong,
     Ringtone,
     apply_gain_db,
+    decode_audio,
     load_audio,
     ringtone,
+    ringtone_source,
     silence,
+    silence_source,
 )
 
 BLOCK = int(0.05 * SAMPLE_RATE)  # 50 ms
@@ -182,13 +184,6 @@ def test_ringtone_rejects_bad_duration() -> None:
 # ---------------------------------------------------------------------------------- load_audio
 
 
-@pytest.fixture(autouse=True)
-def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    # urllib honours *_proxy variables; local test servers must be reached directly
-    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-
-
 @pytest.mark.parametrize(("rate", "channels"), [(8000, 1), (44100, 2), (16000, 1), (48000, 2)])
 def test_wav_comes_back_16k_mono_with_same_duration(
     tmp_path: Path, rate: int, channels: int
@@ -289,9 +284,13 @@ def test_file_over_max_bytes_is_refused(tmp_path: Path) -> None:
         load_audio(str(path), max_bytes=1000)
 
 
-@pytest.mark.parametrize("location", ["ftp://example.com/a.wav", "s3://bucket/a.wav", "data:,x"])
+@pytest.mark.parametrize(
+    "location",
+    ["ftp://example.com/a.wav", "s3://bucket/a.wav", "data:,x", "http://127.0.0.1:9/a.wav"],
+)
 def test_unsupported_scheme_is_refused(location: str) -> None:
-    """Only paths, file://, http:// and https:// are accepted."""
+    """load_audio reads local paths and file:// only; URLs are fetched by relaykit.calls.fetch
+    (and the media layer opens no sockets)."""
     with pytest.raises(MediaError, match="unsupported URL scheme"):
         load_audio(location)
 
@@ -303,90 +302,61 @@ def test_blank_location_is_refused(location: str) -> None:
         load_audio(location)
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+def test_decode_audio_refuses_audio_longer_than_max_seconds_before_decoding(
+    tmp_path: Path,
+) -> None:
+    """A 2 s file with max_seconds=1 raises AudioTooLong carrying its length."""
+    path = tmp_path / "two.wav"
+    sf.write(path, tone(440, 2.0, 8000), 8000)
+    with pytest.raises(AudioTooLong, match="limit is 1 s") as info:
+        decode_audio(path.read_bytes(), "two.wav", max_seconds=1.0)
+    assert info.value.seconds == pytest.approx(2.0)
+    assert decode_audio(path.read_bytes(), "two.wav", max_seconds=2.5).size == 2 * SAMPLE_RATE
 
 
-@pytest.fixture
-def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A real HTTP server on 127.0.0.1 serving ``tmp_path/www``; yields (base URL, directory)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
+# --------------------------------------------------------------------------- sources on demand
+
+
+@pytest.mark.parametrize("name", ["us", "uk", "jp", "za"])
+def test_ringtone_source_read_frame_by_frame_equals_the_array(name: str) -> None:
+    """Reading a ringtone source 20 ms at a time (across cadence cycles) gives exactly the
+    samples of the array version."""
+    whole = ringtone(name, 13.37)
+    source = ringtone_source(name, 13.37)
+    assert len(source) == whole.size
+    frames = [source.read(start, 320) for start in range(0, len(source), 320)]
+    assert np.array_equal(np.concatenate(frames), whole)
+
+
+def test_an_hour_of_ringing_or_silence_costs_less_than_a_second_of_samples() -> None:
+    """Making and playing from a 3600 s ringtone or silence allocates less than a second of
+    samples (32 KB), where the arrays would take 115 MB each."""
+    ringtone_source("fr")  # the tone's one cadence cycle is computed once, here
+    tracemalloc.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
+        ring = ringtone_source("fr", 3600)
+        quiet = silence_source(3600)
+        for start in range(0, 3600 * SAMPLE_RATE, 36 * SAMPLE_RATE):
+            ring.read(start, 320)
+            quiet.read(start, 320)
+        _, peak = tracemalloc.get_traced_memory()
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        tracemalloc.stop()
+    assert len(ring) == len(quiet) == 3600 * SAMPLE_RATE
+    assert peak < SAMPLE_RATE * 2
+    assert quiet.read(len(quiet) - 100, 320).size == 100
+    assert not quiet.read(len(quiet) - 100, 320).any()
+    assert ring.read(len(ring), 320).size == 0
 
 
-def test_http_url_is_downloaded_and_decoded(http_root: tuple[str, Path]) -> None:
-    """An http:// URL is fetched and decoded like a file."""
-    base, root = http_root
-    sf.write(root / "prompt.wav", tone(440, 0.75, 44100), 44100)
-    audio = load_audio(f"{base}/prompt.wav")
-    assert abs(audio.size - 0.75 * SAMPLE_RATE) <= 16
-    assert abs(dominant_frequency(audio) - 440) <= 2
-
-
-def test_http_mp3_is_decoded(http_root: tuple[str, Path]) -> None:
-    """An MP3 served over HTTP decodes from memory."""
-    base, root = http_root
-    sf.write(root / "prompt.mp3", tone(440, 1.0, 44100), 44100, format="MP3")
-    audio = load_audio(f"{base}/prompt.mp3")
-    assert abs(dominant_frequency(audio) - 440) <= 2
-
-
-def test_http_404_reports_the_status(http_root: tuple[str, Path]) -> None:
-    """A non-2xx reply is a MediaError with the status code and URL."""
-    base, _ = http_root
-    with pytest.raises(MediaError, match="HTTP 404") as info:
-        load_audio(f"{base}/missing.wav")
-    assert f"{base}/missing.wav" in str(info.value)
-
-
-def test_http_body_over_max_bytes_is_refused(http_root: tuple[str, Path]) -> None:
-    """A download larger than max_bytes is abandoned."""
-    base, root = http_root
-    sf.write(root / "big.wav", tone(440, 1.0, 16000), 16000)
-    with pytest.raises(MediaError, match="limit"):
-        load_audio(f"{base}/big.wav", max_bytes=4096)
-
-
-def test_http_garbage_cannot_be_decoded(http_root: tuple[str, Path]) -> None:
-    """Garbage served over HTTP is a decode MediaError naming the URL."""
-    base, root = http_root
-    (root / "junk.mp3").write_bytes(bytes(range(256)) * 40)
-    with pytest.raises(MediaError, match="cannot decode audio") as info:
-        load_audio(f"{base}/junk.mp3")
-    assert f"{base}/junk.mp3" in str(info.value)
-
-
-def test_connection_refused_is_a_media_error() -> None:
-    """A closed port gives a MediaError naming the URL and the reason."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/a.wav"
-    with pytest.raises(MediaError, match="cannot fetch") as info:
-        load_audio(url, timeout=5)
-    assert url in str(info.value)
-    assert "refused" in str(info.value).lower()
-
-
-def test_server_that_never_answers_times_out() -> None:
-    """A server that accepts but never replies gives a 'timed out' MediaError."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)  # the kernel completes the handshake; nobody ever replies
-        url = f"http://127.0.0.1:{listener.getsockname()[1]}/slow.wav"
-        with pytest.raises(MediaError, match="timed out"):
-            load_audio(url, timeout=0.3)
+def test_sources_validate_like_the_arrays() -> None:
+    """Bad durations and names are MediaErrors naming the problem."""
+    with pytest.raises(MediaError, match="duration"):
+        silence_source(3601)
+    with pytest.raises(MediaError, match="duration"):
+        ringtone_source("us", -1)
+    with pytest.raises(MediaError, match="unknown ringtone"):
+        ringtone_source("xx")
 
 
 # ---------------------------------------------------------------------------------------- gain

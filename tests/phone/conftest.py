@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import pytest
 import pytest_asyncio
 
 from relaykit import Call, Consumer, RelayServer
@@ -18,9 +19,12 @@ IvrHandler = Callable[[Call], Awaitable[Any]]
 
 
 @pytest_asyncio.fixture
-async def server() -> AsyncIterator[RelayServer]:
+async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RelayServer]:
+    """Two projects; audio files may play from the tests' temporary folders."""
     async with RelayServer(
-        credentials={PROJECT_A: TOKEN_A, PROJECT_B: TOKEN_B}, asr_processes=0
+        credentials={PROJECT_A: TOKEN_A, PROJECT_B: TOKEN_B},
+        asr_processes=0,
+        media_dirs=[tmp_path_factory.getbasetemp()],
     ) as relay:
         yield relay
 

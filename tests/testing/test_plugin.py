@@ -103,6 +103,45 @@ def test_a_failing_test_leaves_wav_json_and_timeline_in_the_artifacts_folder(pro
     assert names == ["call-1-office.json", "call-1-office.png", "call-1-office.wav"]
 
 
+def test_a_failing_test_s_answered_callees_are_in_the_artifacts_too(pytester):
+    """A callee that answered an IVR's connect gets its own WAV, JSON and timeline."""
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        test_transfer="""
+        import pytest
+        from relaykit import Consumer
+
+        class Transfer(Consumer):
+            contexts = ["office"]
+
+            async def on_incoming_call(self, call):
+                await call.answer()
+                await call.connect([{"to_number": "+15551110000"}])
+
+        @pytest.mark.asyncio
+        async def test_fails(relay_server, relay_ivr):
+            callees = relay_server.callees({"+15551110000": "answer"})
+            await relay_ivr(Transfer)
+            caller = await relay_server.dial_in(context="office")
+            agent = await callees.expect_answered()
+            await caller.say("Hello")
+            await agent.expect_prompt(contains="welcome", timeout=1)
+        """
+    )
+    result = pytester.runpytest("--relaykit-fast", "--relaykit-artifacts", "calls")
+    result.assert_outcomes(failed=1)
+    (folder,) = (pytester.path / "calls").iterdir()
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [
+        "call-1-office.json",
+        "call-1-office.png",
+        "call-1-office.wav",
+        "callee-1.json",
+        "callee-1.png",
+        "callee-1.wav",
+    ]
+
+
 def test_options_are_also_ini_keys_and_the_marker_overrides_them(project):
     """relaykit_fast in the ini turns the fast clock on; the marker turns it off per test."""
     project.makeini(INI + "relaykit_fast = true\nrelaykit_artifacts = out\n")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Call", "ComponentResource", "EventSink", "Leg"]
+__all__ = ["Call", "ComponentResource", "Connect", "EventSink", "Leg"]
 
 import asyncio
 from collections.abc import Callable
@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..media.engine import CallMedia
+from ..protocol.calling import Media
 from .events import CallEvent
 from .log import CallLog
 from .state import CallState, can_move
@@ -44,6 +45,31 @@ class ComponentResource:
 
 
 @dataclass(eq=False, slots=True)
+class Connect:
+    """A ``calling.connect`` of ``call`` (its A leg): ``connecting`` while ``legs`` ring (and
+    ``ringback`` plays to the call), then ``connected``: bridged to ``peer``, the leg that
+    answered. Both calls point to it (:attr:`Call.connect`) while it lasts."""
+
+    control_id: str
+    call: Call
+    state: str = "connecting"
+    legs: list[Call] = field(default_factory=list)  # every leg placed, in order
+    peer: Call | None = None
+    ringback: tuple[Media, ...] = ()
+    ringback_from: float = 0.0  # call time the ringback last started
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def ringback_id(self) -> str:
+        """The control_id of the ringback playing to the A leg."""
+        return f"{self.control_id}:ringback"
+
+    def other(self, call: Call) -> Call | None:
+        """The other leg of the bridge, seen from ``call``."""
+        return self.peer if call is self.call else self.call
+
+
+@dataclass(eq=False, slots=True)
 class Call:
     """A call of ``project`` on this node. Commands reach it through the CallService."""
 
@@ -66,6 +92,10 @@ class Call:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)  # loaders, recognitions
     partials_running: set[str] = field(default_factory=set)
     resources: dict[str, ComponentResource] = field(default_factory=dict)  # by control_id
+    # A connect: the other leg (a leg the connect placed knows its A leg from the start) and
+    # the connect itself while it lasts.
+    peer: Call | None = None
+    connect: Connect | None = None
 
     @property
     def ended(self) -> bool:

@@ -65,7 +65,8 @@ class CallOffered(CallEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallStateChanged(CallEvent):
-    """The call moved to ``state`` (§6.3); ``tag``/``device`` describe outbound calls."""
+    """The call moved to ``state`` (§6.3); ``tag``/``device`` describe outbound calls, ``peer``
+    (``call_id``, ``node_id``) the other leg of a connect."""
 
     kind: ClassVar[str] = "call.state"
     state: str
@@ -75,6 +76,7 @@ class CallStateChanged(CallEvent):
     end_reason: str | None = None
     tag: str | None = None
     device: dict[str, Any] | None = None
+    peer: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -201,14 +203,18 @@ class PromptEnded(CallEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ComponentChanged(CallEvent):
-    """A ``record``, ``detect``, ``tap`` or ``send_digits`` component started or changed state.
+    """A ``record``, ``detect``, ``tap``, ``send_digits`` or ``connect`` component started or
+    changed state.
 
     ``state`` is its RELAY state (``recording``, ``finished``, ``tapping``…; a detector's
-    result such as ``MACHINE`` or a key), or its start (``detecting``, ``sending``), which
-    RELAY does not send. ``params`` holds what its RELAY events carry (the ``record`` options
-    and ``url``, ``duration`` and ``size`` at the end; the detect ``type``; the ``tap`` and
-    ``device``; the ``digits`` sent). ``final``: it ended, ``reason`` says why (``stopped``,
-    ``hangup``, ``timeout``, ``terminator``, ``end_silence``, ``error``…).
+    result such as ``MACHINE`` or a key; ``connecting``, ``connected``, ``disconnected``,
+    ``failed``), or its start (``detecting``, ``sending``), which RELAY does not send.
+    ``params`` holds what its RELAY events carry (the ``record`` options and ``url``,
+    ``duration`` and ``size`` at the end; the detect ``type``; the ``tap`` and ``device``; the
+    ``digits`` sent; a connect's ``devices``, its ``peer`` and the number of the ``party`` on
+    the other side). ``final``: it ended, ``reason`` says why (``stopped``, ``hangup``,
+    ``timeout``, ``terminator``, ``end_silence``, ``error``, a failed connect's ``busy`` or
+    ``noAnswer``…).
     """
 
     kind: ClassVar[str] = "component.changed"

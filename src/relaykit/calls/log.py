@@ -8,6 +8,7 @@ __all__ = [
     "TranscriptEntry",
     "caller_spans",
     "component_spans",
+    "connect_targets",
     "describe",
     "media_spans",
     "tap_target",
@@ -111,7 +112,41 @@ def _describe_component(event: ComponentChanged) -> str | None:
         return f"taps {tap_target(params)}" if not event.final else f"tap ends{why}"
     if event.component == "send_digits":
         return f"sends digits {params.get('digits', '')}" if not event.final else None
+    if event.component == "connect":
+        return _describe_connect(event)
     return None
+
+
+def _describe_connect(event: ComponentChanged) -> str:
+    party = event.params.get("party", "")
+    why = f" ({event.reason})" if event.reason else ""
+    if event.state == "connecting":
+        return f"connects the call to {connect_targets(event.params)}"
+    if event.state == "connected":
+        return f"connected to {party}"
+    if event.state == "disconnected":
+        return f"disconnected from {party}{why}"
+    return f"connect failed{why}"
+
+
+def connect_targets(params: dict[str, object]) -> str:
+    """Who a connect rings, from its ``devices``: numbers or URIs, ``,`` between the devices
+    of a group (in parallel), ``then`` between groups (in series)."""
+    groups = params.get("devices")
+    if not isinstance(groups, list):
+        return "?"
+    names = []
+    for group in groups:
+        devices = group if isinstance(group, list) else []
+        names.append(", ".join(_device_name(d) for d in devices))
+    return " then ".join(names)
+
+
+def _device_name(device: object) -> str:
+    params = device.get("params") if isinstance(device, dict) else None
+    if not isinstance(params, dict):
+        return "?"
+    return str(params.get("to_number") or params.get("to") or "?")
 
 
 def tap_target(params: dict[str, object]) -> str:
@@ -207,8 +242,9 @@ def caller_spans(events: Iterable[CallEvent]) -> list[Span]:
 
 
 def component_spans(events: Iterable[CallEvent]) -> list[Span]:
-    """Record, detect, tap and send_digits components from start to end (``kind`` the
-    component, ``label`` what it did: the recording's length, the detector's results…)."""
+    """Record, detect, tap, send_digits and connect components from start to end (``kind``
+    the component, ``label`` what it did: the recording's length, the detector's results…).
+    A connect is two spans: ringing its devices, then bridged to the leg that answered."""
     spans: list[Span] = []
     open_spans: dict[str, int] = {}
     results: dict[str, list[str]] = {}
@@ -216,9 +252,22 @@ def component_spans(events: Iterable[CallEvent]) -> list[Span]:
         if not isinstance(event, ComponentChanged):
             continue
         index = open_spans.get(event.control_id)
+        if event.component == "connect" and index is not None:
+            span = spans[index]
+            if event.state == "connected":  # the ringing ends; the bridge begins
+                spans[index] = Span(span.kind, span.label, span.start, event.at)
+                open_spans[event.control_id] = len(spans)
+                party = event.params.get("party", "")
+                spans.append(Span("bridge", f"bridged to {party}", event.at, None))
+            elif event.final:
+                label = f"{span.label}: {event.state} ({event.reason})"
+                spans[index] = Span(span.kind, label, span.start, event.at)
+                del open_spans[event.control_id]
+            continue
         if index is None:
             open_spans[event.control_id] = len(spans)
-            spans.append(Span(event.component, _span_label(event, []), event.at, None))
+            kind = "bridge" if event.state == "connected" else event.component
+            spans.append(Span(kind, _span_label(event, []), event.at, None))
             continue
         if event.component == "detect" and not event.final:
             results.setdefault(event.control_id, []).append(event.state)
@@ -244,6 +293,10 @@ def _span_label(event: ComponentChanged, results: list[str]) -> str:
         return f"{label} → {', '.join(results)}" if results else label
     if event.component == "tap":
         return f"tap → {tap_target(params)}"
+    if event.component == "connect":
+        if event.state == "connected":  # a leg the connect placed: bridged from its start
+            return f"bridged to {params.get('party', '')}"
+        return f"ringing {connect_targets(params)}"
     return f"send digits {params.get('digits', '')}"
 
 

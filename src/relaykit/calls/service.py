@@ -17,13 +17,20 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import LimitExceededError, NotFoundError, ProtocolError
+from ..errors import (
+    LimitExceededError,
+    MediaError,
+    NotFoundError,
+    ProtocolError,
+    UnsupportedLanguageError,
+)
 from ..media import collector as collect_outputs
+from ..media.bridge import BridgedAudio
 from ..media.components import MediaComponent
 from ..media.detect import DigitDetector, FaxToneDetector, MachineDetector
 from ..media.engine import (
@@ -42,13 +49,15 @@ from ..media.record import Recorder
 from ..media.send_digits import DigitSender
 from ..media.tap import AudioTap
 from ..protocol import calling
-from .call import Call, ComponentResource, EventSink, Leg
+from .call import Call, ComponentResource, Connect, EventSink, Leg
+from .dialing import RingOutcome, ring_groups
 from .events import (
     CallerActed,
     CallEvent,
     CallOffered,
     CallStateChanged,
     ComponentChanged,
+    DialStateChanged,
     InputStarted,
     KeyDetected,
     MediaEnded,
@@ -74,7 +83,15 @@ class Receivers(Protocol):
 
 
 class Dialer(Protocol):
-    """Places outbound calls to one kind of device (``sip``, ``phone``…)."""
+    """Places outbound calls to one kind of device (``sip``, ``phone``…).
+
+    ``calling.begin`` places one call with :meth:`begin`; ``calling.dial`` and
+    ``calling.connect`` check every device first, then ring them in groups
+    (:mod:`relaykit.calls.dialing`).
+    """
+
+    def check(self, device: calling.Device) -> None:
+        """Raise ProtocolError naming the field when the device's params are not valid."""
 
     async def begin(
         self,
@@ -85,24 +102,14 @@ class Dialer(Protocol):
         device: calling.Device,
         *,
         context: str = "",
+        peer: Call | None = None,
     ) -> Call:
-        """Create the call (state events follow) and start ringing the device.
+        """Create the call with :meth:`CallService.create_outbound` (state events follow) and
+        start ringing the device; ``peer`` is the call a connect places it for.
 
-        Raises ProtocolError naming the field when the device's params are not valid.
+        Raises ProtocolError naming the field when the device's params are not valid, or
+        another RelayError when it cannot be called.
         """
-
-    def dial(
-        self,
-        service: CallService,
-        project: str,
-        owner: EventSink,
-        tag: str,
-        groups: Sequence[Sequence[calling.Device]],
-        *,
-        context: str = "",
-    ) -> None:
-        """Check every device, then run a ``calling.dial`` in the background (dial events go
-        to ``owner``)."""
 
 
 class TapSink(Protocol):
@@ -137,10 +144,13 @@ class CallService:
         loader: turns RELAY media into samples (TTS, files, URLs).
         speech: decodes utterances off the media clock.
         node_id: this node's id, carried by every event.
-        record_calls: keep both audio channels of every call (WAVs, timelines).
+        record_calls: keep both audio channels of every call (WAVs, timelines), streamed to
+            a temporary file per call.
         max_components_per_call: components (plays, prompts, records…) one call may run at once.
         recordings: where ``calling.record`` writes (a temporary directory by default).
         taps: opens ``calling.tap`` targets (None: taps are refused).
+        max_call_duration: seconds after which a call is ended with reason ``maxDuration``
+            (None: no limit).
     """
 
     def __init__(
@@ -154,6 +164,7 @@ class CallService:
         max_components_per_call: int = 32,
         recordings: RecordingStore | None = None,
         taps: TapTargets | None = None,
+        max_call_duration: float | None = None,
     ) -> None:
         self.engine = engine
         self.loader = loader
@@ -163,10 +174,16 @@ class CallService:
         self.max_components_per_call = max_components_per_call
         self.recordings = recordings if recordings is not None else RecordingStore()
         self.taps = taps
+        if max_call_duration is not None and not max_call_duration > 0:
+            raise ValueError("max_call_duration must be a positive number of seconds")
+        self.max_call_duration = max_call_duration
+        self._deadlines: dict[str, asyncio.TimerHandle] = {}
+        self._loading: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.receivers: Receivers | None = None
         self.dialers: dict[str, Dialer] = {}
         self._calls: dict[str, Call] = {}
         self._owned: dict[int, int] = {}  # id(owner) -> its live calls (owned_by in O(1))
+        self._dials: dict[asyncio.Task[None], EventSink] = {}  # calling.dial runs, by owner
         self._on_new_call: list[Callable[[Call], None]] = []
         self.calls_present = asyncio.Event()  # set while any call exists (the clock waits on it)
 
@@ -263,10 +280,12 @@ class CallService:
         tag: str | None = None,
         device: dict[str, Any] | None = None,
         via: str = "",
+        peer: Call | None = None,
     ) -> Call:
-        """A call placed by ``owner`` (calling.begin/dial); its ``created`` state is sent."""
+        """A call placed by ``owner`` (calling.begin/dial, or a connect of ``peer``); its
+        ``created`` state is sent."""
         call = self._new_call(project, context, from_number, to_number, "outbound", owner, leg)
-        call.tag, call.device = tag, device
+        call.tag, call.device, call.peer = tag, device, peer
         self._emit(
             call,
             CallOffered(
@@ -309,9 +328,286 @@ class CallService:
         self._calls[call.call_id] = call
         self._own(owner, 1)
         self.calls_present.set()
+        if self.max_call_duration is not None:
+            self._deadlines[call.call_id] = asyncio.get_running_loop().call_later(
+                self.max_call_duration, self._too_long, call
+            )
         for listener in list(self._on_new_call):
             listener(call)
         return call
+
+    # -- placing calls to devices, bridging them ----------------------------------------------
+    def dialer(self, device: calling.Device) -> Dialer:
+        """The dialer of ``device``'s type; ProtocolError naming its ``type`` field if none."""
+        dialer = self.dialers.get(device.type)
+        if dialer is None:
+            if not self.dialers:
+                why = "outbound calls need the SIP gateway (sip=...) or virtual callees"
+            else:
+                why = (
+                    f"cannot call {device.type!r} devices here; this server calls: "
+                    f"{', '.join(sorted(self.dialers))}"
+                )
+            raise ProtocolError(why, field=f"{device.field}.type")
+        return dialer
+
+    def check_devices(self, groups: Sequence[Sequence[calling.Device]]) -> None:
+        """Every device has a dialer and valid params; ProtocolError names the first that not."""
+        for group in groups:
+            for device in group:
+                self.dialer(device).check(device)
+
+    def dial(
+        self,
+        project: str,
+        owner: EventSink,
+        tag: str,
+        groups: Sequence[Sequence[calling.Device]],
+        *,
+        context: str = "",
+    ) -> None:
+        """``calling.dial``: check every device, then ring the groups in the background;
+        ``calling.call.dial`` events (``dialing``, then ``answered`` or ``failed``) go to
+        ``owner``, after the command's reply."""
+        self.check_devices(groups)
+        task = asyncio.get_running_loop().create_task(
+            self._dial(project, owner, tag, groups, context)
+        )
+        self._dials[task] = owner
+        task.add_done_callback(lambda done: self._dials.pop(done, None))
+
+    async def _dial(
+        self,
+        project: str,
+        owner: EventSink,
+        tag: str,
+        groups: Sequence[Sequence[calling.Device]],
+        context: str,
+    ) -> None:
+        self._dial_event(owner, tag, "dialing")
+
+        def place(device: calling.Device) -> Awaitable[Call]:
+            return self.dialer(device).begin(self, project, owner, tag, device, context=context)
+
+        try:
+            outcome = await ring_groups(groups, place, self.end_call, [])
+        except Exception:
+            log.exception("! calling.dial %s failed", tag)
+            outcome = RingOutcome(None)
+        winner = outcome.winner
+        if winner is None:
+            self._dial_event(
+                owner, tag, "failed", reason=outcome.reason, source=outcome.source or None
+            )
+            return
+        self._dial_event(
+            owner,
+            tag,
+            "answered",
+            call_id=winner.call_id,
+            call={
+                "call_id": winner.call_id,
+                "node_id": winner.node_id,
+                "tag": tag,
+                "device": winner.device or {},
+                "dial_winner": True,
+            },
+        )
+
+    def _dial_event(
+        self, owner: EventSink, tag: str, dial_state: str, *, call_id: str = "", **fields: Any
+    ) -> None:
+        self.notify(
+            owner,
+            DialStateChanged(
+                call_id=call_id,
+                node_id=self.node_id,
+                at=0.0,
+                tag=tag,
+                dial_state=dial_state,
+                **fields,
+            ),
+        )
+
+    def connect(self, project: str, params: calling.ConnectParams) -> None:
+        """``calling.connect``: ring ``params.devices`` (ringback playing to the call) and
+        bridge the call to the first that answers.
+
+        ``connecting`` follows the command's reply; then ``connected`` (on both legs, each
+        naming the other as its ``peer``) or ``failed`` with the last leg's end reason.
+        ProtocolError when the call is already connecting or connected, or a device cannot be
+        called here (naming its field).
+        """
+        call = self.get(project, params.call.call_id)
+        if call.connect is not None:
+            raise ProtocolError(f"the call is already {call.connect.state}", field="call_id")
+        if call.owner is None:
+            raise ProtocolError("the call has no consumer to report to", field="call_id")
+        self.check_devices(params.devices)
+        running = self.engine.component_count(call.call_id)
+        if running >= self.max_components_per_call:
+            raise LimitExceededError(f"call already runs {running} components, the limit")
+        if params.ringback:
+            self.loader.prepare(params.ringback, "ringback")  # refused now if it cannot play
+        connect = Connect(str(uuid.uuid4()), call, ringback=params.ringback)
+        call.connect = connect
+        devices = [[{"type": d.type, "params": dict(d.params)} for d in g] for g in params.devices]
+        event = ComponentChanged(
+            **self._stamp(call),
+            control_id=connect.control_id,
+            component="connect",
+            state="connecting",
+            params={"devices": devices},
+        )
+        call.log.append(event)
+        owner = call.owner
+        if owner is not None:
+            asyncio.get_running_loop().call_soon(owner.deliver, event)
+        self._play_ringback(connect)
+        task = asyncio.get_running_loop().create_task(self._connect(connect, params.devices))
+        connect.task = task
+        call.tasks.add(task)
+        task.add_done_callback(call.tasks.discard)
+
+    async def _connect(self, connect: Connect, groups: Sequence[Sequence[calling.Device]]) -> None:
+        call = connect.call
+        owner = call.owner
+        assert owner is not None  # connect() checked
+
+        def place(device: calling.Device) -> Awaitable[Call]:
+            dialer = self.dialer(device)
+            return dialer.begin(
+                self, call.project, owner, None, device, context=call.context, peer=call
+            )
+
+        try:
+            outcome = await ring_groups(groups, place, self.end_call, connect.legs)
+        except Exception:
+            log.exception("! %s: connect failed", call.call_id)
+            outcome = RingOutcome(None)
+        winner = outcome.winner
+        if winner is None:
+            self._connect_over(connect, "failed", outcome.reason)
+            return
+        self._stop_ringback(connect)
+        connect.state, connect.peer = "connected", winner
+        call.peer, winner.connect = winner, connect
+        for leg, other in ((call, winner), (winner, call)):
+            self.engine.start_component(leg.call_id, BridgedAudio(connect.control_id, other.media))
+        for leg, other in ((call, winner), (winner, call)):
+            self._connect_event(leg, connect, "connected", other)
+
+    def disconnect(self, project: str, call_id: str) -> None:
+        """``calling.disconnect``: end the call's bridge (``disconnected`` on both legs, which
+        stay up) or its connect still ringing (``failed``, reason ``cancel``), right after the
+        command's reply. ProtocolError when the call is not connecting or connected."""
+        call = self.get(project, call_id)
+        connect = call.connect
+        if connect is None:
+            raise ProtocolError("the call is not connected", field="call_id")
+        asyncio.get_running_loop().call_soon(self._disconnect, connect)
+
+    def _disconnect(self, connect: Connect) -> None:
+        if connect.state == "connected":
+            self._connect_over(connect, "disconnected", "disconnect")
+        else:
+            self._connect_over(connect, "failed", "cancel")
+
+    def _connect_over(self, connect: Connect, state: str, reason: str) -> None:
+        """End ``connect``: ``failed`` (its ringing legs cancelled) or ``disconnected`` (the
+        bridge taken down); both calls stay up. Idempotent."""
+        call = connect.call
+        if call.connect is not connect:
+            return
+        task = connect.task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+        for leg in connect.legs:
+            if leg is not connect.peer and not leg.ended:
+                self.end_call(leg, "cancel")
+        self._stop_ringback(connect)
+        peer = connect.peer
+        legs = [call] if peer is None else [call, peer]
+        for leg in legs:
+            other = connect.other(leg)
+            self.dispatch(self.engine.stop(leg.call_id, connect.control_id))
+            leg.connect = None
+            if leg.peer is other:
+                leg.peer = None
+            self._connect_event(leg, connect, state, other, reason=reason)
+
+    def _connect_call_ended(self, call: Call) -> None:
+        """``call`` is ending: its connect fails or its bridge ends; the A leg ending ends the
+        peer too (``hangup``), the peer ending leaves the A leg up."""
+        connect = call.connect
+        if connect is None:
+            return
+        peer = connect.peer
+        if connect.state == "connecting":
+            self._connect_over(connect, "failed", "hangup")
+            return
+        self._connect_over(connect, "disconnected", "hangup")
+        if call is connect.call and peer is not None and not peer.ended:
+            self.end_call(peer, "hangup")
+
+    def _stop_ringback(self, connect: Connect) -> None:
+        if connect.ringback and self.engine.has_component(
+            connect.call.call_id, connect.ringback_id
+        ):
+            self.dispatch(self.engine.stop(connect.call.call_id, connect.ringback_id))
+
+    def _play_ringback(self, connect: Connect) -> None:
+        if not connect.ringback:
+            return
+        call = connect.call
+        items = self.loader.prepare(connect.ringback, "ringback")
+        self.engine.start_play(call.call_id, connect.ringback_id, items)
+        connect.ringback_from = self.call_time(call)
+        self._load(call, connect.ringback_id, items, connect.ringback)
+
+    def _ringback_played(self, call: Call, event: PlaybackEvent) -> None:
+        """The ringback's play events stay off the wire; a ringback that played to its end
+        while the legs still ring starts over."""
+        connect = call.connect
+        assert connect is not None
+        if event.state == "error":
+            log.warning("! %s: ringback failed: %s", call.call_id, event.error)
+        elif (
+            event.state == "finished"
+            and event.cause is None
+            and connect.state == "connecting"
+            and not call.ended
+            and event.at > connect.ringback_from  # it played: no busy loop on empty media
+        ):
+            self._play_ringback(connect)
+
+    def _connect_event(
+        self,
+        call: Call,
+        connect: Connect,
+        state: str,
+        other: Call | None,
+        *,
+        reason: str | None = None,
+    ) -> None:
+        params: dict[str, Any] = {}
+        if other is not None:
+            params["peer"] = _peer_info(other)
+            params["party"] = (
+                other.to_number if other.direction == "outbound" else other.from_number
+            )
+        self._emit(
+            call,
+            ComponentChanged(
+                **self._stamp(call),
+                control_id=connect.control_id,
+                component="connect",
+                state=state,
+                params=params,
+                final=state in ("failed", "disconnected"),
+                reason=reason if state in ("failed", "disconnected") else None,
+            ),
+        )
 
     # -- the far end (adapters that own a leg) ------------------------------------------------
     def far_end_ringing(self, call: Call) -> None:
@@ -396,7 +692,7 @@ class CallService:
         self._check_new_component(call, play.control_id)
         items = self.loader.prepare(play.play)
         self.engine.start_play(call.call_id, play.control_id, items, play.volume)
-        self._load(call, items, play.play)
+        self._load(call, play.control_id, items, play.play)
 
     def prompt(self, project: str, prompt: calling.PlayAndCollectParams) -> None:
         """``calling.play_and_collect``: play the media and collect digits and/or speech."""
@@ -410,12 +706,17 @@ class CallService:
                     f"unsupported speech language {speech.language!r}; supported: {supported}",
                     field="collect.speech.language",
                 )
+            try:
+                self.speech.check(speech.engine, speech.language, speech.hints)
+            except MediaError as exc:  # unsupported languages included: it is one
+                field = "language" if isinstance(exc, UnsupportedLanguageError) else "engine"
+                raise ProtocolError(str(exc), field=f"collect.speech.{field}") from None
             self.speech.prepare()
         items = self.loader.prepare(prompt.play)
         self.engine.start_prompt(
             call.call_id, prompt.control_id, items, prompt.collect, prompt.volume
         )
-        self._load(call, items, prompt.play)
+        self._load(call, prompt.control_id, items, prompt.play)
 
     def stop(self, project: str, call_id: str, control_id: str) -> None:
         """Stop a component; its terminal events follow the command's reply (§5.2)."""
@@ -588,14 +889,22 @@ class CallService:
         if running >= self.max_components_per_call:
             raise LimitExceededError(f"call already runs {running} components, the limit")
 
-    def _load(self, call: Call, items: list[Any], media: Any) -> None:
-        self._spawn(call, self.loader.load(items, media))
+    def _load(self, call: Call, control_id: str, items: list[Any], media: Any) -> None:
+        """Load the media within the call's project budget; the load is cancelled when the
+        component's playback ends before it is done."""
+        task = self._spawn(call, self.loader.load(items, media, call.project))
+        key = (call.call_id, control_id)
+        self._loading[key] = task
+        task.add_done_callback(
+            lambda t: self._loading.pop(key, None) if self._loading.get(key) is t else None
+        )
 
     @staticmethod
-    def _spawn(call: Call, coro: Any) -> None:
+    def _spawn(call: Call, coro: Any) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
         call.tasks.add(task)
         task.add_done_callback(call.tasks.discard)
+        return task
 
     # -- ending -------------------------------------------------------------------------------
     def end_call(self, call: Call, reason: str) -> None:
@@ -606,11 +915,15 @@ class CallService:
         """
         if call.ended:
             return
+        deadline = self._deadlines.pop(call.call_id, None)
+        if deadline is not None:
+            deadline.cancel()
         call.end_reason = reason
         if call.leg is not None:
             call.leg.ended(call, reason)
         call.move_to(CallState.ENDING)
         self.emit_state(call)
+        self._connect_call_ended(call)
         self.dispatch(self.engine.end_call(call.call_id))
         for resource in call.resources.values():  # none should be left; never leak one
             self._release(resource)
@@ -622,8 +935,19 @@ class CallService:
         if self._calls.pop(call.call_id, None) is not None:
             self._own(call.owner, -1)
 
+    def _too_long(self, call: Call) -> None:
+        self._deadlines.pop(call.call_id, None)
+        if not call.ended:
+            log.info(
+                "= call %s reached max_call_duration (%g s)", call.call_id, self.max_call_duration
+            )
+            self.end_call(call, "maxDuration")
+
     def end_all(self, reason: str = "hangup", *, owner: EventSink | None = None) -> None:
-        """End every call (of ``owner`` only, if given)."""
+        """End every call and ``calling.dial`` (of ``owner`` only, if given)."""
+        for task, dialer in list(self._dials.items()):
+            if owner is None or dialer is owner:
+                task.cancel()
         for call in list(self._calls.values()):
             if owner is None or call.owner is owner:
                 self.end_call(call, reason)
@@ -641,6 +965,7 @@ class CallService:
                 end_reason=call.end_reason if call.ended else None,
                 tag=call.tag,
                 device=call.device,
+                peer=None if call.peer is None else _peer_ref(call.peer),
             ),
         )
 
@@ -665,6 +990,13 @@ class CallService:
                 continue
             stamp = self._stamp(call, event.at)
             if isinstance(event, PlaybackEvent):
+                if event.state in ("finished", "error"):
+                    loading = self._loading.pop((call.call_id, event.control_id), None)
+                    if loading is not None:
+                        loading.cancel()
+                if call.connect is not None and event.control_id == call.connect.ringback_id:
+                    self._ringback_played(call, event)
+                    continue
                 self._emit(
                     call,
                     PlayStateChanged(
@@ -751,7 +1083,12 @@ class CallService:
         async def run() -> None:
             try:
                 text, confidence = await self.speech.decode(
-                    event.language, event.hints, event.audio, final=event.final
+                    event.language,
+                    event.hints,
+                    event.audio,
+                    final=event.final,
+                    engine=event.engine,
+                    min_confidence=event.min_confidence,
                 )
             except Exception:
                 log.exception("! speech recognition failed")
@@ -768,3 +1105,19 @@ class CallService:
                 self.dispatch(self.engine.speech_partial(call.call_id, event.control_id, text))
 
         self._spawn(call, run())
+
+
+def _peer_ref(call: Call) -> dict[str, Any]:
+    return {"call_id": call.call_id, "node_id": call.node_id}
+
+
+def _peer_info(call: Call) -> dict[str, Any]:
+    """The other leg of a connect as ``calling.call.connect`` names it (§6.6)."""
+    device = call.device or {
+        "type": "phone",
+        "params": {"from_number": call.from_number, "to_number": call.to_number},
+    }
+    info: dict[str, Any] = {**_peer_ref(call), "device": device}
+    if call.tag is not None:
+        info["tag"] = call.tag
+    return info

@@ -12,14 +12,19 @@ Wire format (both directions)
     A frame is a 16-byte header — magic ``RKSW``, protocol version (1), three zero bytes, then
     the lengths of the JSON metadata and of the binary payload (big-endian uint32 each) — then
     the UTF-8 JSON object, then the payload. A worker first sends ``{"type": "ready", "pid",
-    "load_seconds"}``. A request is ``{"type": "decode", "id", "language", "hints", "final"}``
-    with the audio as payload (little-endian int16, 16 kHz mono); the reply,
-    ``{"type": "result", "id", "text", "confidence"}`` or ``{"type": "error", "id", "error"}``,
-    has none.
+    "load_seconds"}``. A request is ``{"type": "decode", "id", "language", "hints", "final",
+    "engine"}`` (``engine``: auto, pocketsphinx or whisper; absent means auto) with the audio
+    as payload (little-endian int16, 16 kHz mono); the reply, ``{"type": "result", "id",
+    "text", "confidence", "engine", "cpu_seconds"}`` or ``{"type": "error", "id", "error"}``,
+    has none. The worker's engines and models come from :class:`SpeechConfig` as JSON in its
+    ``RELAYKIT_SPEECH_CONFIG`` environment variable.
 
 Workers
     Each of the ``processes`` slots keeps one worker busy with one utterance at a time; other
-    requests wait in a queue. A worker that dies, or does not answer within ``timeout`` seconds
+    requests wait in a queue (first come, first served), so at most ``processes`` decodes run
+    at once whatever the number of calls, and the media clock never waits for one.
+    :meth:`SpeechRecognition.stats` counts them: decodes, the longest queue, queue wait and
+    decode time. A worker that dies, or does not answer within ``timeout`` seconds
     (it is then killed), is replaced; the utterance it held comes back as nothing heard
     (``no_match``) with a logged error. Workers' stderr lines are logged here (warnings).
     ``close()`` kills and reaps every worker and answers every waiting request with nothing heard.
@@ -28,8 +33,10 @@ Workers
 from __future__ import annotations
 
 __all__ = [
+    "CONFIG_ENV",
     "PROTOCOL_VERSION",
     "SpeechRecognition",
+    "SpeechStats",
     "WireError",
     "decode_utterance",
     "encode_frame",
@@ -50,14 +57,15 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from ..errors import MediaError
-from ..media.asr import PocketsphinxRecognizer, Recognizer
+from ..media.asr import DEFAULT_MIN_CONFIDENCE, Recognizer
+from ..media.engines import SpeechConfig, SpeechEngines
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +74,7 @@ NOTHING: Decoded = (None, 0.0)
 
 PROTOCOL_VERSION = 1
 WORKER_MODULE = "relaykit.calls.speech_worker"
+CONFIG_ENV = "RELAYKIT_SPEECH_CONFIG"
 _MAGIC = b"RKSW"
 _HEADER = struct.Struct(">4sB3xII")
 MAX_META = 1 << 20
@@ -73,10 +82,21 @@ MAX_PAYLOAD = 64 << 20  # ~35 min of audio; recognisers keep 30 s at most
 
 
 def decode_utterance(
-    recognizer: Recognizer, language: str, hints: Sequence[str], audio: np.ndarray, final: bool
+    recognizer: Recognizer | SpeechEngines,
+    language: str,
+    hints: Sequence[str],
+    audio: np.ndarray,
+    final: bool,
+    engine: str | None = None,
 ) -> Decoded:
-    """Decode one utterance: ``final`` gives the result, otherwise the partial text (or None)."""
-    utterance = recognizer.open(language=language, hints=tuple(hints))
+    """Decode one utterance: ``final`` gives the result, otherwise the partial text (or None).
+
+    With :class:`SpeechEngines`, ``engine`` picks the recogniser (None: the configured one).
+    """
+    if isinstance(recognizer, SpeechEngines):
+        utterance = recognizer.open(engine=engine, language=language, hints=tuple(hints))
+    else:
+        utterance = recognizer.open(language=language, hints=tuple(hints))
     try:
         utterance.feed(audio)
         if not final:
@@ -316,11 +336,32 @@ class _Worker:
                 log.warning("speech worker %d: %s", self.pid, text)
 
 
+@dataclass
+class SpeechStats:
+    """Counts of the decodes a :class:`SpeechRecognition` ran (all times in seconds)."""
+
+    decodes: int = 0  # requests answered by a worker (final and partial)
+    queued: int = 0  # requests waiting now
+    max_queued: int = 0  # the longest the queue has been
+    wait_total: float = 0.0  # time requests spent queued
+    wait_max: float = 0.0
+    decode_total: float = 0.0  # time from a worker taking a request to its answer
+    decode_max: float = 0.0
+    cpu_total: float = 0.0  # CPU the workers report spending on decodes
+
+    def as_dict(self) -> dict[str, float]:
+        out = {k: float(v) for k, v in self.__dict__.items()}
+        out["wait_mean"] = self.wait_total / self.decodes if self.decodes else 0.0
+        out["decode_mean"] = self.decode_total / self.decodes if self.decodes else 0.0
+        return out
+
+
 @dataclass(eq=False)
 class _Job:
     meta: dict[str, Any]
     payload: bytes
     future: asyncio.Future[Decoded]
+    submitted: float = field(default_factory=time.monotonic)
 
     def resolve(self, result: Decoded) -> None:
         if not self.future.done():
@@ -336,8 +377,12 @@ class _WorkerPool:
     QUICK_DEATH = 5.0
     QUICK_DEATHS = 3
 
-    def __init__(self, size: int, timeout: float, start_timeout: float) -> None:
+    def __init__(
+        self, size: int, timeout: float, start_timeout: float, env: dict[str, str]
+    ) -> None:
         self.loop = asyncio.get_running_loop()
+        self.env = env
+        self.stats = SpeechStats()
         self.timeout = timeout
         self.start_timeout = start_timeout
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
@@ -359,6 +404,8 @@ class _WorkerPool:
             future.set_result(NOTHING)
         else:
             self.queue.put_nowait(_Job(meta, payload, future))
+            self.stats.queued = self.queue.qsize()
+            self.stats.max_queued = max(self.stats.max_queued, self.stats.queued)
         return future
 
     # -- a slot
@@ -378,8 +425,12 @@ class _WorkerPool:
                 worker = await self._start(slot) if quick_deaths < self.QUICK_DEATHS else None
                 continue
             quick_deaths = 0
+            self.stats.queued = self.queue.qsize()
             if job.future.done():  # its caller gave up while it waited
                 continue
+            waited = time.monotonic() - job.submitted
+            self.stats.wait_total += waited
+            self.stats.wait_max = max(self.stats.wait_max, waited)
             self.in_flight[slot] = job
             try:
                 worker = await self._run(slot, worker, job)
@@ -415,6 +466,7 @@ class _WorkerPool:
             worker = await self._start(slot)
             if worker is None:
                 return None  # logged; the job resolves to nothing heard
+        began = time.monotonic()
         try:
             answer = await worker.request(job.meta, job.payload, self.timeout)
         except _WorkerLost as lost:
@@ -422,6 +474,11 @@ class _WorkerPool:
             await self._retire(slot, worker, what)
             job.resolve(NOTHING)  # now, not after the replacement has started
             return await self._start(slot)
+        took = time.monotonic() - began
+        self.stats.decodes += 1
+        self.stats.decode_total += took
+        self.stats.decode_max = max(self.stats.decode_max, took)
+        self.stats.cpu_total += float(answer.get("cpu_seconds") or 0.0)
         if answer.get("type") == "error":
             if not job.future.done():
                 job.future.set_exception(MediaError(f"speech worker: {answer.get('error')}"))
@@ -470,7 +527,7 @@ class _WorkerPool:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env=_worker_env(),
+                env=self.env,
             )
             self._procs[proc.pid] = proc
             return proc
@@ -537,11 +594,14 @@ class _WorkerPool:
 
 
 class SpeechRecognition:
-    """Decodes utterances for the server; ``recognizer`` answers which languages exist.
+    """Decodes utterances for the server; knows which engines and languages exist.
 
-    ``processes``: worker processes for the default recogniser (0: a worker thread).
-    ``timeout``: seconds a worker may take over one utterance before it is replaced.
-    ``start_timeout``: seconds a new worker may take to load its recogniser.
+    ``recognizer``: a recogniser of one's own, used for every prompt in threads (then
+    ``config`` is not used). Otherwise ``config`` (:class:`SpeechConfig`) chooses the
+    engine per prompt and the model directories, and ``processes`` worker processes decode
+    (0: worker threads). ``min_confidence``: final results below it are no match, unless a
+    prompt says otherwise. ``timeout``: seconds a worker may take over one utterance before
+    it is replaced. ``start_timeout``: seconds a new worker may take to load its recogniser.
     """
 
     def __init__(
@@ -552,25 +612,50 @@ class SpeechRecognition:
         inline: bool = False,
         timeout: float = 30.0,
         start_timeout: float = 60.0,
+        config: SpeechConfig | None = None,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     ) -> None:
-        self.recognizer: Recognizer = recognizer or PocketsphinxRecognizer()
-        self.processes = 0 if recognizer is not None else max(0, processes)
+        self.config = config or SpeechConfig()
+        self.min_confidence = float(min_confidence)
+        # the server's own copy: answers what exists, and decodes when no process does;
+        # recognizer: the user's, else pocketsphinx's US-English one (the test kit's ears)
+        self.engines: SpeechEngines | None = None
+        if recognizer is None:
+            self.engines = SpeechEngines(self.config)
+            recognizer = self.engines.pocketsphinx["en-us"]
+        self.recognizer: Recognizer = recognizer
+        self.processes = 0 if self.engines is None else max(0, processes)
         self.inline = inline  # decode on the event loop (deterministic fast-clock tests)
         self.timeout = timeout
         self.start_timeout = start_timeout
         self._pool: _WorkerPool | None = None
+        self._local_stats = SpeechStats()
 
     @property
     def languages(self) -> tuple[str, ...]:
+        if self.engines is not None:
+            return self.engines.languages
         return tuple(self.recognizer.languages)
 
     def supports(self, language: str) -> bool:
-        """Whether ``language`` (``en-US``, ``en``…) is one the recogniser knows."""
+        """Whether ``language`` (``en-US``, ``en``…) is one some recogniser knows."""
         wanted = language.replace("_", "-").lower()
         return any(
             wanted == lang.lower() or wanted == lang.lower().split("-")[0]
             for lang in self.languages
         )
+
+    def check(self, engine: str | None, language: str, hints: Sequence[str] = ()) -> str:
+        """The engine a prompt will use; raises :class:`MediaError` or
+        :class:`~relaykit.errors.UnsupportedLanguageError` when it cannot be served."""
+        if self.engines is None:
+            if engine not in (None, "", "auto"):
+                raise MediaError(
+                    f"speech engine {engine!r} cannot be chosen: this server uses "
+                    f"its own recogniser ({type(self.recognizer).__name__})"
+                )
+            return "custom"
+        return self.engines.choose(engine, language, tuple(hints))
 
     @property
     def worker_pids(self) -> tuple[int, ...]:
@@ -578,18 +663,55 @@ class SpeechRecognition:
         pool = self._pool
         return () if pool is None else tuple(w.pid for w in pool.workers if w is not None)
 
+    def stats(self) -> dict[str, float]:
+        """Decodes run so far, queue lengths and times (see :class:`SpeechStats`)."""
+        return (self._pool.stats if self._pool is not None else self._local_stats).as_dict()
+
     async def decode(
-        self, language: str, hints: Sequence[str], audio: np.ndarray, *, final: bool
+        self,
+        language: str,
+        hints: Sequence[str],
+        audio: np.ndarray,
+        *,
+        final: bool,
+        engine: str | None = None,
+        min_confidence: float | None = None,
     ) -> Decoded:
-        """The text heard in ``audio`` (or None) and a 0–100 confidence."""
+        """The text heard in ``audio`` (or None) and a 0–100 confidence.
+
+        A final result below ``min_confidence`` (None: the server's) is None: no match.
+        """
         if isinstance(hints, str):
             hints = (hints,)
-        if self.inline:
-            return decode_utterance(self.recognizer, language, hints, audio, final)
-        if self.processes <= 0:
-            return await asyncio.to_thread(
-                decode_utterance, self.recognizer, language, hints, audio, final
-            )
+        decoded = await self._decode(language, tuple(hints), audio, final, engine)
+        threshold = self.min_confidence if min_confidence is None else float(min_confidence)
+        if final and decoded[0] is not None and decoded[1] < threshold:
+            log.debug("speech result %r at %.1f is under %.1f: no match", *decoded, threshold)
+            return NOTHING
+        return decoded
+
+    async def _decode(
+        self,
+        language: str,
+        hints: tuple[str, ...],
+        audio: np.ndarray,
+        final: bool,
+        engine: str | None,
+    ) -> Decoded:
+        local = self.engines if self.engines is not None else self.recognizer
+        if self.inline or self.processes <= 0:
+            began = time.monotonic()
+            if self.inline:
+                result = decode_utterance(local, language, hints, audio, final, engine)
+            else:
+                result = await asyncio.to_thread(
+                    decode_utterance, local, language, hints, audio, final, engine
+                )
+            took = time.monotonic() - began
+            self._local_stats.decodes += 1
+            self._local_stats.decode_total += took
+            self._local_stats.decode_max = max(self._local_stats.decode_max, took)
+            return result
         pcm = np.asarray(audio)
         if pcm.dtype != np.int16:
             raise TypeError(f"expected int16 samples, got {pcm.dtype}")
@@ -598,6 +720,7 @@ class SpeechRecognition:
             "language": str(language),
             "hints": [str(h) for h in hints],
             "final": bool(final),
+            "engine": engine or "auto",
         }
         payload = pcm.astype("<i2", copy=False).tobytes()
         if len(payload) > MAX_PAYLOAD:
@@ -626,7 +749,9 @@ class SpeechRecognition:
         if self._pool is not None and self._pool.loop is not loop:
             self.close()  # its event loop is gone (e.g. a server restarted by a new asyncio.run)
         if self._pool is None:
-            self._pool = _WorkerPool(self.processes, self.timeout, self.start_timeout)
+            env = _worker_env()
+            env[CONFIG_ENV] = self.config.to_json()
+            self._pool = _WorkerPool(self.processes, self.timeout, self.start_timeout, env)
         return self._pool
 
     def close(self) -> None:
@@ -653,4 +778,5 @@ class SpeechRecognition:
 
     def __repr__(self) -> str:
         where = f"{self.processes} processes" if self.processes else "threads"
-        return f"<SpeechRecognition {type(self.recognizer).__name__} in {where}>"
+        what = f"engine={self.config.engine}" if self.engines else type(self.recognizer).__name__
+        return f"<SpeechRecognition {what} in {where}>"

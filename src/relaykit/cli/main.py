@@ -1,4 +1,5 @@
-"""The ``relaykit`` command line: ``serve``, ``demo``, ``phone``, ``call`` and ``timeline``."""
+"""The ``relaykit`` command line: ``serve``, ``demo``, ``phone``, ``call``, ``timeline`` and
+``drain``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ __all__ = ["app", "main"]
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,12 +87,56 @@ def serve(
     retention: float = typer.Option(
         None, help="Seconds a finished recording is kept (default: kept)."
     ),
+    media_dir: list[Path] = typer.Option(
+        [], help="Folder whose files audio media may play (path or file:// URL). Repeatable."
+    ),
+    media_network: list[str] = typer.Option(
+        [],
+        help="Private network audio URLs may reach, e.g. 127.0.0.0/8 (refused otherwise). "
+        "Repeatable.",
+    ),
+    drain_timeout: float = typer.Option(
+        10.0, help="Seconds allowed to end calls and tell clients when stopping."
+    ),
+    cluster: str = typer.Option(
+        None,
+        envvar="RELAYKIT_CLUSTER",
+        help="Join a cluster on this NATS server (nats://127.0.0.1:4222); needs --node-id.",
+    ),
+    node_id: str = typer.Option(
+        None, envvar="RELAYKIT_NODE_ID", help="This node's id in the cluster (e.g. n1)."
+    ),
+    kamailio_rpc: str = typer.Option(
+        None,
+        help="Kamailio's JSON-RPC UDP HOST:PORT: a dead node's SIP dialogs are ended there.",
+    ),
+    resume_grace: float = typer.Option(
+        30.0, min=0.0, help="Seconds a client's calls wait for it to reconnect (on any node)."
+    ),
 ) -> None:
-    """Serve RELAY v2 on ws://HOST:PORT until Ctrl-C (and SIP phones with --sip)."""
+    """Serve RELAY v2 on ws://HOST:PORT until Ctrl-C or SIGTERM (and SIP phones with --sip).
+
+    Alone, either signal drains at once: every call ends (its clients see it end, SIP phones get
+    a BYE), clients get ``blade.disconnect`` and a close (1001), within --drain-timeout seconds.
+    With --cluster the node joins the others on the bus; SIGTERM (or `relaykit drain`) stops
+    new calls here and exits once the last one has ended; Ctrl-C stops at once.
+    """
     from ..server import RelayServer
     from ..server.auth import load_credentials
 
     console = Console()
+    if cluster and not node_id:
+        console.print("[red]--cluster needs --node-id (each node's own id)[/red]")
+        raise typer.Exit(2)
+    rpc_address = None
+    if kamailio_rpc:
+        from ..cluster.kamailio import parse_address
+
+        try:
+            rpc_address = parse_address(kamailio_rpc)
+        except ValueError as exc:
+            console.print(f"[red]--kamailio-rpc: {escape(str(exc))}[/red]")
+            raise typer.Exit(2) from None
     pairs: dict[str, str] = {}
     if credentials is not None:
         try:
@@ -106,6 +153,8 @@ def serve(
         )
         raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    # nats-py logs each failed reconnection with a traceback; the node says it lost the bus
+    logging.getLogger("nats").setLevel(logging.INFO if verbose else logging.CRITICAL)
     sip_address = None
     if sip:
         sip_host, _, sip_port = sip.rpartition(":")
@@ -123,9 +172,14 @@ def serve(
     if retention is not None and retention <= 0:
         console.print("[red]--retention must be a positive number of seconds[/red]")
         raise typer.Exit(2)
+    try:
+        networks = [str(ipaddress.ip_network(n, strict=False)) for n in media_network]
+    except ValueError as exc:
+        console.print(f"[red]--media-network: {escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
 
-    async def run() -> None:
-        async with RelayServer(
+    try:
+        server = RelayServer(
             host,
             port,
             credentials=pairs,
@@ -133,8 +187,23 @@ def serve(
             sip_routes=routes,
             recordings_dir=recordings,
             recording_retention=retention,
+            media_dirs=media_dir,
+            media_networks=networks,
+            cluster=cluster or None,
+            node_id=node_id or None,
+            kamailio_rpc=rpc_address,
+            resume_grace=resume_grace,
             hold_gc=True,  # the server owns this process
-        ) as server:
+        )
+    except ValueError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+
+    async def run() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        await server.start()
+        try:
             console.print(
                 f"RELAY server listening on [bold]{server.url}[/bold] "
                 f"(projects: {', '.join(sorted(pairs))}); Ctrl-C to stop"
@@ -144,10 +213,43 @@ def serve(
                 console.print(
                     f"SIP on [bold]udp:{server.sip.host}:{server.sip.port}[/bold] (routes: {shown})"
                 )
-            await asyncio.Event().wait()
+            if server.cluster is None:
+                for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, process managers
+                    loop.add_signal_handler(signum, stopping.set)
+                await stopping.wait()
+                return
+            console.print(
+                f"Node [bold]{server.nodeid}[/bold] on the bus at {cluster}; "
+                "SIGTERM or `relaykit drain` to drain"
+            )
+            loop.add_signal_handler(signal.SIGTERM, server.drain)
+            loop.add_signal_handler(signal.SIGINT, stopping.set)  # stops at once
+            waits = [
+                asyncio.ensure_future(server.drained()),
+                asyncio.ensure_future(stopping.wait()),
+            ]
+            _done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            if not stopping.is_set():
+                console.print("Drained: no call left; leaving the cluster")
+        finally:
+            try:
+                await asyncio.wait_for(server.stop(), drain_timeout)
+            except TimeoutError:
+                console.print(f"[red]drain took over {drain_timeout:g} s; stopped anyway[/red]")
 
-    with contextlib.suppress(KeyboardInterrupt):
+    if server.cluster is None:
         asyncio.run(run())
+        return
+    from ..cluster import BusUnavailable
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run())
+    except BusUnavailable as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -340,6 +442,49 @@ def timeline(
         raise typer.Exit(2) from None
     note = "" if samples is not None else " (no WAV found beside the log: events only)"
     console.print(f"Timeline: {target.resolve()}{note}")
+
+
+@app.command()
+def drain(
+    node: str = typer.Argument(..., help="The node to drain (its --node-id)."),
+    cluster: str = typer.Option(
+        "nats://127.0.0.1:4222", envvar="RELAYKIT_CLUSTER", help="The cluster's NATS server."
+    ),
+    wait: bool = typer.Option(True, help="Wait until the node has left the cluster."),
+    timeout: float = typer.Option(3600.0, help="Seconds to wait for it to leave."),
+) -> None:
+    """Drain a node: no new calls there; it exits once its last call has ended.
+
+    Exit code 0: drained (and gone, with --wait). 1: still there after --timeout.
+    2: bad arguments, no bus, or no such node.
+    """
+    from ..cluster.bus import BusUnavailable, NodeTimeout, NodeUnreachable, ask_node
+
+    console = Console(highlight=False)
+
+    async def run() -> int:
+        try:
+            reply = await ask_node(cluster, node, {"op": "drain"})
+        except (BusUnavailable, NodeUnreachable, NodeTimeout, ValueError) as exc:
+            console.print(f"[red]{exc}[/red]")
+            return 2
+        console.print(f"Node {node} is draining ({reply.get('calls', '?')} calls left)")
+        if not wait:
+            return 0
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.5)
+            try:
+                await ask_node(cluster, node, {"op": "status"}, timeout=2.0)
+            except NodeUnreachable:
+                console.print(f"Node {node} has left the cluster")
+                return 0
+            except (BusUnavailable, NodeTimeout):
+                continue
+        console.print(f"[red]node {node} still has calls after {timeout:g} s[/red]")
+        return 1
+
+    raise typer.Exit(asyncio.run(run()))
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ Protocol. Loading the SDK loads neither numpy nor the server.
 from .call import Call, Calling
 from .client import Client
 from .components import (
+    ConnectAction,
     DetectAction,
     PlayAction,
     PromptAction,
@@ -30,7 +31,11 @@ from .payloads import (
 )
 from .results import (
     AnswerResult,
+    AskResult,
+    ConnectResult,
     DetectResult,
+    DialResult,
+    DisconnectResult,
     Event,
     HangupResult,
     PlayResult,
@@ -45,15 +50,20 @@ from .results import (
 
 __all__ = [
     "AnswerResult",
+    "AskResult",
     "AudioDirection",
     "Call",
     "CallState",
     "Calling",
     "Client",
+    "ConnectAction",
+    "ConnectResult",
     "Consumer",
     "DetectAction",
     "DetectResult",
     "DetectType",
+    "DialResult",
+    "DisconnectResult",
     "EndReason",
     "Event",
     "FaxTone",

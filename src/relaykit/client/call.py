@@ -7,6 +7,7 @@ __all__ = ["Call", "Calling", "CallingClient"]
 import asyncio
 import inspect
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, get_args
@@ -16,8 +17,11 @@ from ..protocol import calling
 from .components import (
     CommandSender,
     Component,
+    ConnectAction,
+    ConnectComponent,
     DetectAction,
     DetectComponent,
+    DisconnectComponent,
     PlayAction,
     PlayComponent,
     PromptAction,
@@ -38,17 +42,24 @@ from .payloads import (
     Gender,
     PromptType,
     RecordFormat,
+    SpeechEngine,
     TapCodec,
     TapTargetType,
     build_collect,
+    build_devices,
     build_media_list,
 )
 from .results import (
     AnswerResult,
+    AskResult,
+    ConnectResult,
     DetectResult,
+    DialResult,
+    DisconnectResult,
     Event,
     HangupResult,
     PlayResult,
+    PromptOutcome,
     PromptResult,
     RecordResult,
     SendDigitsResult,
@@ -68,6 +79,9 @@ class CallingClient(CommandSender, Protocol):
 
     @property
     def request_timeout(self) -> float: ...
+
+    @property
+    def calling(self) -> Calling: ...
 
     async def receive(self, contexts: list[str]) -> None: ...
 
@@ -106,6 +120,7 @@ class Call:
         self.end_reason: str | None = None
         self.busy = False
         self.failed = False
+        self.peer: Call | None = None  # the other leg while connected
         self._components: dict[str, Component] = {}
         self._handlers: dict[str, list[Handler]] = {}
         self._state_changed = asyncio.Event()
@@ -131,8 +146,11 @@ class Call:
 
     @property
     def device(self) -> dict[str, Any]:
-        """The v2 device object: ``{"type": "phone", "params": {"from_number", "to_number"}}``."""
+        """The v2 device object: ``{"type": "phone", "params": {"from_number", "to_number"}}``
+        (a ``sip`` call's params are ``from`` and ``to``)."""
         params: dict[str, Any] = {"from_number": self.from_number, "to_number": self.to_number}
+        if self.call_type == "sip":
+            params = {"from": self.from_number, "to": self.to_number}
         if self.timeout is not None:
             params["timeout"] = self.timeout
         return {"type": self.call_type, "params": params}
@@ -142,7 +160,8 @@ class Call:
         """Call ``callback(params)`` on ``name``: a state, ``stateChange``, ``play.<state>``,
         ``play.stateChange``, ``prompt`` (every collect event), ``record.<state>``,
         ``record.stateChange``, ``tap.<state>``, ``tap.stateChange``, ``detect.update``
-        (each answer), ``detect.finished``, ``detect.error`` or ``sendDigits.finished``."""
+        (each answer), ``detect.finished``, ``detect.error``, ``sendDigits.finished``,
+        ``connect.<state>`` or ``connect.stateChange``."""
         self._handlers.setdefault(name, []).append(callback)
         return self
 
@@ -189,6 +208,80 @@ class Call:
         return HangupResult(
             self.state == "ended", self.end_reason, Event(self.state, {"call_state": self.state})
         )
+
+    async def dial(self) -> DialResult[Call]:
+        """Place this call (made by ``client.calling.new_call``) and wait until it is
+        answered or has ended: ``successful`` once answered."""
+        if self.id is not None or self.state != "none":
+            raise RuntimeError("dial() places a call made by calling.new_call(), once")
+        self.client.calling._placing(self)
+        try:
+            reply = await self.client.execute(
+                calling.BEGIN, {"tag": self.tag, "device": self.device}
+            )
+        except RelayError as exc:
+            log.warning("! dial failed: %s", exc)
+            self.client.calling._forget(self)
+            return DialResult(False, self, Event("error", {"message": str(exc)}))
+        if self.id is None and isinstance(reply.get("call_id"), str):
+            self.client.calling._adopt(self, reply["call_id"], reply.get("node_id"))
+        ring = float(self.timeout or calling.DEFAULT_DEVICE_TIMEOUT)
+        await self.wait_for(
+            "answered", "ending", "ended", timeout=ring + self.client.request_timeout
+        )
+        return DialResult(
+            self.state == "answered", self, Event(self.state, {"call_state": self.state})
+        )
+
+    async def connect_async(
+        self,
+        device_list: Sequence[Mapping[str, Any] | Sequence[Mapping[str, Any]]],
+        ringback_list: Sequence[Mapping[str, Any]] | None = None,
+    ) -> ConnectAction[Call]:
+        """Start connecting the call to the first of ``device_list`` that answers; returns a
+        ConnectAction at once.
+
+        Args:
+            device_list: each device dict rings on its own, one after the other (in series);
+                a list of device dicts rings together (in parallel). A device is v2's
+                ``{"to_number": "+1…", "from_number": "+1…", "timeout": 30}`` (a phone;
+                ``from_number`` and ``timeout`` default to this call's) or the wire form,
+                ``{"type": "sip", "params": {"to": "sip:…", "from": "sip:…"}}``.
+            ringback_list: media played to this call while the devices ring (as for
+                :meth:`play`; it repeats until one answers).
+
+        When a device answers, the two calls hear each other until either hangs up or
+        :meth:`disconnect`: the other leg hanging up leaves this call up (``connect.
+        disconnected``), this call hanging up ends the other.
+        """
+        payload: dict[str, Any] = {
+            "devices": build_devices(device_list, self.from_number, self.timeout)
+        }
+        if ringback_list:
+            payload["ringback"] = build_media_list(ringback_list)
+        component: ConnectComponent[Call] = ConnectComponent(self, payload)
+        await component.execute()
+        return ConnectAction(component)
+
+    async def connect(
+        self,
+        device_list: Sequence[Mapping[str, Any] | Sequence[Mapping[str, Any]]],
+        ringback_list: Sequence[Mapping[str, Any]] | None = None,
+    ) -> ConnectResult[Call]:
+        """Connect the call (see :meth:`connect_async`) and wait until a device answers or
+        none does: ``successful`` once bridged, ``call`` the other leg, ``reason`` why not."""
+        return await (await self.connect_async(device_list, ringback_list)).wait()
+
+    async def disconnect(self) -> DisconnectResult:
+        """End the bridge of a connected call (both calls stay up); ``successful`` once
+        disconnected. A connect still ringing is cancelled instead (unsuccessful)."""
+        component: DisconnectComponent[Call] = DisconnectComponent(self, {})
+        await component.execute()
+        try:
+            await component.wait(self.client.request_timeout)
+        except TimeoutError:
+            component.terminate(error="no disconnected event within the request timeout")
+        return DisconnectResult(component)
 
     async def wait_for(
         self,
@@ -319,6 +412,8 @@ class Call:
         speech_timeout: float | None = None,
         speech_language: str | None = None,
         speech_hints: list[str] | tuple[str, ...] | None = None,
+        speech_min_confidence: float | None = None,
+        speech_engine: SpeechEngine | None = None,
         partial_results: bool | None = None,
         send_start_of_input: bool | None = None,
         barge_in: bool | None = None,
@@ -340,6 +435,10 @@ class Call:
             speech_timeout: most seconds of speech.
             speech_language: recognition language, e.g. ``"en-US"``.
             speech_hints: words or phrases the caller is expected to say.
+            speech_min_confidence: relaykit extension: results under this confidence (0–100)
+                are ``no_match`` (default: the server's, 50 on relaykit's server).
+            speech_engine: relaykit extension: ``"pocketsphinx"``, ``"whisper"`` or
+                ``"auto"`` (the server's choice: grammar for hints, Whisper for open speech).
             partial_results: deliver interim results (``PromptAction.partials``).
             send_start_of_input: send an event as soon as input starts.
             barge_in: stop the media when input starts (relaykit extension; default true).
@@ -358,6 +457,8 @@ class Call:
             "speech_timeout": speech_timeout,
             "speech_language": speech_language,
             "speech_hints": speech_hints,
+            "speech_min_confidence": speech_min_confidence,
+            "speech_engine": speech_engine,
             "partial_results": partial_results,
             "send_start_of_input": send_start_of_input,
             "barge_in": barge_in,
@@ -387,6 +488,8 @@ class Call:
         speech_timeout: float | None = None,
         speech_language: str | None = None,
         speech_hints: list[str] | tuple[str, ...] | None = None,
+        speech_min_confidence: float | None = None,
+        speech_engine: SpeechEngine | None = None,
         partial_results: bool | None = None,
         send_start_of_input: bool | None = None,
         barge_in: bool | None = None,
@@ -410,6 +513,8 @@ class Call:
             speech_timeout=speech_timeout,
             speech_language=speech_language,
             speech_hints=speech_hints,
+            speech_min_confidence=speech_min_confidence,
+            speech_engine=speech_engine,
             partial_results=partial_results,
             send_start_of_input=send_start_of_input,
             barge_in=barge_in,
@@ -430,6 +535,8 @@ class Call:
         speech_timeout: float | None = None,
         speech_language: str | None = None,
         speech_hints: list[str] | tuple[str, ...] | None = None,
+        speech_min_confidence: float | None = None,
+        speech_engine: SpeechEngine | None = None,
         partial_results: bool | None = None,
         send_start_of_input: bool | None = None,
         barge_in: bool | None = None,
@@ -453,6 +560,8 @@ class Call:
             speech_timeout=speech_timeout,
             speech_language=speech_language,
             speech_hints=speech_hints,
+            speech_min_confidence=speech_min_confidence,
+            speech_engine=speech_engine,
             partial_results=partial_results,
             send_start_of_input=send_start_of_input,
             barge_in=barge_in,
@@ -472,6 +581,8 @@ class Call:
         speech_timeout: float | None = None,
         speech_language: str | None = None,
         speech_hints: list[str] | tuple[str, ...] | None = None,
+        speech_min_confidence: float | None = None,
+        speech_engine: SpeechEngine | None = None,
         partial_results: bool | None = None,
         send_start_of_input: bool | None = None,
         barge_in: bool | None = None,
@@ -495,6 +606,8 @@ class Call:
             speech_timeout=speech_timeout,
             speech_language=speech_language,
             speech_hints=speech_hints,
+            speech_min_confidence=speech_min_confidence,
+            speech_engine=speech_engine,
             partial_results=partial_results,
             send_start_of_input=send_start_of_input,
             barge_in=barge_in,
@@ -517,6 +630,8 @@ class Call:
         speech_timeout: float | None = None,
         speech_language: str | None = None,
         speech_hints: list[str] | tuple[str, ...] | None = None,
+        speech_min_confidence: float | None = None,
+        speech_engine: SpeechEngine | None = None,
         partial_results: bool | None = None,
         send_start_of_input: bool | None = None,
         barge_in: bool | None = None,
@@ -538,6 +653,8 @@ class Call:
             speech_timeout=speech_timeout,
             speech_language=speech_language,
             speech_hints=speech_hints,
+            speech_min_confidence=speech_min_confidence,
+            speech_engine=speech_engine,
             partial_results=partial_results,
             send_start_of_input=send_start_of_input,
             barge_in=barge_in,
@@ -559,6 +676,8 @@ class Call:
         speech_timeout: float | None = None,
         speech_language: str | None = None,
         speech_hints: list[str] | tuple[str, ...] | None = None,
+        speech_min_confidence: float | None = None,
+        speech_engine: SpeechEngine | None = None,
         partial_results: bool | None = None,
         send_start_of_input: bool | None = None,
         barge_in: bool | None = None,
@@ -582,6 +701,8 @@ class Call:
             speech_timeout=speech_timeout,
             speech_language=speech_language,
             speech_hints=speech_hints,
+            speech_min_confidence=speech_min_confidence,
+            speech_engine=speech_engine,
             partial_results=partial_results,
             send_start_of_input=send_start_of_input,
             barge_in=barge_in,
@@ -603,6 +724,8 @@ class Call:
         speech_timeout: float | None = None,
         speech_language: str | None = None,
         speech_hints: list[str] | tuple[str, ...] | None = None,
+        speech_min_confidence: float | None = None,
+        speech_engine: SpeechEngine | None = None,
         partial_results: bool | None = None,
         send_start_of_input: bool | None = None,
         barge_in: bool | None = None,
@@ -625,6 +748,8 @@ class Call:
             speech_timeout=speech_timeout,
             speech_language=speech_language,
             speech_hints=speech_hints,
+            speech_min_confidence=speech_min_confidence,
+            speech_engine=speech_engine,
             partial_results=partial_results,
             send_start_of_input=send_start_of_input,
             barge_in=barge_in,
@@ -645,6 +770,8 @@ class Call:
         speech_timeout: float | None = None,
         speech_language: str | None = None,
         speech_hints: list[str] | tuple[str, ...] | None = None,
+        speech_min_confidence: float | None = None,
+        speech_engine: SpeechEngine | None = None,
         partial_results: bool | None = None,
         send_start_of_input: bool | None = None,
         barge_in: bool | None = None,
@@ -668,11 +795,108 @@ class Call:
             speech_timeout=speech_timeout,
             speech_language=speech_language,
             speech_hints=speech_hints,
+            speech_min_confidence=speech_min_confidence,
+            speech_engine=speech_engine,
             partial_results=partial_results,
             send_start_of_input=send_start_of_input,
             barge_in=barge_in,
         )
         return await action.wait()
+
+    # -- ask: a prompt with checks and retries (relaykit) -------------------------------------
+    async def ask(
+        self,
+        prompt_type: PromptType,
+        prompt: str | Sequence[Mapping[str, Any]],
+        *,
+        min_digits: int | None = None,
+        valid: str | re.Pattern[str] | Callable[[str], bool] | None = None,
+        tries: int = 1,
+        invalid: str | Sequence[Mapping[str, Any]] | None = None,
+        language: str | None = None,
+        gender: Gender | None = None,
+        volume: float | None = None,
+        initial_timeout: float | None = None,
+        digits_max: int | None = None,
+        digits_terminators: str | None = None,
+        digits_timeout: float | None = None,
+        end_silence_timeout: float | None = None,
+        speech_timeout: float | None = None,
+        speech_language: str | None = None,
+        speech_hints: list[str] | tuple[str, ...] | None = None,
+        barge_in: bool | None = None,
+    ) -> AskResult:
+        """Prompt until the input is valid, at most ``tries`` times (FreeSWITCH's
+        ``play_and_get_digits`` in one call; relaykit only).
+
+        Args:
+            prompt_type: ``"digits"``, ``"speech"`` or ``"both"``, as for :meth:`prompt`.
+            prompt: text to speak (TTS, in ``language``/``gender``) or a media list.
+            min_digits: fewer keys than this are refused (``digits_max`` is the most).
+            valid: a regular expression the whole input must match (digits or the recognised
+                text), or a function that returns True for valid input.
+            tries: how many times to prompt in all.
+            invalid: text or media played after a failed try (refused input, no input, no
+                match) when another try follows.
+            The other options are :meth:`prompt`'s.
+
+        Returns an :class:`AskResult`: successful with the valid input, or unsuccessful after
+        the last try (``no_match`` with reason ``min_digits``/``invalid`` for refused input).
+        An error or the call ending stops at once, unsuccessful.
+        """
+        if isinstance(tries, bool) or not isinstance(tries, int) or tries < 1:
+            raise ValueError(f"tries must be a whole number of at least 1, not {tries!r}")
+        if min_digits is not None:
+            if prompt_type == "speech":
+                raise ValueError("min_digits needs prompt_type 'digits' or 'both'")
+            if isinstance(min_digits, bool) or not isinstance(min_digits, int) or min_digits < 1:
+                raise ValueError(
+                    f"min_digits must be a whole number of at least 1, not {min_digits!r}"
+                )
+            if digits_max is not None and min_digits > digits_max:
+                raise ValueError(
+                    f"min_digits ({min_digits}) is more than digits_max ({digits_max})"
+                )
+        check = _input_check(valid)
+        media = [_tts(prompt, language, gender)] if isinstance(prompt, str) else list(prompt)
+        retry = None
+        if invalid is not None:
+            retry = [_tts(invalid, language, gender)] if isinstance(invalid, str) else list(invalid)
+            build_media_list(retry)  # a bad media list fails now, not after the first try
+        attempts: list[PromptResult] = []
+        while True:
+            result = await self.prompt(
+                prompt_type,
+                media,
+                volume=volume,
+                initial_timeout=initial_timeout,
+                digits_max=digits_max,
+                digits_terminators=digits_terminators,
+                digits_timeout=digits_timeout,
+                end_silence_timeout=end_silence_timeout,
+                speech_timeout=speech_timeout,
+                speech_language=speech_language,
+                speech_hints=speech_hints,
+                barge_in=barge_in,
+            )
+            attempts.append(result)
+            refused = None
+            if result.successful:
+                value = result.result or ""
+                if result.prompt_type == "digit" and min_digits and len(value) < min_digits:
+                    refused = "min_digits"
+                elif check is not None and not check(value):
+                    refused = "invalid"
+                if refused is None:
+                    return AskResult(_outcome(result), attempts)
+            elif result.prompt_type not in ("no_input", "no_match") or self.ended:
+                return AskResult(_outcome(result), attempts)
+            if len(attempts) >= tries or self.ended:
+                return AskResult(_outcome(result, refused), attempts)
+            if retry is not None:
+                await self.play(retry, volume or 0)
+                if self.ended:
+                    return AskResult(_outcome(result, refused), attempts)
 
     # -- record -------------------------------------------------------------------------------
     async def record_async(
@@ -1107,6 +1331,13 @@ class Call:
             )
         elif event_type == calling.SEND_DIGITS_EVENT:
             self._fire(f"sendDigits.{params.get('state')}", params)
+        elif event_type == calling.CONNECT_EVENT:
+            self._fire("connect.stateChange", params)
+            self._fire(f"connect.{params.get('connect_state')}", params)
+            for connect in list(self._components.values()):
+                if connect.event_type == event_type:
+                    connect.on_event(params)
+            return
         component = self._components.get(str(params.get("control_id")))
         if component is not None and component.event_type == event_type:
             component.on_event(params)
@@ -1126,6 +1357,37 @@ def _tts(text: str, language: str | None, gender: str | None) -> dict[str, Any]:
     return media
 
 
+def _input_check(
+    valid: str | re.Pattern[str] | Callable[[str], bool] | None,
+) -> Callable[[str], bool] | None:
+    """``ask``'s ``valid`` as a function: a pattern must match the whole input."""
+    if valid is None or callable(valid):
+        return valid
+    try:
+        pattern = re.compile(valid)
+    except re.error as exc:
+        raise ValueError(f"valid is not a regular expression: {exc}") from None
+    return lambda text: pattern.fullmatch(text) is not None
+
+
+def _outcome(result: PromptResult, refused: str | None = None) -> PromptOutcome:
+    """``result`` as ``ask`` reports it: as it came, or refused (``min_digits``/``invalid``)."""
+    if refused is None:
+        return PromptOutcome(
+            result.successful,
+            result.event,
+            result.prompt_type,
+            result.result,
+            result.terminator,
+            result.confidence,
+            result.reason,
+        )
+    event = Event("no_match", {"reason": refused, "input": result.result})
+    return PromptOutcome(
+        False, event, "no_match", result.result, result.terminator, result.confidence, refused
+    )
+
+
 def _ringtone(name: str, duration: float | None, *, convert: bool = True) -> dict[str, Any]:
     media: dict[str, Any] = {"type": "ringtone", "name": name}
     if duration is not None:
@@ -1139,12 +1401,56 @@ class Calling:
     def __init__(self, client: CallingClient) -> None:
         self.client = client
         self._calls: dict[str, Call] = {}
+        self._dialling: dict[str, Call] = {}  # calls placed and not heard of yet, by tag
         self.on_incoming: Callable[[Call], Any] | None = None
 
     @property
     def calls(self) -> list[Call]:
         """The calls in progress."""
         return list(self._calls.values())
+
+    def new_call(
+        self,
+        *,
+        call_type: str = "phone",
+        from_number: str,
+        to_number: str,
+        timeout: int | None = None,
+    ) -> Call:
+        """A call to place with :meth:`Call.dial`; nothing is sent yet. ``call_type`` is
+        ``phone`` (numbers) or ``sip`` (``sip:`` URIs); ``timeout``: seconds it may ring."""
+        params: dict[str, Any] = {"from_number": from_number, "to_number": to_number}
+        if timeout is not None:
+            params["timeout"] = timeout
+        return Call(self.client, device={"type": call_type, "params": params}, direction="outbound")
+
+    async def dial(
+        self,
+        *,
+        call_type: str = "phone",
+        from_number: str,
+        to_number: str,
+        timeout: int | None = None,
+    ) -> DialResult[Call]:
+        """Place a call and wait until it is answered or has ended (see :meth:`new_call`)."""
+        call = self.new_call(
+            call_type=call_type, from_number=from_number, to_number=to_number, timeout=timeout
+        )
+        return await call.dial()
+
+    def _placing(self, call: Call) -> None:
+        self._dialling[call.tag] = call
+
+    def _forget(self, call: Call) -> None:
+        self._dialling.pop(call.tag, None)
+
+    def _adopt(self, call: Call, call_id: str, node_id: Any) -> None:
+        """A placed call learns its id (from the first state event or the reply)."""
+        self._dialling.pop(call.tag, None)
+        call.id = call_id
+        if isinstance(node_id, str):
+            call.node_id = node_id
+        self._calls[call_id] = call
 
     async def receive(self, contexts: list[str], handler: Callable[[Call], Any]) -> None:
         """v2 ``client.calling.receive``: offer inbound calls on ``contexts`` to ``handler``."""
@@ -1175,14 +1481,44 @@ class Calling:
                     self.client._spawn(outcome)
             return
         known = self._calls.get(str(params.get("call_id")))
+        if known is None and event_type == calling.CALL_STATE:
+            known = self._new_leg(params)
         if known is None:
             return
         if event_type == calling.CALL_STATE:
             known._on_state(params)
             if known.state == "ended":
                 self._calls.pop(known.id or "", None)
-        else:
-            known._on_component_event(event_type, params)
+            return
+        if event_type == calling.CONNECT_EVENT:
+            peer = params.get("peer")
+            peer_id = peer.get("call_id") if isinstance(peer, dict) else None
+            connected = params.get("connect_state") == "connected"
+            known.peer = self._calls.get(str(peer_id)) if connected else None
+        known._on_component_event(event_type, params)
+
+    def _new_leg(self, params: dict[str, Any]) -> Call | None:
+        """The call a state event names, if it is new to us: one we placed (known by its
+        ``tag``), or a leg a connect placed (it names its ``peer``)."""
+        call_id = params.get("call_id")
+        if not isinstance(call_id, str):
+            return None
+        placed = self._dialling.get(str(params.get("tag")))
+        if placed is not None:
+            self._adopt(placed, call_id, params.get("node_id"))
+            return placed
+        if not isinstance(params.get("peer"), dict):
+            return None
+        device = params.get("device")
+        leg = Call(
+            self.client,
+            call_id=call_id,
+            node_id=params.get("node_id"),
+            device=device if isinstance(device, dict) else None,
+            direction=str(params.get("direction", "outbound")),
+        )
+        self._calls[call_id] = leg
+        return leg
 
     def connection_lost(self) -> None:
         """End every running action: nothing will ever complete them."""

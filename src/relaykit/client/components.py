@@ -13,8 +13,12 @@ __all__ = [
     "CommandSender",
     "Component",
     "ComponentHost",
+    "ConnectAction",
+    "ConnectComponent",
+    "ConnectHost",
     "DetectAction",
     "DetectComponent",
+    "DisconnectComponent",
     "PlayAction",
     "PlayComponent",
     "PromptAction",
@@ -37,6 +41,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from ..errors import RelayError
 from ..protocol import calling
 from .results import (
+    ConnectResult,
     DetectResult,
     Event,
     PlayResult,
@@ -386,6 +391,69 @@ class SendDigitsComponent(Component):
             self.complete(state=state, successful=True, event=Event(state, dict(params)))
 
 
+PeerT = TypeVar("PeerT")
+PeerT_co = TypeVar("PeerT_co", covariant=True)
+
+
+class ConnectHost(ComponentHost, Protocol[PeerT_co]):
+    """What a connect needs from its call: the other leg, once bridged."""
+
+    @property
+    def peer(self) -> PeerT_co | None: ...
+
+
+class _ConnectEvents(Component, Generic[PeerT]):
+    """A component that follows ``calling.call.connect``; v2 gives it no ``control_id`` (the
+    call routes every connect event to each of them)."""
+
+    event_type = calling.CONNECT_EVENT
+
+    def __init__(self, call: ConnectHost[PeerT], payload: dict[str, Any]) -> None:
+        super().__init__(call, payload)
+        del self.payload["control_id"]
+        self.host = call
+        self.reason: str | None = None
+        self.peer: PeerT | None = None  # the leg that answered
+
+
+class ConnectComponent(_ConnectEvents[PeerT]):
+    """``calling.connect``; completes when ``connected`` (successful), ``failed`` or
+    ``disconnected``."""
+
+    method = calling.CONNECT
+
+    def on_event(self, params: dict[str, Any]) -> None:
+        state = params.get("connect_state")
+        if not isinstance(state, str):
+            return
+        self.state = state
+        if state == "connecting":
+            return
+        reason = params.get("failed_reason")
+        self.reason = reason if isinstance(reason, str) else None
+        if state == "connected":
+            self.peer = self.host.peer
+        self.complete(
+            state=state, successful=state == "connected", event=Event(state, dict(params))
+        )
+
+
+class DisconnectComponent(_ConnectEvents[PeerT]):
+    """``calling.disconnect``; completes on ``disconnected`` (successful) or ``failed`` (a
+    connect still ringing was cancelled)."""
+
+    method = calling.DISCONNECT
+
+    def on_event(self, params: dict[str, Any]) -> None:
+        state = params.get("connect_state")
+        if state not in ("disconnected", "failed"):
+            return
+        self.state = state
+        self.complete(
+            state=state, successful=state == "disconnected", event=Event(state, dict(params))
+        )
+
+
 # -- actions ------------------------------------------------------------------------------------
 ComponentT = TypeVar("ComponentT", bound=Component)
 ResultT = TypeVar("ResultT")
@@ -547,3 +615,12 @@ class SendDigitsAction(Action[SendDigitsComponent, SendDigitsResult]):
     @property
     def result(self) -> SendDigitsResult:
         return SendDigitsResult(self._component)
+
+
+class ConnectAction(Action[ConnectComponent[PeerT], ConnectResult[PeerT]]):
+    """A connect in progress: ``state`` connecting, then connected or failed; ``result.call``
+    is the leg that answered."""
+
+    @property
+    def result(self) -> ConnectResult[PeerT]:
+        return ConnectResult(self._component)

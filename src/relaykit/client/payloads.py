@@ -17,9 +17,11 @@ __all__ = [
     "Gender",
     "PromptType",
     "RecordFormat",
+    "SpeechEngine",
     "TapCodec",
     "TapTargetType",
     "build_collect",
+    "build_devices",
     "build_media_list",
     "media_item",
 ]
@@ -31,6 +33,7 @@ from ..errors import ProtocolError
 from ..protocol.calling import parse_media
 
 PromptType = Literal["digits", "speech", "both"]
+SpeechEngine = Literal["auto", "pocketsphinx", "whisper"]
 Gender = Literal["male", "female"]
 EndReason = Literal["hangup", "cancel", "busy", "noAnswer", "decline", "error"]
 CallState = Literal["none", "created", "ringing", "answered", "ending", "ended"]
@@ -57,6 +60,9 @@ _COLLECT_KWARGS: dict[str, tuple[str | None, str]] = {
     "speech_timeout": ("speech", "speech_timeout"),
     "speech_language": ("speech", "language"),
     "speech_hints": ("speech", "hints"),
+    # relaykit extensions, sent only when given
+    "speech_min_confidence": ("speech", "min_confidence"),
+    "speech_engine": ("speech", "engine"),
 }
 # Accepted for v2 compatibility where the v2 SDK ignores them (media options on other media).
 IGNORED_KWARGS = frozenset({"language", "gender", "duration"})
@@ -120,3 +126,57 @@ def build_collect(prompt_type: str, kwargs: Mapping[str, Any]) -> dict[str, Any]
         else:
             collect[section][key] = list(value) if key == "hints" else value
     return collect
+
+
+DeviceSpec = Mapping[str, Any]
+"""One device to call: v2's flat form (``{"to_number": "+1…", "from_number"?, "timeout"?,
+"call_type"?: "phone"}``) or the wire form (``{"type": "sip", "params": {"to": "sip:…"}}``)."""
+
+
+def _device(
+    spec: DeviceSpec, where: str, default_from: str | None, timeout: int | None
+) -> dict[str, Any]:
+    if not isinstance(spec, Mapping):
+        raise TypeError(f"{where} must be a device dict, not {type(spec).__name__}")
+    if "type" in spec and isinstance(spec.get("params"), Mapping):
+        return {"type": spec["type"], "params": dict(spec["params"])}
+    unknown = set(spec) - {"call_type", "from_number", "to_number", "timeout"}
+    if unknown:
+        raise TypeError(
+            f"{where} has unknown keys {', '.join(sorted(unknown))}; a device is "
+            "{'to_number', 'from_number', 'timeout', 'call_type'} or {'type', 'params'}"
+        )
+    params: dict[str, Any] = {
+        "from_number": spec.get("from_number", default_from),
+        "to_number": spec.get("to_number", ""),
+    }
+    device_timeout = spec.get("timeout", timeout)
+    if device_timeout:
+        params["timeout"] = int(device_timeout)
+    return {"type": spec.get("call_type", "phone"), "params": params}
+
+
+def build_devices(
+    device_list: Sequence[DeviceSpec | Sequence[DeviceSpec]],
+    default_from: str | None = None,
+    default_timeout: int | None = None,
+) -> list[list[dict[str, Any]]]:
+    """``devices`` for ``calling.connect``, from v2's ``device_list``: a device dict rings on
+    its own (in series with the next), a list of them rings together (in parallel).
+    ``from_number`` and ``timeout`` default to the call's, as in v2."""
+    if isinstance(device_list, Mapping) or not isinstance(device_list, Sequence):
+        raise TypeError("device_list must be a list of devices or of lists of devices")
+    groups: list[list[dict[str, Any]]] = []
+    for i, entry in enumerate(device_list):
+        if isinstance(entry, Mapping):
+            groups.append([_device(entry, f"device_list[{i}]", default_from, default_timeout)])
+        elif isinstance(entry, Sequence) and not isinstance(entry, str):
+            groups.append(
+                [
+                    _device(spec, f"device_list[{i}][{j}]", default_from, default_timeout)
+                    for j, spec in enumerate(entry)
+                ]
+            )
+        else:
+            raise TypeError(f"device_list[{i}] must be a device dict or a list of them")
+    return groups

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 __all__ = [
     "AnswerResult",
+    "AskResult",
     "ComponentState",
+    "ConnectResult",
     "DetectResult",
+    "DialResult",
+    "DisconnectResult",
     "Event",
     "HangupResult",
     "PlayResult",
     "PlayVolumeResult",
+    "PromptOutcome",
     "PromptResult",
     "PromptState",
     "PromptVolumeResult",
@@ -21,7 +26,10 @@ __all__ = [
 ]
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
+
+CallT = TypeVar("CallT")  # the SDK's Call (results name no class of a higher module)
+CallT_co = TypeVar("CallT_co", covariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +142,44 @@ class PromptResult(Result):
             f"<PromptResult successful={self.successful} type={self.prompt_type!r} "
             f"result={self.result!r} terminator={self.terminator!r} "
             f"confidence={self.confidence!r} reason={self.reason!r}>"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PromptOutcome:
+    """A prompt's outcome as plain data (what :class:`AskResult` reports)."""
+
+    successful: bool
+    event: Event | None
+    prompt_type: str
+    input: str | None
+    terminator: str | None
+    confidence: float | None
+    reason: str | None
+
+
+class AskResult(PromptResult):
+    """Outcome of ``Call.ask``: the accepted input, or how the last try failed.
+
+    Read as a :class:`PromptResult`: ``successful`` when a try's input passed every check;
+    otherwise ``prompt_type`` is ``no_match`` for input that was refused (``reason``
+    ``min_digits`` or ``invalid``, ``result`` the refused input), or the last try's own
+    (``no_input``, ``no_match``, ``error``). ``attempts`` holds every try's PromptResult,
+    ``tries`` how many there were.
+    """
+
+    def __init__(self, outcome: PromptOutcome, attempts: list[PromptResult]) -> None:
+        super().__init__(outcome)
+        self.attempts = list(attempts)
+
+    @property
+    def tries(self) -> int:
+        return len(self.attempts)
+
+    def __repr__(self) -> str:
+        return (
+            f"<AskResult successful={self.successful} type={self.prompt_type!r} "
+            f"result={self.result!r} reason={self.reason!r} tries={self.tries}>"
         )
 
 
@@ -267,6 +313,47 @@ class TapResult(Result):
         return self._tap.device
 
 
+class ConnectState(ComponentState, Protocol[CallT_co]):
+    """What a connect result reads from its component."""
+
+    @property
+    def peer(self) -> CallT_co | None: ...
+
+    @property
+    def reason(self) -> str | None: ...
+
+
+class ConnectResult(Result, Generic[CallT]):
+    """Outcome of ``connect``: ``successful`` once the call is bridged; ``call`` is the other
+    leg (a :class:`Call` the IVR can play to, record or hang up), ``reason`` why a connect
+    failed (``busy``, ``noAnswer``, ``decline``, ``error``, ``cancel``; relaykit addition)."""
+
+    def __init__(self, component: ConnectState[CallT]) -> None:
+        super().__init__(component)
+        self._connect = component
+
+    @property
+    def call(self) -> CallT | None:
+        """The leg that answered (None if none did); it stays this Call after a disconnect or
+        a hang-up, while the call's own ``peer`` is the leg it is bridged to now."""
+        return self._connect.peer
+
+    @property
+    def reason(self) -> str | None:
+        return self._connect.reason
+
+    def __repr__(self) -> str:
+        return (
+            f"<ConnectResult successful={self.successful} call={self.call!r} "
+            f"reason={self.reason!r}>"
+        )
+
+
+class DisconnectResult(Result):
+    """Outcome of ``disconnect``: ``successful`` once the bridge has ended (both calls stay
+    up)."""
+
+
 class SendDigitsResult(Result):
     """Outcome of ``send_digits``: ``successful`` once every key has been played."""
 
@@ -306,4 +393,14 @@ class HangupResult:
 
     successful: bool
     reason: str | None = None
+    event: Event | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DialResult(Generic[CallT]):
+    """Outcome of ``dial``: ``successful`` when the call was answered; ``call`` is the call
+    (also when it failed: its ``end_reason``, ``busy`` and ``failed`` say how)."""
+
+    successful: bool
+    call: CallT
     event: Event | None = None

@@ -8,13 +8,15 @@ end of an item, a timer, a chunk of caller audio used up) or while it runs somet
 every frame (a speech prompt's voice detector, a :class:`MediaComponent`, several playbacks to
 mix). In that frame the engine does for it, in order:
 
-1. read each call's inbound frame (caller audio, silence when nothing is queued);
+1. read each call's inbound frame (caller audio, silence when nothing is queued), kept as
+   ``CallMedia.inbound_frame`` so a bridged call can hear it in step 4 (:mod:`.bridge`);
 2. run the DTMF detector over all audible calls as one batch (numpy over calls × samples);
 3. feed keys, voice activity and the clock to each running prompt's :class:`Collector`; input
    starts barge in. A frame that is part of a key's tone, from its first window until the
    key's release (:meth:`DtmfDetector.in_tone`), is not voice: the prompts' voice detectors
    do not hear it and the speech handed to the recogniser has silence in its place;
-4. render each call's playbacks (dB gain applied to the samples) and record both channels.
+4. render each call's playbacks (dB gain applied to the samples) and record both channels
+   (streamed to a temporary file, :mod:`relaykit.media.recording`).
 
 Components other than plays and prompts (record, detect, tap, send digits) are
 :class:`~relaykit.media.components.MediaComponent` objects in the same per-call table; the
@@ -59,6 +61,7 @@ from .collector import Collector, CollectOutput, InputStarted, PromptResultData,
 from .dtmf import DtmfDetector
 from .frames import FRAME_SECONDS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from .playback import MediaItem, Playback, PlaybackState
+from .recording import CallRecording
 
 if TYPE_CHECKING:
     from .components import MediaComponent, Update
@@ -147,6 +150,8 @@ class SpeechCaptured:
     reason: str
     final: bool
     at: float
+    min_confidence: float | None = None  # the prompt's, None: the server's
+    engine: str | None = None  # the prompt's speech engine, None: the server's
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +274,10 @@ class CallMedia:
 
     Its audio and clock state lives in the engine's arrays, at index ``dtmf_channel`` (the
     call's *slot*); this object holds what is touched only when something happens.
+
+    ``keep_audio``: ``audio`` items keep their samples after they are played, until the call
+    ends (a virtual caller checks what they said); otherwise every item's samples are dropped
+    as soon as its playback is done with it.
     """
 
     call_id: str
@@ -291,10 +300,8 @@ class CallMedia:
     _queued_samples: int = 0
     _fast_playback: Playback | None = None  # the playback the engine advances in its arrays
     _fast_samples: np.ndarray | None = None  # that playback's current item's samples
-    # the recording so far: blocks of frames per channel, None for a block of silence
-    _rec_blocks: list[tuple[np.ndarray | None, np.ndarray | None, int]] = field(
-        default_factory=list
-    )
+    keep_audio: bool = False
+    _recorder: CallRecording | None = None
 
     def push_inbound(self, samples: np.ndarray, on_done: Callable[[], None] | None = None) -> None:
         """Queue caller audio (int16, 16 kHz); ``on_done`` runs once its last sample is played
@@ -333,23 +340,22 @@ class CallMedia:
 
     def recording(self) -> np.ndarray:
         """Both channels so far as an (n, 2) int16 array: column 0 the caller, 1 the IVR."""
-        blocks = list(self._rec_blocks)
-        if not self.ended and self.record:
-            partial = self._engine._recorded_partial(self)
-            if partial is not None:
-                blocks.append(partial)
-        if not blocks:
+        recorder = self.recorder
+        if recorder is None:
             return np.zeros((0, 2), dtype=np.int16)
-        out = np.zeros((sum(frames for _, _, frames in blocks) * SAMPLES_PER_FRAME, 2), np.int16)
-        at = 0
-        for caller, ivr, frames in blocks:
-            size = frames * SAMPLES_PER_FRAME
-            if caller is not None:
-                out[at : at + size, 0] = caller.reshape(-1)
-            if ivr is not None:
-                out[at : at + size, 1] = ivr.reshape(-1)
-            at += size
-        return out
+        return recorder.read()
+
+    @property
+    def recorder(self) -> CallRecording | None:
+        """The call's recording (None: not recorded), holding every frame so far."""
+        if self._recorder is not None and not self.ended:
+            self._engine._hand_recording(self)
+        return self._recorder
+
+    @property
+    def recorded_seconds(self) -> float:
+        recorder = self.recorder
+        return 0.0 if recorder is None else recorder.seconds
 
 
 _SILENCE = np.zeros(SAMPLES_PER_FRAME, dtype=np.int16)
@@ -421,6 +427,8 @@ class MediaEngine:
         self._needs_out: np.ndarray = grown(self._needs_out if old else None, False, bool)
         self._recording: np.ndarray = grown(self._recording if old else None, False, bool)
         self._rec_row: np.ndarray = grown(self._rec_row if old else None, -1, np.intp)
+        # frames of the current block already handed to the call's recorder
+        self._rec_given: np.ndarray = grown(self._rec_given if old else None, 0, np.int32)
         self._by_slot += [None] * (cap - self._cap)
         self._cap = cap
 
@@ -441,6 +449,8 @@ class MediaEngine:
         if slot >= self._cap:
             self._grow(max(2 * self._cap, slot + 1))
         call = CallMedia(call_id, self.frame, slot, record, self)
+        if record:
+            call._recorder = CallRecording()
         self._calls[call_id] = call
         self._by_slot[slot] = call
         self._n = max(self._n, slot + 1)
@@ -457,6 +467,7 @@ class MediaEngine:
         self._needs_out[slot] = record
         self._recording[slot] = record
         self._rec_row[slot] = self._rec_alloc() if record else -1
+        self._rec_given[slot] = 0
         return call
 
     def get_call(self, call_id: str) -> CallMedia | None:
@@ -488,19 +499,21 @@ class MediaEngine:
                 events += self._collect_events(call, control_id, component.collector.hangup(), now)
         call.components.clear()
         call.media_components.clear()
+        for heard in call.heard:
+            heard.item.release(call_ended=True)
         released = [c.on_done for c in (call._chunk, *call._queue) if c is not None]
         self._free_slot(call)
         for on_done in released:
             if on_done is not None:
                 on_done()
+        if call._recorder is not None:
+            call._recorder.flush()
         return events
 
     def _free_slot(self, call: CallMedia) -> None:
         slot = call.dtmf_channel
         if call.record:
-            partial = self._recorded_partial(call)
-            if partial is not None:
-                call._rec_blocks.append(partial)
+            self._hand_recording(call)
             self._rec_free.append(int(self._rec_row[slot]))
         call.ended = True
         self._set_chunk(call, None)
@@ -522,7 +535,7 @@ class MediaEngine:
         call = self._require(call_id)
         self._require_free(call, control_id)
         self._wake(call)
-        playback = Playback(control_id, list(items), volume_db)
+        playback = Playback(control_id, _kept(call, items), volume_db)
         call.components[control_id] = playback
         return playback
 
@@ -542,7 +555,7 @@ class MediaEngine:
             if self._vad_factory is None:
                 raise ValueError("this engine has no voice activity detector for speech")
             vad = self._vad_factory()
-        prompt = _Prompt(collector, Playback(control_id, list(items), volume_db), vad)
+        prompt = _Prompt(collector, Playback(control_id, _kept(call, items), volume_db), vad)
         self._wake(call)
         call.components[control_id] = prompt
         return collector
@@ -1040,16 +1053,22 @@ class MediaEngine:
         for i in np.flatnonzero(at == _REC_FRAMES - 1).tolist():
             call = self._by_slot[int(slots[i])]
             assert call is not None
-            call._rec_blocks.append(_kept(self._rec_buf[rows[i]]))
+            self._hand_recording(call, _REC_FRAMES)
 
-    def _recorded_partial(
-        self, call: CallMedia
-    ) -> tuple[np.ndarray | None, np.ndarray | None, int] | None:
-        """The frames recorded since the call's last full block, or None."""
-        count = (self.frame - call.start_frame) % _REC_FRAMES
-        if not count:
-            return None
-        return _kept(self._rec_buf[self._rec_row[call.dtmf_channel], :count])
+    def _hand_recording(self, call: CallMedia, count: int | None = None) -> None:
+        """Hand the recorder the frames of the call's current block it does not have yet: the
+        first ``count`` (default: every frame recorded so far) of the block."""
+        recorder = call._recorder
+        if recorder is None:
+            return
+        slot = call.dtmf_channel
+        given = int(self._rec_given[slot])
+        if count is None:
+            count = (self.frame - call.start_frame) % _REC_FRAMES
+        if count > given:
+            block = self._rec_buf[self._rec_row[slot], given:count]
+            recorder.append(block[:, 0].flatten(), block[:, 1].flatten())  # copies: rows recycle
+        self._rec_given[slot] = 0 if count == _REC_FRAMES else count
 
     # -- internals ----------------------------------------------------------------------------
     def _render(self, call: CallMedia, events: list[EngineEvent]) -> np.ndarray | None:
@@ -1208,6 +1227,8 @@ class MediaEngine:
                         output.reason,
                         True,
                         now,
+                        spec.min_confidence,
+                        spec.engine,
                     )
                 )
         if (
@@ -1225,6 +1246,8 @@ class MediaEngine:
                     "partial",
                     False,
                     now,
+                    spec.min_confidence,
+                    spec.engine,
                 )
             )
         return events
@@ -1276,15 +1299,12 @@ class MediaEngine:
             raise ValueError(f"control_id {control_id!r} is already running on this call")
 
 
-def _kept(block: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None, int]:
-    """A recording block (frames, 2, samples) as kept: each channel copied, or None if it is
-    all silence (so that silent calls cost no memory)."""
-    caller, ivr = block[:, 0], block[:, 1]
-    return (
-        caller.copy() if caller.any() else None,
-        ivr.copy() if ivr.any() else None,
-        len(block),
-    )
+def _kept(call: CallMedia, items: Iterable[MediaItem]) -> list[MediaItem]:
+    items = list(items)
+    if call.keep_audio:
+        for item in items:
+            item.keep = item.kind == "audio"
+    return items
 
 
 def _stop_playback(

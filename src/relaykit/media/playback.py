@@ -1,19 +1,36 @@
 """Outbound media: a playlist of items rendered frame by frame, with a live dB volume.
 
-Items are described first and filled with samples when the loader (TTS, file, URL) is done;
-until then the playback renders silence and waits, so slow media never blocks the clock.
+Items are described first and filled when the loader (TTS, file, URL) is done; until then the
+playback renders silence and waits, so slow media never blocks the clock. An item holds either
+an array of samples (speech, a decoded file) or a :class:`SampleSource` that makes its samples
+on demand (silence, a ringtone's cadence), so an hour of ringing costs one cadence cycle.
+
+The playback releases each item as soon as it is done with it (played, stopped, or never to be
+played): a loaded item drops its samples and gives its budget back (``on_release``).
 """
 
 from __future__ import annotations
 
-__all__ = ["MediaItem", "Playback", "PlaybackState"]
+__all__ = ["MediaItem", "Playback", "PlaybackState", "SampleSource"]
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Protocol
 
 import numpy as np
 
 from .frames import SAMPLE_RATE, SAMPLES_PER_FRAME, db_to_gain
+
+
+class SampleSource(Protocol):
+    """Samples made on demand: ``len()`` of them in all, 16 kHz int16."""
+
+    def __len__(self) -> int: ...
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        """Samples ``start`` to ``start + count`` (fewer at the end); may be a read-only view."""
+        ...
 
 
 class PlaybackState(Enum):
@@ -28,7 +45,12 @@ class PlaybackState(Enum):
 
 @dataclass(slots=True)
 class MediaItem:
-    """One entry of a playlist. ``label`` is what a listener would call it (the TTS text, URL…)."""
+    """One entry of a playlist. ``label`` is what a listener would call it (the TTS text, URL…).
+
+    ``samples`` (an array) or ``source`` (made on demand) is set once loaded. ``keep``: the
+    samples outlive the playback until the call ends (the virtual caller checks what audio
+    prompts say).
+    """
 
     kind: str
     label: str
@@ -36,14 +58,51 @@ class MediaItem:
     error: str | None = None
     started_at: float | None = None  # call-relative seconds, set by the engine
     ended_at: float | None = None
+    source: SampleSource | None = None
+    keep: bool = False
+    released: bool = False
+    on_release: Callable[[], None] | None = None
 
     @property
     def ready(self) -> bool:
-        return self.samples is not None or self.error is not None
+        return self.samples is not None or self.source is not None or self.error is not None
 
     @property
     def duration(self) -> float | None:
-        return None if self.samples is None else len(self.samples) / SAMPLE_RATE
+        if self.samples is not None:
+            return len(self.samples) / SAMPLE_RATE
+        if self.source is not None:
+            return len(self.source) / SAMPLE_RATE
+        return None
+
+    def size(self) -> int:
+        """Samples in all (0 until loaded)."""
+        if self.samples is not None:
+            return len(self.samples)
+        return 0 if self.source is None else len(self.source)
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        if self.samples is not None:
+            return self.samples[start : start + count]
+        assert self.source is not None
+        return self.source.read(start, count)
+
+    def release(self, *, call_ended: bool = False) -> None:
+        """The playback is done with this item: run ``on_release`` (the loader's budget
+        charge) and drop the samples it paid for.
+
+        A kept item waits for the end of the call, and then keeps its samples (for the caller).
+        """
+        if self.released or (self.keep and not call_ended):
+            return
+        self.released = True
+        if self.on_release is None:
+            return  # made by hand, not loaded: the samples are the maker's
+        callback, self.on_release = self.on_release, None
+        if not self.keep:
+            self.samples = None
+            self.source = None
+        callback()
 
 
 @dataclass(slots=True)
@@ -84,11 +143,10 @@ class Playback:
         ):
             return None
         item = self.items[self.index]
-        samples = item.samples
         end = self.offset + SAMPLES_PER_FRAME
-        if samples is None or item.started_at is None or end >= len(samples):
+        if item.started_at is None or not item.ready or end >= item.size():
             return None
-        frame = samples[self.offset : end]
+        frame = item.read(self.offset, SAMPLES_PER_FRAME)
         self.offset = end
         return frame
 
@@ -110,21 +168,23 @@ class Playback:
             if item.error is not None:
                 self.state = PlaybackState.ERROR
                 self.error = item.error
+                self._release_rest()
                 break
             if self.state is PlaybackState.LOADING:
                 self.state = PlaybackState.PLAYING
-            assert item.samples is not None
             if item.started_at is None:
                 item.started_at = now + pos / SAMPLE_RATE
                 started.append(item)
-            take = min(SAMPLES_PER_FRAME - pos, len(item.samples) - self.offset)
+            size = item.size()
+            take = min(SAMPLES_PER_FRAME - pos, size - self.offset)
             if take > 0 and self.gain > 0.0:
-                chunk = item.samples[self.offset : self.offset + take]
+                chunk = item.read(self.offset, take)
                 out[pos : pos + take] += chunk.astype(np.float32) * self.gain
             pos += max(take, 0)
             self.offset += max(take, 0)
-            if self.offset >= len(item.samples):
+            if self.offset >= size:
                 item.ended_at = now + pos / SAMPLE_RATE
+                item.release()
                 self.index += 1
                 self.offset = 0
                 if self.index >= len(self.items):
@@ -138,3 +198,8 @@ class Playback:
         if item is not None and item.started_at is not None and item.ended_at is None:
             item.ended_at = now
         self.state = PlaybackState.STOPPED
+        self._release_rest()
+
+    def _release_rest(self) -> None:
+        for item in self.items[self.index :]:
+            item.release()

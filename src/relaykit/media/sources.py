@@ -1,10 +1,14 @@
-"""Every non-speech thing a prompt can play: silence, national ringing tones, audio files and URLs.
+"""Every non-speech thing a prompt can play: silence, national ringing tones, audio files.
 
-All functions return 16 kHz mono int16 numpy arrays (see :mod:`relaykit.media.frames`) and raise
-:class:`~relaykit.errors.MediaError` with a message that says what went wrong and where.
+Silence and ringtones come two ways: as arrays (``silence``, ``ringtone``) and as sources that
+make their samples on demand (``silence_source``, ``ringtone_source``), which is what calls
+play: an hour of ringing costs one cadence cycle. Arrays are 16 kHz mono int16 (see
+:mod:`relaykit.media.frames`); errors are :class:`~relaykit.errors.MediaError` with a message
+that says what went wrong and where.
 
-``load_audio`` blocks (file or network I/O plus decoding); the server calls it from a worker
-thread.
+``decode_audio`` turns encoded bytes (WAV, MP3, FLAC, OGG) into samples; fetching them is the
+I/O layer's job (:mod:`relaykit.calls.fetch`). ``load_audio`` reads a local file for the test
+kit (a virtual caller playing a WAV). Both block: run them off the event loop.
 """
 
 from __future__ import annotations
@@ -14,19 +18,24 @@ __all__ = [
     "MAX_SILENCE_SECONDS",
     "RINGTONES",
     "RINGTONE_LEVEL_DBFS",
+    "AudioTooLong",
+    "Pieces",
+    "Repeating",
     "Ringtone",
+    "Silence",
     "apply_gain_db",
+    "decode_audio",
     "load_audio",
     "ringtone",
+    "ringtone_source",
     "silence",
+    "silence_source",
 ]
 
+import bisect
 import functools
-import http.client
 import io
 import math
-import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
@@ -42,12 +51,18 @@ from relaykit.errors import MediaError
 from relaykit.media.frames import SAMPLE_DTYPE, SAMPLE_RATE, db_to_gain
 
 MAX_SILENCE_SECONDS = 3600.0
-MAX_AUDIO_SECONDS = 3600.0  # longest decoded file load_audio accepts
+MAX_AUDIO_SECONDS = 3600.0  # longest decoded audio accepted
 RINGTONE_LEVEL_DBFS = -16.0  # peak level of each tone component (a full-scale sine is 0 dBFS)
 
-_USER_AGENT = "relaykit/0.1 (+offline RELAY server)"
-_READ_CHUNK = 64 * 1024
 _DECODE_BLOCK = 64 * 1024  # frames per decoded block; keeps peak memory near the output size
+
+
+class AudioTooLong(MediaError):
+    """Decoded audio would be longer than allowed; ``seconds`` is its length."""
+
+    def __init__(self, message: str, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
 
 
 # --------------------------------------------------------------------------------------- silence
@@ -62,10 +77,92 @@ def _check_seconds(value: object, name: str, maximum: float) -> float:
     return seconds
 
 
+_ZEROS = np.zeros(4096, dtype=SAMPLE_DTYPE)
+_ZEROS.flags.writeable = False
+
+
+class Silence:
+    """``len()`` samples of digital silence, made on demand (read-only views)."""
+
+    __slots__ = ("_length",)
+
+    def __init__(self, samples: int) -> None:
+        self._length = max(0, samples)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        n = max(0, min(count, self._length - start))
+        return _ZEROS[:n] if n <= _ZEROS.size else np.zeros(n, dtype=SAMPLE_DTYPE)
+
+
+class Repeating:
+    """``cycle`` repeated to ``len()`` samples, made on demand (a ringtone's cadence)."""
+
+    __slots__ = ("_cycle", "_length")
+
+    def __init__(self, cycle: np.ndarray, samples: int) -> None:
+        if not cycle.size:
+            raise ValueError("the cycle must not be empty")
+        self._cycle = cycle
+        self._length = max(0, samples)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        n = max(0, min(count, self._length - start))
+        a = start % self._cycle.size
+        if a + n <= self._cycle.size:
+            return self._cycle[a : a + n]
+        out: np.ndarray = np.take(self._cycle, np.arange(a, a + n), mode="wrap")
+        return out
+
+
+class Pieces:
+    """Arrays played one after the other as one item (long speech synthesised in pieces),
+    without copying them into one."""
+
+    __slots__ = ("_pieces", "_starts")
+
+    def __init__(self, pieces: list[np.ndarray]) -> None:
+        self._pieces = [p for p in pieces if p.size]
+        self._starts = [0]
+        for piece in self._pieces:
+            self._starts.append(self._starts[-1] + piece.size)
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        end = min(start + count, len(self))
+        if end <= start:
+            return _ZEROS[:0]
+        i = bisect.bisect_right(self._starts, start) - 1
+        offset = start - self._starts[i]
+        piece = self._pieces[i]
+        if offset + (end - start) <= piece.size:
+            return piece[offset : offset + end - start]  # within one piece: a view
+        out = np.empty(end - start, dtype=SAMPLE_DTYPE)
+        pos = 0
+        while pos < out.size:
+            piece = self._pieces[i]
+            take = min(out.size - pos, piece.size - offset)
+            out[pos : pos + take] = piece[offset : offset + take]
+            pos, offset, i = pos + take, 0, i + 1
+        return out
+
+
+def silence_source(duration: float) -> Silence:
+    """``duration`` seconds of digital silence (0 ≤ duration ≤ 3600), made on demand."""
+    seconds = _check_seconds(duration, "duration", MAX_SILENCE_SECONDS)
+    return Silence(round(seconds * SAMPLE_RATE))
+
+
 def silence(duration: float) -> np.ndarray:
     """``duration`` seconds of digital silence (0 ≤ duration ≤ 3600)."""
-    seconds = _check_seconds(duration, "duration", MAX_SILENCE_SECONDS)
-    return np.zeros(round(seconds * SAMPLE_RATE), dtype=SAMPLE_DTYPE)
+    return np.zeros(len(silence_source(duration)), dtype=SAMPLE_DTYPE)
 
 
 # ------------------------------------------------------------------------------------- ringtones
@@ -169,8 +266,9 @@ RINGTONES: Mapping[str, Ringtone] = MappingProxyType(
 _RAMP_SECONDS = 0.004  # raised-cosine edges on each burst, so the cadence does not click
 
 
-def ringtone(name: str, duration: float | None = None) -> np.ndarray:
-    """The ringing tone of country ``name`` (``"us"``, ``"uk"``, ``"de"`` …; see RINGTONES).
+def ringtone_source(name: str, duration: float | None = None) -> Repeating:
+    """The ringing tone of country ``name`` (``"us"``, ``"uk"``, ``"de"`` …; see RINGTONES),
+    made on demand.
 
     With ``duration`` None: exactly one cadence cycle; otherwise exactly ``duration`` seconds,
     repeating the cadence (a burst cut by the end stops there).
@@ -183,10 +281,13 @@ def ringtone(name: str, duration: float | None = None) -> np.ndarray:
         if duration is None
         else _check_seconds(duration, "duration", MAX_SILENCE_SECONDS)
     )
-    total = round(seconds * SAMPLE_RATE)
-    cycle = _ringtone_cycle(tone)
-    reps = -(-total // cycle.size) if cycle.size else 0
-    return np.tile(cycle, reps)[:total].copy()
+    return Repeating(_ringtone_cycle(tone), round(seconds * SAMPLE_RATE))
+
+
+def ringtone(name: str, duration: float | None = None) -> np.ndarray:
+    """:func:`ringtone_source` as one array."""
+    source = ringtone_source(name, duration)
+    return np.array(source.read(0, len(source)), dtype=SAMPLE_DTYPE)
 
 
 @functools.cache
@@ -215,35 +316,31 @@ def _ringtone_cycle(tone: Ringtone) -> np.ndarray:
     return cycle
 
 
-# ------------------------------------------------------------------------------------ load_audio
+# ---------------------------------------------------------------------------------------- decode
 
 
-def load_audio(location: str, *, timeout: float = 10.0, max_bytes: int = 50 * 2**20) -> np.ndarray:
-    """Decode a WAV/MP3/FLAC/OGG file at a local path, ``file://`` URL or ``http(s)://`` URL.
+def load_audio(location: str, *, max_bytes: int = 50 * 2**20) -> np.ndarray:
+    """Decode a WAV/MP3/FLAC/OGG file at a local path or ``file://`` URL (the test kit's files).
 
-    Blocks for the download (each network operation waits at most ``timeout`` seconds, and the
-    whole download gives up after ``timeout`` too) and refuses more than ``max_bytes`` of
-    encoded data. Returns the audio mixed to mono and resampled to 16 kHz.
+    Refuses more than ``max_bytes`` of encoded data. Returns the audio mixed to mono and
+    resampled to 16 kHz. The server fetches ``audio`` media through :mod:`relaykit.calls.fetch`.
     """
     if not isinstance(location, str) or not location.strip():
         raise MediaError(f"audio location must be a non-empty string, got {location!r}")
     location = location.strip()
     parts = urllib.parse.urlsplit(location)
     scheme = parts.scheme.lower()
-    if scheme in ("http", "https"):
-        data = _fetch_url(location, timeout=timeout, max_bytes=max_bytes)
-    elif scheme == "file":
+    if scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise MediaError(f"file URL {location!r} names host {parts.netloc!r}; only local")
-        data = _read_file(Path(urllib.request.url2pathname(parts.path)), location, max_bytes)
+        path = Path(urllib.request.url2pathname(parts.path))
     elif scheme == "" or (len(scheme) == 1 and location[1:3] in (":\\", ":/")):  # C:\ paths
-        data = _read_file(Path(location), location, max_bytes)
+        path = Path(location)
     else:
         raise MediaError(
-            f"unsupported URL scheme {parts.scheme!r} in {location!r}; use a path, file://, "
-            "http:// or https://"
+            f"unsupported URL scheme {parts.scheme!r} in {location!r}; use a path or file://"
         )
-    return _decode(data, location)
+    return decode_audio(_read_file(path, location, max_bytes), location)
 
 
 def _read_file(path: Path, where: str, max_bytes: int) -> bytes:
@@ -260,52 +357,22 @@ def _read_file(path: Path, where: str, max_bytes: int) -> bytes:
         raise MediaError(f"cannot read audio file {where!r}: {exc.strerror or exc}") from None
 
 
-def _fetch_url(url: str, *, timeout: float, max_bytes: int) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT, "Accept": "audio/*"})
-    deadline = time.monotonic() + timeout
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status = getattr(response, "status", 200)
-            if not 200 <= status < 300:
-                raise MediaError(f"HTTP {status} {response.reason} fetching {url!r}")
-            length = response.headers.get("Content-Length")
-            if length is not None and length.isdigit() and int(length) > max_bytes:
-                raise MediaError(f"{url!r} is {length} bytes; the limit is {max_bytes}")
-            chunks: list[bytes] = []
-            received = 0
-            while chunk := response.read(_READ_CHUNK):
-                received += len(chunk)
-                if received > max_bytes:
-                    raise MediaError(f"{url!r} is larger than the limit of {max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise MediaError(f"timed out after {timeout:g} s downloading {url!r}")
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except urllib.error.HTTPError as exc:
-        raise MediaError(f"HTTP {exc.code} {exc.reason} fetching {url!r}") from None
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, TimeoutError):
-            raise MediaError(f"timed out after {timeout:g} s fetching {url!r}") from None
-        text = getattr(reason, "strerror", None) or str(reason)
-        raise MediaError(f"cannot fetch {url!r}: {text}") from None
-    except TimeoutError:
-        raise MediaError(f"timed out after {timeout:g} s fetching {url!r}") from None
-    except (OSError, ValueError, http.client.HTTPException) as exc:  # reset, bad URL or reply
-        raise MediaError(f"cannot fetch {url!r}: {exc}") from None
+def decode_audio(data: bytes, where: str, *, max_seconds: float = MAX_AUDIO_SECONDS) -> np.ndarray:
+    """Any format libsndfile reads, mixed to mono, converted to 16 kHz int16.
 
-
-def _decode(data: bytes, where: str) -> np.ndarray:
-    """Any format libsndfile reads, mixed to mono, converted to 16 kHz int16."""
+    Audio longer than ``max_seconds`` raises :class:`AudioTooLong` before it is decoded.
+    """
     if not data:
         raise MediaError(f"audio at {where!r} is empty")
+    limit = min(max_seconds, MAX_AUDIO_SECONDS)
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
             rate, channels = f.samplerate, f.channels
-            if f.frames > MAX_AUDIO_SECONDS * rate:
-                raise MediaError(
-                    f"audio at {where!r} is {f.frames / rate:.0f} s long; "
-                    f"the limit is {MAX_AUDIO_SECONDS:g} s"
+            if f.frames > limit * rate:
+                seconds = f.frames / rate
+                raise AudioTooLong(
+                    f"audio at {where!r} is {seconds:.0f} s long; the limit is {limit:g} s",
+                    seconds,
                 )
             resampler = (
                 soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")

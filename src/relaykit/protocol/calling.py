@@ -15,6 +15,9 @@ __all__ = [
     "CALL_STATE",
     "COLLECT_EVENT",
     "COLLECT_REASONS",
+    "CONNECT",
+    "CONNECT_EVENT",
+    "DEFAULT_DEVICE_TIMEOUT",
     "DEFAULT_DIGIT_TIMEOUT",
     "DEFAULT_END_SILENCE_TIMEOUT",
     "DEFAULT_INITIAL_TIMEOUT",
@@ -25,9 +28,11 @@ __all__ = [
     "DETECT_STOP",
     "DETECT_TYPES",
     "DIAL",
+    "DISCONNECT",
     "DTMF_CHARACTERS",
     "END",
     "END_REASONS",
+    "MAX_DEVICES",
     "PLAY",
     "PLAY_AND_COLLECT",
     "PLAY_AND_COLLECT_STOP",
@@ -43,6 +48,7 @@ __all__ = [
     "SEND_DIGITS",
     "SEND_DIGITS_EVENT",
     "SEND_FAX",
+    "SPEECH_ENGINES",
     "TAP",
     "TAP_EVENT",
     "TAP_STOP",
@@ -54,6 +60,7 @@ __all__ = [
     "BeginParams",
     "CallRef",
     "Collect",
+    "ConnectParams",
     "ControlParams",
     "DetectParams",
     "Detector",
@@ -61,10 +68,12 @@ __all__ = [
     "DialParams",
     "DigitDetect",
     "DigitsCollect",
+    "DisconnectParams",
     "EndParams",
     "FaxDetect",
     "MachineDetect",
     "Media",
+    "PhoneDevice",
     "PlayAndCollectParams",
     "PlayParams",
     "ReceiveParams",
@@ -81,9 +90,11 @@ __all__ = [
     "call_receive_event",
     "call_state_event",
     "collect_event",
+    "connect_event",
     "detect_event",
     "is_terminal_collect",
     "media_to_wire",
+    "parse_device_groups",
     "parse_media",
     "play_event",
     "record_event",
@@ -119,11 +130,14 @@ PLAY_AND_COLLECT_STOP = "calling.play_and_collect.stop"
 PLAY_AND_COLLECT_VOLUME = "calling.play_and_collect.volume"
 BEGIN = "calling.begin"
 DIAL = "calling.dial"
+CONNECT = "calling.connect"
+DISCONNECT = "calling.disconnect"
 
 CALL_RECEIVE = "calling.call.receive"
 CALL_STATE = "calling.call.state"
 PLAY_EVENT = "calling.call.play"
 COLLECT_EVENT = "calling.call.collect"
+CONNECT_EVENT = "calling.call.connect"
 
 # -- documented server defaults (§5.1.2) --------------------------------------------------------
 DEFAULT_INITIAL_TIMEOUT = 5.0  # seconds after the media ends (SWML prompt, .NET v2 docs)
@@ -131,6 +145,8 @@ DEFAULT_DIGIT_TIMEOUT = 1.0  # seconds between keys (v2 .NET docs)
 DEFAULT_END_SILENCE_TIMEOUT = 1.0
 DEFAULT_SPEECH_TIMEOUT = 60.0
 DEFAULT_SPEECH_LANGUAGE = "en-US"
+#: relaykit's ``collect.speech.engine`` extension: who recognises the prompt's speech.
+SPEECH_ENGINES = ("auto", "pocketsphinx", "whisper")
 
 VOLUME_MIN = -40.0
 VOLUME_MAX = 40.0
@@ -289,6 +305,9 @@ class SpeechCollect:
     speech_timeout: float = DEFAULT_SPEECH_TIMEOUT
     language: str = DEFAULT_SPEECH_LANGUAGE
     hints: tuple[str, ...] = ()
+    # relaykit extensions (the v2 SDK never sends them): None = the server's setting
+    min_confidence: float | None = None  # results under it (0-100) are no_match
+    engine: str | None = None  # one of SPEECH_ENGINES
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +369,12 @@ class Collect:
                 maximum=MAX_TIMEOUT,
                 exclusive_minimum=True,
             )
+            engine = opt_str(sobj, "engine", spath)
+            if engine is not None and engine not in SPEECH_ENGINES:
+                raise ProtocolError(
+                    f"must be one of {', '.join(SPEECH_ENGINES)}, not {engine!r}",
+                    field=f"{spath}.engine",
+                )
             speech = SpeechCollect(
                 end_silence_timeout=(
                     DEFAULT_END_SILENCE_TIMEOUT if end_silence is None else end_silence
@@ -357,6 +382,8 @@ class Collect:
                 speech_timeout=DEFAULT_SPEECH_TIMEOUT if speech_timeout is None else speech_timeout,
                 language=opt_str(sobj, "language", spath) or DEFAULT_SPEECH_LANGUAGE,
                 hints=tuple(hints),
+                min_confidence=opt_num(sobj, "min_confidence", spath, minimum=0, maximum=100),
+                engine=engine,
             )
         if digits is None and speech is None:
             raise ProtocolError("must contain digits, speech or both", field=path)
@@ -542,15 +569,96 @@ class DialParams:
         tag = params.get("tag")
         if not isinstance(tag, str) or not tag:
             raise ProtocolError("must be a non-empty string", field="tag")
-        groups = params.get("devices")
-        if not isinstance(groups, list) or not groups:
-            raise ProtocolError("must be a non-empty list of device lists", field="devices")
-        parsed = []
-        for i, group in enumerate(groups):
-            if not isinstance(group, list) or not group:
-                raise ProtocolError("must be a non-empty list of devices", field=f"devices[{i}]")
-            parsed.append(tuple(Device.parse(d, f"devices[{i}][{j}]") for j, d in enumerate(group)))
-        return cls(tag, tuple(parsed))
+        return cls(tag, parse_device_groups(params.get("devices")))
+
+
+MAX_DEVICES = 100  # devices in one dial or connect, all groups together
+DEFAULT_DEVICE_TIMEOUT = 30.0  # seconds a device rings before it counts as not answering
+MAX_DEVICE_TIMEOUT = 600.0
+
+
+def parse_device_groups(groups: Any, path: str = "devices") -> tuple[tuple[Device, ...], ...]:
+    """``devices`` of ``calling.dial``/``calling.connect``: groups tried in series, the
+    devices of a group in parallel (§5.5)."""
+    if not isinstance(groups, list) or not groups:
+        raise ProtocolError("must be a non-empty list of device lists", field=path)
+    parsed = []
+    for i, group in enumerate(groups):
+        if not isinstance(group, list) or not group:
+            raise ProtocolError("must be a non-empty list of devices", field=f"{path}[{i}]")
+        parsed.append(tuple(Device.parse(d, f"{path}[{i}][{j}]") for j, d in enumerate(group)))
+    if sum(len(group) for group in parsed) > MAX_DEVICES:
+        raise ProtocolError(f"must hold at most {MAX_DEVICES} devices in all", field=path)
+    return tuple(parsed)
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneDevice:
+    """A ``phone`` device (§5.5): the number to call, the caller id to show, and how many
+    seconds it may ring."""
+
+    to_number: str
+    from_number: str = ""
+    timeout: float = DEFAULT_DEVICE_TIMEOUT
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "type": "phone",
+            "params": {"from_number": self.from_number, "to_number": self.to_number},
+        }
+
+    @classmethod
+    def parse(cls, device: Device) -> PhoneDevice:
+        """Validate a ``phone`` device's params; ProtocolError names the field."""
+        path = f"{device.field}.params"
+        if device.type != "phone":
+            raise ProtocolError('must be "phone"', field=f"{device.field}.type")
+        to_number = req_str(device.params, "to_number", path)
+        from_number = opt_str(device.params, "from_number", path) or ""
+        timeout = opt_num(
+            device.params,
+            "timeout",
+            path,
+            minimum=0,
+            maximum=MAX_DEVICE_TIMEOUT,
+            exclusive_minimum=True,
+        )
+        return cls(to_number, from_number, DEFAULT_DEVICE_TIMEOUT if timeout is None else timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectParams:
+    """``calling.connect``: bridge the call to the first of ``devices`` that answers, with
+    ``ringback`` played to the call while they ring."""
+
+    call: CallRef
+    devices: tuple[tuple[Device, ...], ...]
+    ringback: tuple[Media, ...] = ()
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any]) -> ConnectParams:
+        call = CallRef.parse(params)
+        devices = parse_device_groups(params.get("devices"))
+        ringback = params.get("ringback")
+        if ringback is None:
+            return cls(call, devices)
+        if not isinstance(ringback, list):
+            raise ProtocolError("must be a list of media objects", field="ringback")
+        if len(ringback) > MAX_MEDIA_ITEMS:
+            raise ProtocolError(f"must hold at most {MAX_MEDIA_ITEMS} items", field="ringback")
+        media = tuple(parse_media(item, f"ringback[{i}]") for i, item in enumerate(ringback))
+        return cls(call, devices, media)
+
+
+@dataclass(frozen=True, slots=True)
+class DisconnectParams:
+    """``calling.disconnect``: end the call's bridge; both calls stay up."""
+
+    call: CallRef
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any]) -> DisconnectParams:
+        return cls(CallRef.parse(params))
 
 
 # -- events ---------------------------------------------------------------------------------------
@@ -582,8 +690,9 @@ def call_state_event(
     direction: str = "inbound",
     end_reason: str | None = None,
     tag: str | None = None,
+    peer: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """§6.3 params of ``calling.call.state``."""
+    """§6.3 params of ``calling.call.state``; ``peer`` on the legs a connect placed."""
     params: dict[str, Any] = {
         "call_state": call_state,
         "direction": direction,
@@ -593,6 +702,33 @@ def call_state_event(
     }
     if end_reason is not None:
         params["end_reason"] = end_reason
+    if tag is not None:
+        params["tag"] = tag
+    if peer is not None:
+        params["peer"] = dict(peer)
+    return params
+
+
+def connect_event(
+    *,
+    call_id: str,
+    node_id: str,
+    connect_state: str,
+    peer: Mapping[str, Any] | None = None,
+    failed_reason: str | None = None,
+    tag: str | None = None,
+) -> dict[str, Any]:
+    """§6.6 params of ``calling.call.connect``: ``connect_state`` connecting, connected,
+    disconnected or failed (with ``failed_reason``); ``peer`` is the other call."""
+    params: dict[str, Any] = {
+        "connect_state": connect_state,
+        "call_id": call_id,
+        "node_id": node_id,
+    }
+    if peer is not None:
+        params["peer"] = dict(peer)
+    if failed_reason is not None:
+        params["failed_reason"] = failed_reason
     if tag is not None:
         params["tag"] = tag
     return params

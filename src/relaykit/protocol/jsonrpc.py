@@ -7,26 +7,36 @@
 The codec is orjson (many times faster than the standard library's ``json``), kept to
 ``json``'s output where it matters: a string with non-ASCII or DEL characters is written by
 ``json`` (escaped, as before), and so is anything orjson refuses; a frame orjson cannot parse is
-parsed by ``json`` (which accepts NaN, lone surrogates…). What differs is the spelling of
-numbers that ``json`` would write in exponent form (orjson writes ``0.00001`` and ``1e16`` where
+parsed by ``json`` (which accepts lone surrogates…). What differs is the spelling of numbers
+that ``json`` would write in exponent form (orjson writes ``0.00001`` and ``1e16`` where
 ``json`` writes ``1e-05`` and ``1e+16``: the same values), ``null`` for NaN and infinities
 (which no JSON parser accepts), and integers past 64 bits, which orjson reads as floats.
+
+What a peer sends comes back to it only in bounded form: request ids are at most
+:data:`MAX_ID_LENGTH` characters (or a 64-bit integer), and an error message is cut to
+:data:`MAX_ERROR_MESSAGE` characters by :func:`bounded`, so a reply never grows with its request.
+NaN and infinities are not JSON (RFC 8259) and are refused like any other invalid JSON.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_ERROR_MESSAGE",
+    "MAX_ID_LENGTH",
     "ErrorResponse",
     "Message",
     "Request",
     "Response",
+    "bounded",
     "new_id",
     "parse_message",
     "serialize",
+    "valid_id",
 ]
 
 import json
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +46,21 @@ import orjson
 from ..errors import ErrorCode, ProtocolError
 
 MAX_DEPTH = 32  # nesting deeper than this is refused before it reaches any handler
+MAX_ID_LENGTH = 128  # characters of a string request id (integer ids: 64-bit)
+MAX_ERROR_MESSAGE = 400  # characters of an error message, echoes of client input included
+_INT64 = 1 << 63
+
+
+def bounded(text: str, limit: int = MAX_ERROR_MESSAGE) -> str:
+    """``text`` cut to about ``limit`` characters, keeping its start and end around a count.
+
+    For messages that quote what a client sent: ``call 'aaaa…[899,830 characters]…aa' not found``.
+    """
+    if len(text) <= limit:
+        return text
+    tail = limit // 8
+    head = limit - tail - 32
+    return f"{text[:head]}…[{len(text) - head - tail:,} characters]…{text[-tail:]}"
 
 
 def new_id() -> str:
@@ -79,7 +104,8 @@ class ErrorResponse:
 
     def to_json(self) -> dict[str, Any]:
         # The v2 SDK reads error.message unconditionally (§1.2): it is always present.
-        error: dict[str, Any] = {**self.data, "code": int(self.code), "message": self.message}
+        message = bounded(self.message)
+        error: dict[str, Any] = {**self.data, "code": int(self.code), "message": message}
         return {"jsonrpc": "2.0", "id": self.id, "error": error}
 
     @classmethod
@@ -109,11 +135,11 @@ def dumps(value: Any) -> str:
 
 
 def loads(data: str | bytes) -> Any:
-    """``json.loads``, faster. Raises ValueError (or RecursionError) as it does."""
+    """``json.loads``, faster, refusing NaN and infinities. Raises ValueError or RecursionError."""
     try:
-        return orjson.loads(data)
+        return orjson.loads(data)  # refuses NaN, Infinity and numbers that overflow a double
     except orjson.JSONDecodeError:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_no_constant, parse_float=_finite)
 
 
 def serialize(message: Message) -> str:
@@ -133,8 +159,22 @@ def _depth_ok(value: Any, limit: int) -> bool:
     return True
 
 
-def _valid_id(value: Any) -> bool:
-    return isinstance(value, str | int) and not isinstance(value, bool)
+def valid_id(value: Any) -> bool:
+    """A request id we accept and echo: a short string or a 64-bit integer."""
+    if isinstance(value, str):
+        return len(value) <= MAX_ID_LENGTH
+    return isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value < _INT64
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {bounded(text, 40)}")
+    return value
 
 
 def parse_message(data: str | bytes) -> Message:
@@ -157,9 +197,11 @@ def parse_message(data: str | bytes) -> Message:
     if obj.get("jsonrpc") != "2.0":
         raise ProtocolError('must be "2.0"', field="jsonrpc", code=ErrorCode.INVALID_REQUEST)
     msg_id = obj.get("id")
-    if msg_id is not None and not _valid_id(msg_id):
+    if msg_id is not None and not valid_id(msg_id):
         raise ProtocolError(
-            "must be a string or an integer", field="id", code=ErrorCode.INVALID_REQUEST
+            f"must be a string of at most {MAX_ID_LENGTH} characters or a 64-bit integer",
+            field="id",
+            code=ErrorCode.INVALID_REQUEST,
         )
 
     if "method" in obj:

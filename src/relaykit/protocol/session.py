@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ErrorCode, ProtocolError
-from .jsonrpc import ErrorResponse, Request, Response, new_id, parse_message, serialize
+from .jsonrpc import (
+    ErrorResponse,
+    Request,
+    Response,
+    new_id,
+    parse_message,
+    serialize,
+    valid_id,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +145,7 @@ class Peer:
             if "method" not in obj:
                 return None
             value = obj.get("id")
-            if isinstance(value, str | int) and not isinstance(value, bool):
+            if valid_id(value):  # an over-long id is not echoed: the reply goes to id null
                 if value in self._unanswered:
                     return None
                 reply_id = value

@@ -11,7 +11,9 @@ Fixtures (async ones need pytest-asyncio; mark the tests ``@pytest.mark.asyncio`
     A started :class:`~relaykit.server.app.RelayServer` on a free loopback port with
     throw-away credentials (``relay_server.url``, ``.project``, ``.token``). Media and speech
     recognition run on the event loop (``inline_media``), so results do not depend on how fast
-    worker threads happen to be.
+    worker threads happen to be. It serves the test's own IVR only, so ``audio`` media may
+    name files under the test run's root folder, pytest's temporary folders and the system's
+    temporary folder (``media_dirs``), and URLs on loopback (``media_networks``).
 ``relay_ivr``
     ``await relay_ivr(MyConsumer)`` runs your :class:`~relaykit.Consumer` subclass (or any
     ``async def app(url, project, token)``) in the background until the test ends, and returns
@@ -42,6 +44,7 @@ import contextlib
 import inspect
 import logging
 import secrets
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -266,14 +269,18 @@ async def relay_server(request: pytest.FixtureRequest) -> AsyncIterator[PytestRe
         from ._server import PytestRelayServer, write_artifacts
 
         server = PytestRelayServer(
-            f"project-{secrets.token_hex(4)}", secrets.token_urlsafe(16), inline_media=True
+            f"project-{secrets.token_hex(4)}",
+            secrets.token_urlsafe(16),
+            inline_media=True,
+            media_dirs=(item.config.rootpath, _temp_root(request), tempfile.gettempdir()),
+            media_networks=("127.0.0.0/8", "::1/128"),
         )
         await server.start()
         try:
             yield server
         finally:
             artifacts = item.config.stash[_SETTINGS].artifacts
-            if artifacts is not None and server.callers and _failed(item):
+            if artifacts is not None and server.far_ends() and _failed(item):
                 paths = write_artifacts(item.nodeid, server, artifacts)
                 if paths:
                     item.config.stash[_WRITTEN].append((item.nodeid, paths))
@@ -282,6 +289,11 @@ async def relay_server(request: pytest.FixtureRequest) -> AsyncIterator[PytestRe
         if clock is not None:
             clock.stop()
             del item.stash[_CLOCK]
+
+
+def _temp_root(request: pytest.FixtureRequest) -> Path:
+    factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+    return factory.getbasetemp()
 
 
 if TYPE_CHECKING:

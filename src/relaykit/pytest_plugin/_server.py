@@ -7,12 +7,13 @@ __all__ = ["PytestRelayServer", "write_artifacts"]
 import asyncio
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import MissingExtraError, RelayTimeoutError
 from ..server.app import RelayServer
+from ..testing.callees import Callee, VirtualCallees
 from ..testing.caller import VirtualCaller
 from ..testing.timeline import render_timeline
 
@@ -29,11 +30,24 @@ class PytestRelayServer(RelayServer):
         self.project = project
         self.token = token
         self.callers: list[VirtualCaller] = []
+        self.callee_tables: list[VirtualCallees] = []
 
     async def dial_in(self, context: str, *args: Any, **kwargs: Any) -> VirtualCaller:
         caller = await super().dial_in(context, *args, **kwargs)
         self.callers.append(caller)
         return caller
+
+    def callees(self, numbers: Mapping[str, str | Callee]) -> VirtualCallees:
+        callees = super().callees(numbers)
+        self.callee_tables.append(callees)
+        return callees
+
+    def far_ends(self) -> list[tuple[str, VirtualCaller]]:
+        """Every caller and answered callee of the test, with a file name for each."""
+        ends = [(f"call-{i}-{c.context}", c) for i, c in enumerate(self.callers, 1)]
+        answered = [c for table in self.callee_tables for c in table.answered]
+        ends += [(f"callee-{i}", c) for i, c in enumerate(answered, 1)]
+        return ends
 
     async def wait_receiving(self, contexts: Sequence[str], timeout: float = READY_TIMEOUT) -> None:
         """Wait until some connected client of this project receives every one of ``contexts``."""
@@ -51,11 +65,12 @@ def _safe_name(nodeid: str) -> str:
 
 
 def write_artifacts(nodeid: str, server: PytestRelayServer, folder: Path) -> list[Path]:
-    """Each call's WAV, JSON event log and timeline PNG in ``folder/<test id>/``."""
+    """Each call's WAV, JSON event log and timeline PNG in ``folder/<test id>/`` (the callers'
+    ``call-N-CONTEXT``, the answered callees' ``callee-N``)."""
     paths: list[Path] = []
     target = folder / _safe_name(nodeid)
-    for index, caller in enumerate(server.callers, 1):
-        stem = target / f"call-{index}-{caller.context}"
+    for name, caller in server.far_ends():
+        stem = target / name
         try:
             wav = caller.save_wav(stem.with_suffix(".wav"))
         except Exception:

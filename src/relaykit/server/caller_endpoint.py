@@ -1,7 +1,8 @@
 """The ``/caller`` WebSocket: the virtual caller for other processes (served beside RELAY).
 
-A client authenticates with a project and token (the RELAY credentials, checked in constant
-time, failures throttled like RELAY logins), then places **one** inbound call into a context
+A client authenticates with a project and token (the RELAY credentials, logged in by the same
+:class:`~relaykit.server.auth.Logins` as RELAY clients: throttled, capped while not logged in,
+within the login timeout), then places **one** inbound call into a context
 *of that project*, drives it with the virtual caller's verbs and receives the call's transcript
 live. Closing the socket hangs up. The wire format is described in
 :mod:`relaykit.testing.remote`, whose :class:`~relaykit.testing.remote.RemoteCaller` is the
@@ -10,7 +11,7 @@ client.
 
 from __future__ import annotations
 
-__all__ = ["AUTH_TIMEOUT", "MAX_AUDIO_SECONDS", "MAX_WAIT_SECONDS", "CallerEndpoint"]
+__all__ = ["MAX_AUDIO_SECONDS", "MAX_WAIT_SECONDS", "CallerEndpoint"]
 
 import asyncio
 import base64
@@ -26,16 +27,16 @@ from typing import Any
 import numpy as np
 from websockets.asyncio.server import ServerConnection
 
-from ..errors import CallEndedError, RelayTimeoutError
+from ..errors import AuthenticationError, CallEndedError, RelayTimeoutError
 from ..media.frames import SAMPLE_RATE
+from ..protocol.jsonrpc import bounded, valid_id
 from ..testing.caller import Heard, VirtualCaller
 from ..testing.expect import ExpectationError
-from .auth import AuthThrottle
+from .auth import Logins, TryLater, Visitor
 from .outbox import Outbox, websocket_writer
 
 log = logging.getLogger("relaykit.server")
 
-AUTH_TIMEOUT = 10.0  # seconds a new /caller socket has to authenticate
 MAX_AUDIO_SECONDS = 300.0  # longest silence or audio one request may send
 MAX_WAIT_SECONDS = 600.0  # longest timeout a request may ask for
 
@@ -68,24 +69,25 @@ class CallerEndpoint:
     """Serves ``/caller`` connections (registered by the server's wiring).
 
     Args:
-        check: ``check(project, token)`` is True for valid credentials.
+        logins: the login policy (shared with RELAY logins).
         dial_in: places the call (``RelayServer.dial_in``).
-        throttle: slows down failed logins (shared with RELAY logins).
-        max_outbox: frames queued to a client that does not read before it is disconnected.
+        max_outbox, max_outbox_bytes: frames, and bytes, queued to a client that does not read
+            before it is disconnected (one reply larger than the byte cap, a long recording,
+            still goes out when nothing else waits).
     """
 
     def __init__(
         self,
-        check: Callable[[str, str], bool],
+        logins: Logins,
         dial_in: DialIn,
-        throttle: AuthThrottle,
         *,
         max_outbox: int = 10_000,
+        max_outbox_bytes: int = 16 << 20,
     ) -> None:
-        self.check = check
+        self.logins = logins
         self.dial_in = dial_in
-        self.throttle = throttle
         self.max_outbox = max_outbox
+        self.max_outbox_bytes = max_outbox_bytes
 
     async def __call__(self, ws: ServerConnection) -> None:
         session = _CallerSession(self, ws)
@@ -107,21 +109,31 @@ class _CallerSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._address = str(ws.remote_address[0]) if ws.remote_address else "unknown"
         self._outbox = Outbox(
-            websocket_writer(ws), max_frames=endpoint.max_outbox, on_overflow=self._too_slow
+            websocket_writer(ws),
+            max_frames=endpoint.max_outbox,
+            max_bytes=endpoint.max_outbox_bytes,
+            on_overflow=self._too_slow,
         )
+        self._closing: asyncio.Task[None] | None = None
 
     def send(self, message: dict[str, Any]) -> None:
         self._outbox.send(json.dumps(message, ensure_ascii=False))
 
     def _too_slow(self) -> None:
         log.warning("! /caller client %s is not reading; closing", self._address)
-        asyncio.get_running_loop().create_task(self.ws.close(1008, "client too slow"))
+        self._close_soon(1008, "client too slow: outbox full")
+
+    def _close_soon(self, code: int, reason: str) -> None:
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
 
     async def run(self) -> None:
         try:
             if not await self._authenticate():
                 return
             async for frame in self.ws:
+                if self._closing is not None:
+                    break
                 request_id: Any = None
                 try:
                     request = json.loads(frame)
@@ -129,12 +141,14 @@ class _CallerSession:
                         request.get("params", {}), dict
                     ):
                         raise _Refused("invalid", "a request is an object with object params")
-                    request_id = request.get("id")
+                    # Echo a request id only if it is a short string or an integer.
+                    request_id = request.get("id") if valid_id(request.get("id")) else None
                     result = await self._handle(
                         str(request.get("method")), request.get("params", {})
                     )
                 except _Refused as exc:
-                    self.send({"id": request_id, "error": {"kind": exc.kind, "message": str(exc)}})
+                    message = bounded(str(exc))
+                    self.send({"id": request_id, "error": {"kind": exc.kind, "message": message}})
                 except json.JSONDecodeError:
                     self.send({"id": None, "error": {"kind": "invalid", "message": "not JSON"}})
                 except Exception:
@@ -151,7 +165,11 @@ class _CallerSession:
             log.debug("! /caller connection closed abruptly", exc_info=True)
         finally:
             await self._outbox.drain(5)
-            await self.ws.close()
+            if self._closing is not None:
+                with contextlib.suppress(Exception):
+                    await self._closing
+            else:
+                await self.ws.close()
 
     def close(self) -> None:
         """The socket is gone: stop the transcript feed and hang up a call still up."""
@@ -165,34 +183,49 @@ class _CallerSession:
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def _authenticate(self) -> bool:
+        logins = self.endpoint.logins
         try:
-            frame = await asyncio.wait_for(self.ws.recv(), AUTH_TIMEOUT)
+            visitor = logins.admit(self._address, lambda reason: self._close_soon(1013, reason))
+        except TryLater as exc:
+            self._close_soon(1013, str(exc))
+            return False
+        try:
+            return await self._log_in(visitor, logins)
+        finally:
+            visitor.leave()
+
+    async def _log_in(self, visitor: Visitor, logins: Logins) -> bool:
+        try:
+            frame = await asyncio.wait_for(self.ws.recv(), logins.timeout)
             request = json.loads(frame)
             params = request.get("params") if isinstance(request, dict) else None
             if request.get("method") != "auth" or not isinstance(params, dict):
                 raise ValueError
         except (TimeoutError, ValueError, AttributeError):
-            with contextlib.suppress(Exception):
-                await self.ws.close(1008, "authenticate first")
+            self._close_soon(1008, "authenticate first")
             return False
+        except Exception:  # closed, or evicted to make room
+            return False
+        request_id = request.get("id") if valid_id(request.get("id")) else None
         project, token = params.get("project"), params.get("token")
-        ok = isinstance(project, str) and isinstance(token, str)
-        ok = self.endpoint.check(str(project), str(token)) and ok
-        throttle = self.endpoint.throttle
-        if not ok:
-            delay = throttle.failure(self._address, asyncio.get_running_loop().time())
-            await asyncio.sleep(delay)
+        try:
+            if not isinstance(project, str) or not isinstance(token, str):
+                raise AuthenticationError("project and token must be strings")
+            await logins.check(visitor, project, token)
+        except TryLater as exc:
+            self._close_soon(1013, str(exc))
+            return False
+        except AuthenticationError:
             log.info("! /caller authentication refused")
             self.send(
                 {
-                    "id": request.get("id"),
+                    "id": request_id,
                     "error": {"kind": "auth", "message": "unknown project or wrong token"},
                 }
             )
             return False
-        throttle.success(self._address)
-        self.project = str(project)
-        self.send({"id": request.get("id"), "result": {"project": self.project}})
+        self.project = project
+        self.send({"id": request_id, "result": {"project": self.project}})
         return True
 
     def _call(self) -> VirtualCaller:

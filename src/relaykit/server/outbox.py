@@ -1,24 +1,30 @@
 """The one outbox writer: frames queued without waiting, written in order by one task.
 
+A peer that stops reading is disconnected once ``max_frames`` frames or ``max_bytes``
+characters of JSON text wait for it, instead of being buffered for ever. A frame may carry a
+``written`` callback, called once the socket has taken it: that is how a session knows which of
+its events were delivered and which to replay on the client's next connection.
+
 Every frame waiting when the writer runs goes out in one batch (:func:`websocket_writer`: one
 WebSocket send context and one socket write for all of them), so a burst of events costs one
-system call, not one per event; the frames on the wire are the same. A peer that stops
-reading is disconnected once ``max_frames`` frames wait for it, instead of being buffered for
-ever.
+system call, not one per event; the frames on the wire are the same.
 """
 
 from __future__ import annotations
 
-__all__ = ["Outbox"]
+__all__ = ["Outbox", "websocket_writer"]
 
 import asyncio
-import contextlib
+import itertools
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 from websockets.asyncio.connection import Connection
 
 log = logging.getLogger("relaykit.server")
+
+Written = Callable[[], None]
 
 _MAX_BATCH = 1024  # frames written at once at most
 
@@ -46,6 +52,8 @@ class Outbox:
         write: sends a batch of frames (:func:`websocket_writer`); an exception ends the
             writer (the peer is gone).
         max_frames: frames allowed to wait; one more calls ``on_overflow`` and closes the outbox.
+        max_bytes: characters allowed to wait (RELAY frames are ASCII: bytes). A frame is always
+            taken when nothing waits, so one large reply cannot wedge the outbox.
         on_overflow: what to do with a peer that does not read (close its socket).
     """
 
@@ -54,52 +62,80 @@ class Outbox:
         write: Callable[[list[str]], Awaitable[None]],
         *,
         max_frames: int,
+        max_bytes: int,
         on_overflow: Callable[[], None],
     ) -> None:
         self._write = write
         self.max_frames = max_frames
+        self.max_bytes = max_bytes
         self._on_overflow = on_overflow
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._queue: deque[tuple[str, Written | None]] = deque()
+        self._bytes = 0
+        self._wakeup = asyncio.Event()
         self.closed = False
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task: asyncio.Task[None] | None = None  # the writer, started by the first frame
 
-    def send(self, text: str) -> None:
-        """Queue one frame; never waits."""
+    @property
+    def waiting(self) -> tuple[int, int]:
+        """Frames and characters queued and not yet written."""
+        return len(self._queue), self._bytes
+
+    def send(self, text: str, written: Written | None = None) -> bool:
+        """Queue one frame; never waits. False if it was not taken (closed or overflowing)."""
         if self.closed:
-            return
-        if self._queue.qsize() >= self.max_frames:
+            return False
+        if self._queue and (
+            len(self._queue) >= self.max_frames or self._bytes + len(text) > self.max_bytes
+        ):
             self.close()
             self._on_overflow()
-            return
-        self._queue.put_nowait(text)
+            return False
+        self._queue.append((text, written))
+        self._bytes += len(text)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._wakeup.set()
+        return True
 
     def close(self) -> None:
         """Write what is queued, then stop. Idempotent."""
-        if not self.closed:
-            self.closed = True
-            self._queue.put_nowait(None)
+        self.closed = True
+        self._wakeup.set()
+
+    def abort(self) -> None:
+        """Stop now; what is queued is never written (nor reported written)."""
+        self.closed = True
+        self._queue.clear()
+        self._bytes = 0
+        if self._task is not None:
+            self._task.cancel()
 
     async def drain(self, timeout: float) -> None:
         """Close and wait (up to ``timeout`` seconds) until everything queued is written."""
         self.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(self._task), timeout)
-        self._task.cancel()
+        if self._task is not None and not self._task.done():
+            await asyncio.wait({self._task}, timeout=timeout)
+            self._task.cancel()
 
     async def _run(self) -> None:
         queue = self._queue
         while True:
-            batch: list[str] = []
-            text = await queue.get()
-            while text is not None:
-                batch.append(text)
-                if queue.empty() or len(batch) >= _MAX_BATCH:
-                    break
-                text = queue.get_nowait()
-            if batch:
-                try:
-                    await self._write(batch)
-                except Exception:
+            if not queue:
+                if self.closed:
                     return
-            if text is None:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = list(itertools.islice(queue, _MAX_BATCH))
+            try:
+                await self._write([text for text, _written in batch])
+            except Exception:
+                self.closed = True  # the peer is gone: later frames would never be written
                 return
+            for text, written in batch:
+                if not queue or queue[0][0] is not text:
+                    return  # aborted while writing
+                queue.popleft()
+                self._bytes -= len(text)
+                if written is not None:
+                    written()

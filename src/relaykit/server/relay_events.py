@@ -46,6 +46,7 @@ def to_relay(event: CallEvent) -> WireEvent | None:
             direction=event.direction,
             end_reason=event.end_reason,
             tag=event.tag,
+            peer=event.peer,
         )
         if event.device is not None:
             params["device"] = event.device
@@ -93,9 +94,18 @@ def to_relay(event: CallEvent) -> WireEvent | None:
 
 
 def _component_event(ids: dict[str, Any], event: ComponentChanged) -> WireEvent | None:
-    """``calling.call.record``/``detect``/``tap``/``send_digits`` for a component's change;
-    the starts RELAY has no event for (``detecting``, ``sending``) are not sent."""
+    """``calling.call.record``/``detect``/``tap``/``send_digits``/``connect`` for a
+    component's change; the starts RELAY has no event for (``detecting``, ``sending``) are not
+    sent."""
     params = event.params
+    if event.component == "connect":  # v2 names no control_id for a connect
+        wire = calling.connect_event(
+            **ids,
+            connect_state=event.state,
+            peer=params.get("peer"),
+            failed_reason=event.reason if event.state == "failed" else None,
+        )
+        return calling.CONNECT_EVENT, wire, None
     ids = {**ids, "control_id": event.control_id}
     if event.component == "record":
         wire = calling.record_event(

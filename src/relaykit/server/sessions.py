@@ -1,14 +1,32 @@
 """RELAY sessions: one per authenticated client, outliving its socket for a grace window.
 
-While detached, a session's events are kept in order in a bounded backlog; when the client
-resumes (``blade.connect`` with its ``sessionid``) and subscribes again, they are sent first.
-The :class:`SessionRegistry` logs clients in, resumes and expires sessions, and picks the
-consumer an inbound call is offered to (it is the call service's ``Receivers``).
+A session's events go to the connection it is attached to (its :class:`SessionLink`); an event
+counts as delivered only once that connection has written it to its socket. Events not yet
+written — queued in a frozen client's outbox, or sent while no client was attached — stay with
+the session, in order, and go out on the client's next connection once it subscribes again.
+A client that logs in with its ``sessionid`` takes its session over at once, even from a stale
+connection that is still open (that one is closed).
+
+Frames already taken by a socket count as delivered: RELAY v2 has no acknowledgements, so what
+sits in a frozen client's kernel buffers cannot be known.
+
+The :class:`SessionRegistry` logs clients in (through :class:`~relaykit.server.auth.Logins`),
+resumes, takes over and expires sessions, caps them per project (attached and detached ones
+separately) and picks the consumer an inbound call is offered to (it is the call service's
+``Receivers``).
 """
 
 from __future__ import annotations
 
-__all__ = ["CONTEXT_SETTLE_SECONDS", "ServerSession", "SessionRegistry", "signature"]
+__all__ = [
+    "CONTEXT_SETTLE_SECONDS",
+    "MAX_CONTEXT_LENGTH",
+    "ServerSession",
+    "SessionLink",
+    "SessionObserver",
+    "SessionRegistry",
+    "signature",
+]
 
 import asyncio
 import contextlib
@@ -16,15 +34,15 @@ import hashlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from ..calls import CallEvent, CallService
-from ..errors import AuthenticationError, LimitExceededError, RelayTimeoutError
+from ..errors import LimitExceededError, ProtocolError, RelayTimeoutError
 from ..protocol import blade
 from ..protocol.jsonrpc import Request, new_id, serialize
-from .auth import AuthThrottle, Credentials
+from .auth import AuthThrottle, Credentials, Logins, Visitor
 from .relay_events import to_relay
 
 log = logging.getLogger("relaykit.server")
@@ -32,11 +50,28 @@ log = logging.getLogger("relaykit.server")
 # The v2 SDK registers its call handler only after signalwire.receive is answered; an offer sent
 # at once would be dropped, so a context becomes routable a moment later.
 CONTEXT_SETTLE_SECONDS = 0.1
+MAX_CONTEXT_LENGTH = 128  # characters of a context name
 
 
 def signature(project: str) -> str:
     """The authorization signature of a project's protocol names (§2.2)."""
     return hashlib.sha256(f"relaykit:{project}".encode()).hexdigest()[:32]
+
+
+@runtime_checkable
+class SessionLink(Protocol):
+    """The client connection a session is attached to."""
+
+    def send_event(self, text: str, written: Callable[[], None]) -> bool:
+        """Queue an event frame; call ``written()`` once the socket took it. False: not taken."""
+        ...
+
+    def taken_over(self) -> None:
+        """The session was resumed on another connection: close this one."""
+        ...
+
+
+Link = SessionLink | Callable[[str], None]  # a plain callable: handing over counts as delivery
 
 
 @dataclass(eq=False, slots=True)
@@ -48,38 +83,68 @@ class ServerSession:
     nodeid: str
     space_id: str
     max_backlog: int = 10_000
+    max_backlog_bytes: int = 8 << 20
     sessionid: str = field(default_factory=lambda: str(uuid.uuid4()))
     protocol: str | None = None
     subscribed: bool = False
     contexts: dict[str, float] = field(default_factory=dict)  # context -> routable from (loop time)
-    # Set while a socket is attached; frames are handed to it, never awaited here.
-    send: Callable[[str], None] | None = None
+    # The attached connection; frames are handed to it, never awaited here.
+    link: Link | None = None
+    # Events waiting for a subscribed client, oldest first (all newer than `unwritten`).
     backlog: deque[str] = field(default_factory=deque)
+    backlog_bytes: int = 0
+    # Events handed to the link and not yet written to its socket, oldest first.
+    unwritten: deque[str] = field(default_factory=deque)
     dropped: int = 0  # events lost because the backlog was full
+    detached_at: float | None = None  # loop time the last connection went away
     expiry: asyncio.TimerHandle | None = None
+    _generation: int = 0  # bumped at every attach and detach: stale links' reports are ignored
+
+    @property
+    def attached(self) -> bool:
+        """Whether a client connection is attached."""
+        return self.link is not None
 
     def new_protocol(self) -> str:
         # §2.2: the second "_"-separated segment is the authorization signature.
         self.protocol = f"signalwire_{signature(self.project)}_{uuid.uuid4().hex}"
         return self.protocol
 
-    def attach(self, send: Callable[[str], None]) -> None:
-        self.send = send
+    def attach(self, link: Link) -> None:
+        """Attach a connection; a connection still attached is taken over (and closed)."""
+        previous = self.link
+        self._take_back_unwritten()
+        self.link = link
+        self.detached_at = None
         self.subscribed = False  # events wait in the backlog until the client subscribes again
+        if previous is not None and isinstance(previous, SessionLink):
+            previous.taken_over()
 
     def detach(self) -> None:
-        self.send = None
+        self._take_back_unwritten()
+        self.link = None
         self.subscribed = False
+
+    def _take_back_unwritten(self) -> None:
+        """The link is going: what it did not write goes back to the head of the backlog."""
+        self._generation += 1
+        if self.unwritten:
+            self.backlog.extendleft(reversed(self.unwritten))
+            self.backlog_bytes += sum(len(text) for text in self.unwritten)
+            self.unwritten.clear()
+            self._trim()
 
     def flush(self) -> None:
         """Send the events queued while the client was away, oldest first."""
-        if self.send is None or not self.subscribed:
+        if self.link is None or not self.subscribed:
             return
         if self.dropped:
             log.warning("! session %s lost %d events (backlog full)", self.sessionid, self.dropped)
             self.dropped = 0
-        while self.backlog:
-            self.send(self.backlog.popleft())
+        while self.backlog and self.subscribed:
+            text = self.backlog.popleft()
+            self.backlog_bytes -= len(text)
+            self._send(text)
 
     def deliver(self, event: CallEvent) -> None:
         """A call event for this consumer: sent as its RELAY event, if it has one."""
@@ -104,13 +169,64 @@ class ServerSession:
             context=context,
         )
         text = serialize(Request(blade.BROADCAST, payload, new_id()))
-        if self.send is not None and self.subscribed and not self.backlog:
-            self.send(text)
+        if self.link is not None and self.subscribed and not self.backlog:
+            self._send(text)
+        else:
+            self._keep(text)
+
+    def _send(self, text: str) -> None:
+        link = self.link
+        assert link is not None
+        if not isinstance(link, SessionLink):
+            link(text)
             return
-        if len(self.backlog) >= self.max_backlog:
-            self.backlog.popleft()
-            self.dropped += 1
+        generation = self._generation
+        self.unwritten.append(text)
+
+        def written() -> None:
+            if self._generation == generation and self.unwritten and self.unwritten[0] is text:
+                self.unwritten.popleft()
+
+        if not link.send_event(text, written):
+            # The connection is going (too slow, or closed): keep this and the rest for the next
+            # one. The event was the backlog's head (or the backlog was empty).
+            self.unwritten.pop()
+            self.subscribed = False
+            self.backlog.appendleft(text)
+            self.backlog_bytes += len(text)
+            self._trim()
+
+    def keep(self, texts: Iterable[str]) -> None:
+        """Queue frames for the client's return, after those already waiting (events handed
+        over by another node)."""
+        for text in texts:
+            self._keep(text)
+
+    def _keep(self, text: str) -> None:
         self.backlog.append(text)
+        self.backlog_bytes += len(text)
+        self._trim()
+
+    def _trim(self) -> None:
+        while len(self.backlog) > self.max_backlog or (
+            self.backlog_bytes > self.max_backlog_bytes and len(self.backlog) > 1
+        ):
+            self.backlog_bytes -= len(self.backlog.popleft())
+            self.dropped += 1
+
+    def forget_events(self) -> None:
+        self.backlog.clear()
+        self.unwritten.clear()
+        self.backlog_bytes = 0
+
+
+class SessionObserver(Protocol):
+    """Told of sessions' lives (the cluster link: it routes offers and events over the bus)."""
+
+    def attached(self, session: ServerSession) -> None: ...
+    def detached(self, session: ServerSession) -> None: ...
+    def expired(self, session: ServerSession) -> None: ...
+    def receiving(self, session: ServerSession, contexts: tuple[str, ...]) -> None: ...
 
 
 class SessionRegistry:
@@ -121,7 +237,13 @@ class SessionRegistry:
         credentials: the projects and tokens accepted.
         nodeid, space_id: this node's identity in RELAY frames.
         resume_grace: seconds a detached session waits for its client (0: end its calls now).
-        max_backlog, max_sessions_per_project, max_calls_per_session: limits.
+        logins: the login policy (throttle, connections not logged in); one is made if None.
+        max_backlog, max_backlog_bytes: events (and characters) kept for a session whose client
+            is away or not subscribed; the oldest are dropped beyond.
+        max_sessions_per_project: sessions with a connection attached, per project.
+        max_detached_sessions_per_project: sessions waiting for their client to come back, per
+            project; beyond, the one detached longest ends (its calls end).
+        max_calls_per_session, max_contexts_per_session: limits.
     """
 
     def __init__(
@@ -132,55 +254,84 @@ class SessionRegistry:
         nodeid: str,
         space_id: str,
         resume_grace: float = 30.0,
+        logins: Logins | None = None,
         max_backlog: int = 10_000,
+        max_backlog_bytes: int = 8 << 20,
         max_sessions_per_project: int = 100,
+        max_detached_sessions_per_project: int = 100,
         max_calls_per_session: int = 2000,
+        max_contexts_per_session: int = 1000,
     ) -> None:
         self.calls = calls
         self.credentials = credentials
         self.nodeid = nodeid
         self.space_id = space_id
         self.resume_grace = resume_grace
+        self.logins = logins if logins is not None else Logins(credentials)
         self.max_backlog = max_backlog
+        self.max_backlog_bytes = max_backlog_bytes
         self.max_sessions_per_project = max_sessions_per_project
+        self.max_detached_sessions_per_project = max_detached_sessions_per_project
         self.max_calls_per_session = max_calls_per_session
-        self.throttle = AuthThrottle()
+        self.max_contexts_per_session = max_contexts_per_session
         self.sessions: dict[str, ServerSession] = {}
         self.accepting = True  # False once the server stops: detached sessions end at once
         self._receivers_changed = asyncio.Event()
         self._rr = 0
+        # Cluster hooks (none on a single node): observers of sessions' lives, and a way to
+        # resume a session another node held (the client reconnected here).
+        self.observers: list[SessionObserver] = []
+        self.resume_elsewhere: Callable[[str, str, str], Awaitable[ServerSession | None]] | None = (
+            None
+        )
+
+    @property
+    def throttle(self) -> AuthThrottle:
+        """The failed-login throttle (of :attr:`logins`)."""
+        return self.logins.throttle
 
     # -- logging in ---------------------------------------------------------------------------
     async def connect(
-        self, connect: blade.ConnectParams, address: str, send: Callable[[str], None]
+        self,
+        connect: blade.ConnectParams,
+        address: str | Visitor,
+        link: Link,
     ) -> tuple[ServerSession, bool]:
-        """``blade.connect``: check credentials (throttling failures), resume or open a session.
+        """``blade.connect``: log in (see :class:`Logins`), then resume or open a session.
 
-        Returns the session and whether it was restored.
+        ``address``: the connection's :class:`Visitor` (from ``logins.admit``), or just its
+        remote address (throttled alike, not counted among the connections not logged in).
+        ``link``: where the session's events go. A ``sessionid`` of this project resumes that
+        session, taking it over from a connection still attached. Returns the session and
+        whether it was restored.
         """
-        loop = asyncio.get_running_loop()
-        if not self.credentials.check(connect.project, connect.token):
-            delay = self.throttle.failure(address, loop.time())
-            await asyncio.sleep(delay)
-            raise AuthenticationError("authentication failed: unknown project or wrong token")
-        self.throttle.success(address)
+        visitor = address if isinstance(address, Visitor) else self.logins.unlisted(address)
+        await self.logins.check(visitor, connect.project, connect.token)
         session = self.sessions.get(connect.sessionid or "")
-        restored = (
-            session is not None and session.project == connect.project and session.send is None
-        )
+        if session is None and connect.sessionid and self.resume_elsewhere is not None:
+            session = await self.resume_elsewhere(connect.project, connect.sessionid, connect.agent)
+            if session is not None:
+                self.sessions[session.sessionid] = session
+        restored = session is not None and session.project == connect.project
         if restored:
             assert session is not None
             if session.expiry is not None:
                 session.expiry.cancel()
                 session.expiry = None
             log.info(
-                "= session %s restored (%d queued events)", session.sessionid, len(session.backlog)
+                "= session %s %s (%d queued events)",
+                session.sessionid,
+                "taken over" if session.attached else "restored",
+                len(session.backlog) + len(session.unwritten),
             )
         else:
-            attached = sum(1 for s in self.sessions.values() if s.project == connect.project)
+            attached = sum(
+                1 for s in self.sessions.values() if s.project == connect.project and s.attached
+            )
             if attached >= self.max_sessions_per_project:
                 raise LimitExceededError(
-                    f"project {connect.project!r} has {attached} sessions, the limit"
+                    f"project {connect.project!r} has {attached} connected sessions, the limit "
+                    "(max_sessions_per_project)"
                 )
             session = ServerSession(
                 connect.project,
@@ -188,35 +339,57 @@ class SessionRegistry:
                 self.nodeid,
                 self.space_id,
                 max_backlog=self.max_backlog,
+                max_backlog_bytes=self.max_backlog_bytes,
             )
             self.sessions[session.sessionid] = session
-        session.attach(send)
+        session.attach(link)
+        for observer in self.observers:
+            observer.attached(session)
         return session, restored
 
-    def detach(self, session: ServerSession, send: Callable[[str], None]) -> None:
+    def detach(self, session: ServerSession, link: Link) -> None:
         """The socket is gone; keep the session (and its calls) for the resume grace window."""
-        if session.send != send:
+        if session.link != link:  # == : a bound method is made anew at each access
             return  # already re-attached to a newer connection
         session.detach()
+        for observer in self.observers:
+            observer.detached(session)
         if not self.accepting or self.resume_grace <= 0:
             self._expire(session)
             return
-        session.expiry = asyncio.get_running_loop().call_later(
-            self.resume_grace, self._expire, session
-        )
+        loop = asyncio.get_running_loop()
+        session.detached_at = loop.time()
+        session.expiry = loop.call_later(self.resume_grace, self._expire, session)
+        detached = [
+            s for s in self.sessions.values() if s.project == session.project and not s.attached
+        ]
+        if len(detached) > self.max_detached_sessions_per_project:
+            oldest = min(detached, key=lambda s: s.detached_at or 0.0)
+            log.info(
+                "= session %s ended early: project %r has more than %d detached sessions",
+                oldest.sessionid,
+                oldest.project,
+                self.max_detached_sessions_per_project,
+            )
+            self._expire(oldest)
 
     def _expire(self, session: ServerSession) -> None:
         """The grace window passed without a resume: end the session's calls cleanly."""
-        session.expiry = None
-        if session.send is not None:
+        if session.expiry is not None:
+            session.expiry.cancel()
+            session.expiry = None
+        if session.attached:
             return
         self.sessions.pop(session.sessionid, None)
         self.calls.end_all("hangup", owner=session)
-        session.backlog.clear()
+        session.forget_events()
+        for observer in self.observers:
+            observer.expired(session)
 
     def close(self) -> None:
         """The server stops: forget every session (their calls were ended before)."""
         self.accepting = False
+        self.logins.close()
         for session in list(self.sessions.values()):
             if session.expiry is not None:
                 session.expiry.cancel()
@@ -225,15 +398,29 @@ class SessionRegistry:
     # -- contexts and offers ------------------------------------------------------------------
     def receive(self, session: ServerSession, contexts: tuple[str, ...]) -> None:
         """``signalwire.receive``: offer calls of these contexts to the session (shortly)."""
+        for context in contexts:
+            if len(context) > MAX_CONTEXT_LENGTH:
+                raise ProtocolError(
+                    f"a context name has at most {MAX_CONTEXT_LENGTH} characters",
+                    field="contexts",
+                )
+        total = len(session.contexts) + len(set(contexts) - session.contexts.keys())
+        if total > self.max_contexts_per_session:
+            raise LimitExceededError(
+                f"a session receives at most {self.max_contexts_per_session} contexts "
+                "(max_contexts_per_session)"
+            )
         ready_at = asyncio.get_running_loop().time() + CONTEXT_SETTLE_SECONDS
         for context in contexts:
             session.contexts.setdefault(context, ready_at)
         self._receivers_changed.set()
+        for observer in self.observers:
+            observer.receiving(session, contexts)
 
     def receiving(self, project: str, context: str, now: float) -> bool:
         """Whether a connected session of ``project`` takes calls of ``context`` at ``now``."""
         return any(
-            s.project == project and s.send is not None and s.contexts.get(context, now + 1) <= now
+            s.project == project and s.attached and s.contexts.get(context, now + 1) <= now
             for s in self.sessions.values()
         )
 
@@ -252,7 +439,7 @@ class SessionRegistry:
             ready_at = [
                 (s.contexts[context], s)
                 for s in self.sessions.values()
-                if s.project == project and context in s.contexts and s.send is not None
+                if s.project == project and context in s.contexts and s.attached
             ]
             candidates = [
                 s

@@ -9,17 +9,18 @@ Inbound
     ``cancel``, a missing ACK with ``error``. The IVR's ``calling.end`` sends BYE (or, before
     the answer, a final response that matches the reason: busy → 486, noAnswer → 480,
     decline/hangup → 603, error → 500). Unrouted numbers get 404, unusable SDP 488, and no
-    consumer within ``offer_timeout`` 480.
+    consumer within ``offer_timeout`` 480; a draining node (``ua.draining``) answers 503.
 
 Outbound
-    ``calling.begin`` (one device) and ``calling.dial`` (``devices``: groups tried in series,
-    the devices of a group in parallel) place SIP calls to ``sip`` devices
+    ``calling.begin`` (one device), ``calling.dial`` and ``calling.connect`` (``devices``:
+    groups tried in series, the devices of a group in parallel, by the call service) place
+    SIP calls to ``sip`` devices
     (``{"type":"sip","params":{"to":"sip:…","from":"sip:…","timeout":30}}``). State events
     carry the request's ``tag`` and the device: ``created``, ``ringing`` (180/183),
     ``answered`` (2xx), then ``ending``/``ended``; a failure ends the call with busy
-    (486/600), decline (603), noAnswer (408/480/487 or the device timeout) or error.
-    ``calling.dial`` also sends ``calling.call.dial`` (``dialing``, then ``answered`` with
-    the winning call, or ``failed``).
+    (486/600), decline (603), noAnswer (408/480/487 or the device timeout) or error. A call
+    placed by a connect carries its A leg as ``peer``, and once answered its audio is
+    bridged to it.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from ..calls import Call, CallService, CallState, DialStateChanged, EventSink
+from ..calls import Call, CallService, CallState, EventSink
 from ..errors import ProtocolError, RelayTimeoutError
 from ..protocol.calling import Device
 from .g711 import ALAW, ULAW
@@ -147,12 +148,10 @@ class _SipCall:
     outbound: OutboundCall | None = None
     negotiated: Negotiated | None = None
     remote_media: tuple[str, int] | None = None
+    signalling_ip: str | None = None  # where the peer's SIP comes from (RTP latching)
     device: SipDevice | None = None
     ended_by_peer: bool = False
     closed: bool = False
-    outcome: asyncio.Future[str] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
     timer: asyncio.TimerHandle | None = None
 
     def answered(self, call: Call) -> None:
@@ -173,8 +172,6 @@ class _SipCall:
         if self.timer is not None:
             self.timer.cancel()
         self.rtp.close()
-        if not self.outcome.done():
-            self.outcome.set_result(reason)
         if self.ended_by_peer:
             return
         if self.inbound is not None:
@@ -277,6 +274,9 @@ class SipGateway:
         self._spawn(self._offer(invite))
 
     async def _offer(self, invite: InboundCall) -> None:
+        if self.ua.draining:
+            invite.reject(503)  # a proxy in front tries the next node
+            return
         target = self.route(invite.request_uri, invite.to_uri)
         if target is None:
             invite.reject(404)
@@ -294,6 +294,7 @@ class SipGateway:
         project, context = target
         state = _SipCall(self, rtp, inbound=invite, negotiated=negotiated)
         state.remote_media = (offer.address, offer.port)
+        state.signalling_ip = invite.source[0]
         try:
             call = await self.service.offer(
                 project=project,
@@ -332,9 +333,14 @@ class SipGateway:
             state.negotiated.telephone_event,
             state.remote_media,
             on_key=lambda key: self.service.inject_key(call, key),
+            signalling_ip=state.signalling_ip,
         )
 
     # -- outbound (the dialer of sip devices) -----------------------------------------------
+    def check(self, device: Device) -> None:
+        """Raise ProtocolError naming the field when ``device`` is not a valid sip device."""
+        SipDevice.from_device(device)
+
     async def begin(
         self,
         service: CallService,
@@ -344,14 +350,22 @@ class SipGateway:
         device: Device,
         *,
         context: str = "",
+        peer: Call | None = None,
     ) -> Call:
         """Place one SIP call; returns once the INVITE is sent (states follow as events)."""
-        state = await self._begin(project, owner, tag, SipDevice.from_device(device), context)
+        sip_device = SipDevice.from_device(device)
+        state = await self._begin(project, owner, tag, sip_device, context, peer)
         assert state.call is not None
         return state.call
 
     async def _begin(
-        self, project: str, owner: EventSink, tag: str | None, device: SipDevice, context: str
+        self,
+        project: str,
+        owner: EventSink,
+        tag: str | None,
+        device: SipDevice,
+        context: str,
+        peer: Call | None,
     ) -> _SipCall:
         rtp = await RtpLeg.open(self.hub, self.host)
         offer = build_sdp(self.host, rtp.port, (ULAW, ALAW), OUR_TELEPHONE_EVENT)
@@ -367,6 +381,8 @@ class SipGateway:
             rtp.close()
             raise ProtocolError(f"cannot resolve {device.to!r}: {exc}", field="device") from None
         state = _SipCall(self, rtp, outbound=out, device=device)
+        with contextlib.suppress(SipParseError):
+            state.signalling_ip = parse_uri(device.to).address()[0]
         call = self.service.create_outbound(
             project=project,
             owner=owner,
@@ -377,6 +393,7 @@ class SipGateway:
             tag=tag,
             device=device.to_wire(),
             via="sip",
+            peer=peer,
         )
         state.call = call
         self.calls[call.call_id] = state
@@ -408,8 +425,6 @@ class SipGateway:
         state.remote_media = (answer.address, answer.port)
         self.start_media(state)
         self.service.far_end_answered(call)
-        if not state.outcome.done():
-            state.outcome.set_result("answered")
 
     def _failed(self, state: _SipCall, status: int) -> None:
         state.ended_by_peer = True
@@ -421,79 +436,6 @@ class SipGateway:
         call = state.call
         if call is not None and call.state in (CallState.CREATED, CallState.RINGING):
             self.service.end_call(call, "noAnswer")
-
-    def dial(
-        self,
-        service: CallService,
-        project: str,
-        owner: EventSink,
-        tag: str,
-        groups: Sequence[Sequence[Device]],
-        *,
-        context: str = "",
-    ) -> None:
-        """``calling.dial`` in the background: every device is checked first (errors name
-        the field), then groups are tried in series, a group's devices in parallel."""
-        devices = [[SipDevice.from_device(d) for d in group] for group in groups]
-        self._spawn(self._dial(project, owner, tag, devices, context))
-
-    async def _dial(
-        self,
-        project: str,
-        owner: EventSink,
-        tag: str,
-        groups: list[list[SipDevice]],
-        context: str,
-    ) -> None:
-        self._dial_event(owner, tag, "dialing")
-        reason = "error"
-        for group in groups:
-            states = [await self._begin(project, owner, tag, device, context) for device in group]
-            pending = {s.outcome for s in states}
-            winner: _SipCall | None = None
-            while pending and winner is None:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for future in done:
-                    state = next(s for s in states if s.outcome is future)
-                    if future.result() == "answered" and winner is None:
-                        winner = state
-                    elif future.result() != "answered":
-                        reason = future.result()
-            if winner is not None and winner.call is not None:
-                for state in states:
-                    if state is not winner and state.call is not None and not state.call.ended:
-                        self.service.end_call(state.call, "cancel")
-                call = winner.call
-                self._dial_event(
-                    owner,
-                    tag,
-                    "answered",
-                    call_id=call.call_id,
-                    call={
-                        "call_id": call.call_id,
-                        "node_id": call.node_id,
-                        "tag": tag,
-                        "device": winner.device.to_wire() if winner.device else {},
-                        "dial_winner": True,
-                    },
-                )
-                return
-        self._dial_event(owner, tag, "failed", reason=reason, source="sip")
-
-    def _dial_event(
-        self, owner: EventSink, tag: str, dial_state: str, *, call_id: str = "", **fields: Any
-    ) -> None:
-        self.service.notify(
-            owner,
-            DialStateChanged(
-                call_id=call_id,
-                node_id=self.service.node_id,
-                at=0.0,
-                tag=tag,
-                dial_state=dial_state,
-                **fields,
-            ),
-        )
 
 
 def _user(uri: str) -> str:

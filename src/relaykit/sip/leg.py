@@ -15,13 +15,27 @@ Inbound
     with one table lookup per codec and length, upsampled to 16 kHz in one batch, and queued
     with ``MediaEngine.push_frames``, so the engine reads them as one array. A backlog beyond
     ``max_backlog`` seconds (a sender whose clock runs fast) is dropped. RFC 4733 telephone
-    events are turned into keys at their first packet (each event, identified by its RTP
-    timestamp, counted once however many packets repeat it), and the in-band audio they
-    cover is muted so the tone detector does not count the same press again.
+    events become keys once two packets of the event agree (:class:`TelephoneEvents`: event
+    0-15, one key per event timestamp, junk and lone packets ignored), and the in-band audio
+    they cover is muted so the tone detector does not count the same press again.
 
-Symmetric RTP (comedia)
-    We send to the address in the peer's SDP until a packet arrives, then to wherever the
-    peer's packets come from, so a phone behind NAT hears us.
+Symmetric RTP (comedia), and who may be heard
+    A phone behind NAT sends from an address its SDP does not name, and hears only what is
+    sent back there. The leg therefore *latches*: it takes the peer's media from one source
+    address and sends its own media to that address. The rule:
+
+    1. Packets from exactly the SDP's address (IP and port) are always taken, and latch the
+       leg for good (``locked``): from then on no other source is heard.
+    2. Until then, the first valid RTP packet (version 2, the negotiated payload types) from
+       the IP address of the SDP or of the SIP signalling (``peer_ips``), on any port, latches
+       the leg to that exact source (a phone behind NAT); rule 1 may still replace it.
+    3. Every other packet — another IP, another port once latched — is ignored and counted in
+       ``ignored``: it is neither heard, nor taken for keys, nor followed.
+
+    Before the leg has latched, the far end has not shown that it receives at the SDP's
+    address, which anyone may write into an INVITE: the leg sends there only one packet every
+    ``_PROBE_EVERY`` frames, and no more than ``_PROBES`` of them, then waits silently for the
+    peer's first packet. A peer that sends first (as phones do) hears everything.
 """
 
 from __future__ import annotations
@@ -42,7 +56,7 @@ from ..media.engine import CallMedia, MediaEngine
 from .g711 import Codec
 from .jitter import JitterBuffer, JitterFrame
 from .resample import HISTORY, UP_HISTORY, downsample2, upsample2
-from .rtp import DtmfEvent, RtpPacket, is_rtcp
+from .rtp import DtmfEvent, RtpPacket, TelephoneEvents, is_rtcp
 
 log = logging.getLogger("relaykit.sip.rtp")
 
@@ -50,6 +64,8 @@ SAMPLES_8K = 160  # per 20 ms packet
 _MUTE_TAIL = 320  # samples of audio muted after an RFC 4733 event ends (40 ms)
 _IDLE_FLUSH = 0.06  # seconds without packets before the jitter buffer is emptied
 _PLAIN = struct.Struct("!xBHI")  # a plain RTP header: marker/payload type, sequence, timestamp
+_PROBE_EVERY = 10  # before latching, send one frame in this many (200 ms apart)…
+_PROBES = 25  # …and this many in all (5 s); then nothing until the peer's first packet
 
 
 class RtpLeg(asyncio.DatagramProtocol):
@@ -63,6 +79,8 @@ class RtpLeg(asyncio.DatagramProtocol):
         self.codec: Codec | None = None
         self.telephone_event: int | None = None
         self.remote: tuple[str, int] | None = None
+        self.signalled: tuple[str, int] | None = None  # the SDP's address
+        self.peer_ips: frozenset[str] = frozenset()
         self.on_key: Callable[[str], None] | None = None
         self.jitter = JitterBuffer()
         self.ssrc = secrets.randbits(32)
@@ -70,15 +88,19 @@ class RtpLeg(asyncio.DatagramProtocol):
         self.ts_base = secrets.randbits(32)
         self.active = False
         self.latched = False
+        self.locked = False
         self.last_rx = 0.0
         self.sent = 0
+        self.probes = 0
         self.received = 0
+        self.ignored = 0
         self.bad_packets = 0
         self.dropped_backlog = 0
         self.keys_received: list[str] = []
         self._last_index: int | None = None
         self._down = np.zeros(HISTORY, dtype=np.float32)
         self._up = np.zeros(UP_HISTORY, dtype=np.float32)
+        self._events = TelephoneEvents()
         self._event_ts: int | None = None
         self._mute_start: int | None = None
         self._mute_end: int | None = None  # None while the event lasts
@@ -101,11 +123,16 @@ class RtpLeg(asyncio.DatagramProtocol):
         telephone_event: int | None,
         remote: tuple[str, int],
         on_key: Callable[[str], None] | None = None,
+        *,
+        signalling_ip: str | None = None,
     ) -> None:
-        """Media flows from now on (the call is answered)."""
+        """Media flows from now on (the call is answered). ``remote`` is the SDP's address,
+        ``signalling_ip`` where the SIP messages came from (see the module's latching rule)."""
         self.media = media
         self.codec = codec
         self.telephone_event = telephone_event
+        self.signalled = remote
+        self.peer_ips = frozenset(ip for ip in (remote[0], signalling_ip) if ip)
         if not self.latched:
             self.remote = remote
         self.on_key = on_key
@@ -122,6 +149,14 @@ class RtpLeg(asyncio.DatagramProtocol):
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+
+    # -- outbound ----------------------------------------------------------------------------
+    def _probe(self, index: int) -> bool:
+        """Before latching: whether frame ``index`` goes out (as a probe, see the module)."""
+        if self.probes >= _PROBES or index % _PROBE_EVERY:
+            return False
+        self.probes += 1
+        return True
 
     # -- inbound -----------------------------------------------------------------------------
     def datagram_received(self, data: bytes, addr: Any) -> None:
@@ -141,10 +176,9 @@ class RtpLeg(asyncio.DatagramProtocol):
         assert self.codec is not None
         if pt != self.codec.payload_type and pt != self.telephone_event:
             return  # comfort noise, other codecs: ignored
-        source = (addr[0], addr[1])
-        if source != self.remote:
-            self.remote = source  # symmetric RTP: answer where the peer sends from
-            self.latched = True
+        if not self._heard_from((addr[0], addr[1])):
+            self.ignored += 1
+            return
         self.received += 1
         self.last_rx = self.hub.loop_time()
         if pt == self.codec.payload_type:
@@ -155,23 +189,39 @@ class RtpLeg(asyncio.DatagramProtocol):
                 self.hub.queue_in(self, frame)
             self._event(timestamp, payload)
 
+    def _heard_from(self, source: tuple[str, int]) -> bool:
+        """Whether a valid packet from ``source`` is taken (latching as the module says)."""
+        if self.latched and source == self.remote:
+            return True
+        if source == self.signalled:
+            self.remote = source
+            self.latched = self.locked = True
+            return True
+        if self.latched or source[0] not in self.peer_ips:
+            return False
+        self.remote = source
+        self.latched = True
+        return True
+
     def _event(self, ts: int, payload: bytes) -> None:
         try:
             event = DtmfEvent.parse(payload)
+            key = self._events.feed(ts, payload)
         except ValueError:
             self.bad_packets += 1
             return
+        if event.key is None:
+            return  # not a DTMF event
         if ts != self._event_ts:
             self._event_ts = ts
             self._mute_start = ts
             self._mute_end = None
-            key = event.key
-            if key is not None:
-                self.keys_received.append(key)
-                if self.on_key is not None:
-                    self.on_key(key)
         if event.end and ts == self._mute_start:
             self._mute_end = (ts + event.duration + _MUTE_TAIL) & 0xFFFFFFFF
+        if key is not None:
+            self.keys_received.append(key)
+            if self.on_key is not None:
+                self.on_key(key)
 
     def muted(self, frame: JitterFrame) -> bool:
         """Does ``frame`` fall inside an RFC 4733 event (whose tone we must not detect)?"""
@@ -254,11 +304,21 @@ class RtpHub:
         if not batch:
             return
         self.batches += 1
+        frames = np.stack([frame for _, frame, _ in batch])
+        history = np.stack([leg._down for leg, _, _ in batch])
+        out, history = downsample2(frames, history)
+        sending: list[int] = []
+        for i, (leg, _, frame_no) in enumerate(batch):
+            leg._down = history[i]
+            if leg.latched or leg._probe(frame_no):
+                sending.append(i)
+        if len(sending) < len(batch):
+            if not sending:
+                return
+            batch = [batch[i] for i in sending]
+            out = out[sending]
         k = len(batch)
         legs = [leg for leg, _, _ in batch]
-        frames = np.stack([frame for _, frame, _ in batch])
-        history = np.stack([leg._down for leg in legs])
-        out, history = downsample2(frames, history)
         codecs = [leg.codec for leg in legs]
         pt = np.fromiter((c.payload_type for c in codecs), np.uint8, k)  # type: ignore[union-attr]
         packets = np.empty((k, 12 + out.shape[1]), dtype=np.uint8)
@@ -284,7 +344,6 @@ class RtpHub:
         data = packets.tobytes()
         size = packets.shape[1]
         for i, leg in enumerate(legs):
-            leg._down = history[i]
             leg._last_index = int(index[i])
             leg.sequence = (leg.sequence + 1) & 0xFFFF
             leg.sent += 1

@@ -2,14 +2,23 @@
 
 ``RtpPacket.parse(data)`` and ``bytes(packet)`` are symmetric; malformed input raises
 :class:`ValueError` with an exact message. :func:`rtp_header` is the fast path for sending
-(12 bytes, no CSRC, no extension).
+(12 bytes, no CSRC, no extension). :class:`TelephoneEvents` turns one stream's event packets
+into keys, each press once, and junk into nothing.
 """
 
 from __future__ import annotations
 
-__all__ = ["DTMF_EVENT_KEYS", "DtmfEvent", "RtpPacket", "is_rtcp", "rtp_header"]
+__all__ = [
+    "DTMF_EVENT_KEYS",
+    "DtmfEvent",
+    "RtpPacket",
+    "TelephoneEvents",
+    "is_rtcp",
+    "rtp_header",
+]
 
 import struct
+from collections import deque
 from dataclasses import dataclass
 
 _HEADER = struct.Struct("!BBHII")
@@ -158,3 +167,59 @@ class DtmfEvent:
         )
 
     __bytes__ = serialize
+
+
+class TelephoneEvents:
+    """The DTMF keys in one RTP stream's RFC 4733 event packets; sans-I/O.
+
+    :meth:`feed` takes each event packet's RTP timestamp and payload and returns the key it
+    confirms, or None. A key counts when two packets of the same event agree: same timestamp,
+    same event code 0-15, a duration that never shrinks and is not 0 in the second (senders
+    repeat every packet, and send the end packet three times). So:
+
+    - events 16-255 (not DTMF) and lone packets (junk, or a spoofed packet) give no key;
+    - each event (timestamp) gives at most one key however many packets repeat it, late
+      copies included (the last ``remember`` events are remembered);
+    - a long event split into segments (RFC 4733 §2.5.2.3: the next segment's timestamp is
+      the previous one's plus its duration) stays one key.
+    """
+
+    def __init__(self, remember: int = 32) -> None:
+        self._reported: deque[int] = deque(maxlen=remember)
+        self._last: int | None = None  # timestamp of the last key
+        self._last_end = 0  # ... and where its event reached (for long-event segments)
+        self._last_code = -1
+        self._pending: dict[int, tuple[int, int, bool]] = {}  # ts → (code, duration, end)
+        self.ignored = 0
+
+    def feed(self, timestamp: int, payload: bytes) -> str | None:
+        """Raises ValueError for a payload shorter than 4 bytes."""
+        event = DtmfEvent.parse(payload)
+        ts = timestamp & 0xFFFFFFFF
+        if event.event >= len(DTMF_EVENT_KEYS):
+            self.ignored += 1
+            return None
+        if ts in self._reported:
+            if ts == self._last:
+                self._last_end = max(self._last_end, (ts + event.duration) & 0xFFFFFFFF)
+            return None
+        seen = self._pending.get(ts)
+        self._pending[ts] = (event.event, event.duration, event.end)
+        if len(self._pending) > 8:  # unconfirmed junk: keep the newest few
+            del self._pending[next(iter(self._pending))]
+        if seen is None:
+            return None
+        code, duration, ended = seen
+        if code != event.event or event.duration < duration or event.duration == 0:
+            self.ignored += 1
+            del self._pending[ts]
+            return None
+        if ended and not event.end:
+            self.ignored += 1  # the event had ended: nothing may follow but its end packets
+            return None
+        del self._pending[ts]
+        continuation = self._last is not None and code == self._last_code and ts == self._last_end
+        self._reported.append(ts)
+        self._last, self._last_code = ts, code
+        self._last_end = (ts + event.duration) & 0xFFFFFFFF
+        return None if continuation else DTMF_EVENT_KEYS[code]

@@ -1,4 +1,5 @@
-"""The virtual caller: the far end of an inbound call, pressing real DTMF tones into its audio.
+"""The virtual caller: the far end of a call (an inbound call it placed, or an outbound call a
+virtual callee answered), pressing real DTMF tones into its audio.
 
 Besides acting (``press``, ``say``, ``play_wav``, ``silence``, ``hangup``, and answering as a
 machine or a person for the IVR's answering-machine detection) it checks what the IVR does
@@ -61,7 +62,7 @@ def call_event_log(call: Call) -> dict[str, Any]:
         "state": call.state.value,
         "end_reason": call.end_reason,
         "sample_rate": SAMPLE_RATE,
-        "duration": round(len(call.media.recording()) / SAMPLE_RATE, 3),
+        "duration": round(call.media.recorded_seconds, 3),
         "events": [event.to_dict() for event in call.log],
     }
 
@@ -96,14 +97,15 @@ class CallerAction:
 
 
 class VirtualCaller:
-    """Returned by :meth:`RelayServer.dial_in`; drives the caller's side of one call.
+    """Returned by :meth:`RelayServer.dial_in` (and, for a call the IVR placed, by
+    :meth:`VirtualCallees.expect_answered`); drives the far end of one call.
 
     It is an adapter on the call interface: it sends audio into the call and reads the call's
     log (:mod:`relaykit.calls.events`) and the media the IVR played.
 
     Args:
         service: the call service the call runs on.
-        call: the call (an inbound call this caller placed).
+        call: the call (an inbound call this caller placed, or an outbound call it answered).
         tts: the synthesiser :meth:`say` speaks with.
         recognizer: checks what audio prompts say (:meth:`expect_prompt`).
         inline: run synthesis and recognition on the event loop (fast-clock tests).
@@ -129,6 +131,7 @@ class VirtualCaller:
         self._heard_keys: list[tuple[float, str]] = []
         self._key_detector: ChannelDtmfDetector | None = None
         call.log.subscribe(self._on_event)
+        call.media.keep_audio = True  # expect_prompt may check what an audio prompt says
 
     def _on_event(self, event: CallEvent) -> None:
         self._changed.set()
@@ -358,12 +361,14 @@ class VirtualCaller:
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = self.recording()
-        with wave.open(str(path), "wb") as out:
-            out.setnchannels(2)
-            out.setsampwidth(2)
-            out.setframerate(SAMPLE_RATE)
-            out.writeframes(data.astype("<i2").tobytes())
+        recorder = self._call.media.recorder
+        if recorder is not None:
+            recorder.write_wav(path)  # streamed from the call's recording file
+        else:
+            with wave.open(str(path), "wb") as out:
+                out.setnchannels(2)
+                out.setsampwidth(2)
+                out.setframerate(SAMPLE_RATE)
         if event_log:
             self.save_log(path.with_suffix(".json"), wav=path.name)
         return path

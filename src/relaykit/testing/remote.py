@@ -10,9 +10,10 @@ Wire format: JSON text frames. Requests ``{"id": 1, "method": "press", "params":
 answered, in order, by ``{"id": 1, "result": ...}`` or ``{"id": 1, "error": {"kind": ...,
 "message": ...}}``; the server also sends ``{"method": "transcript", "params": {"at", "actor",
 "text"}}`` notifications. The first request must be ``auth`` (``project``, ``token``), within
-:data:`AUTH_TIMEOUT` seconds. Methods: ``dial`` (``context``, ``from``, ``to``, ``timeout``),
-``wait_answered``, ``press``, ``say``, ``silence``, ``audio`` (base64 16 kHz int16 PCM;
-``label`` names it in the transcript; ``wait: false`` queues it and answers at once),
+the server's login timeout (10 s by default). Methods: ``dial`` (``context``, ``from``,
+``to``, ``timeout``), ``wait_answered``, ``press``, ``say``, ``silence``, ``audio`` (base64
+16 kHz int16 PCM; ``label`` names it in the transcript; ``wait: false`` queues it and answers
+at once),
 ``expect_prompt``, ``expect_hangup``, ``wait_listening``, ``hangup``, ``heard``, ``log`` (the
 event log) and ``recording`` (the stereo WAV, base64). Error kinds: ``auth``, ``invalid``,
 ``timeout``, ``expectation``, ``ended``, ``state``, ``internal``.

@@ -10,7 +10,19 @@ from __future__ import annotations
 __all__ = ["METHODS", "Handler"]
 
 from ...protocol import calling
-from . import calls, components, detect, fax, play, prompt, receive, record, send_digits, tap
+from . import (
+    calls,
+    components,
+    connect,
+    detect,
+    fax,
+    play,
+    prompt,
+    receive,
+    record,
+    send_digits,
+    tap,
+)
 from .base import Handler
 
 METHODS: dict[str, Handler] = {
@@ -35,4 +47,7 @@ METHODS: dict[str, Handler] = {
     calling.TAP_STOP: components.stop,
     calling.SEND_FAX: fax.unsupported,
     calling.RECEIVE_FAX: fax.unsupported,
+    # connect and disconnect (issue 14)
+    calling.CONNECT: connect.connect,
+    calling.DISCONNECT: connect.disconnect,
 }

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import ProtocolError
 from ...protocol import blade, calling
 from .base import Context
 
@@ -23,9 +22,8 @@ async def end(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 async def begin(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     begin = calling.BeginParams.parse(params)
-    dialer = ctx.calls.dialers.get(begin.device.type)
-    if dialer is None:
-        raise ProtocolError(_no_dialer(ctx, begin.device.type), field="device.type")
+    dialer = ctx.calls.dialer(begin.device)
+    dialer.check(begin.device)
     ctx.sessions.check_capacity(ctx.session)
     call = await dialer.begin(
         ctx.calls, ctx.project, ctx.session, begin.tag, begin.device, context=_context(ctx)
@@ -37,23 +35,10 @@ async def begin(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 async def dial(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     dial = calling.DialParams.parse(params)
-    types = {device.type for group in dial.devices for device in group}
-    for device_type in sorted(types):
-        if device_type not in ctx.calls.dialers:
-            raise ProtocolError(_no_dialer(ctx, device_type), field="devices")
-    if len(types) != 1:
-        raise ProtocolError("all devices of one dial must be of one type", field="devices")
+    ctx.calls.check_devices(dial.devices)
     ctx.sessions.check_capacity(ctx.session)
-    dialer = ctx.calls.dialers[types.pop()]
-    dialer.dial(ctx.calls, ctx.project, ctx.session, dial.tag, dial.devices, context=_context(ctx))
+    ctx.calls.dial(ctx.project, ctx.session, dial.tag, dial.devices, context=_context(ctx))
     return blade.relay_result(200, "Dialing")
-
-
-def _no_dialer(ctx: Context, device_type: str) -> str:
-    if not ctx.calls.dialers:
-        return "outbound calls need the SIP gateway (sip=...)"
-    kinds = ", ".join(sorted(ctx.calls.dialers))
-    return f"cannot dial {device_type!r} devices here; this server dials: {kinds}"
 
 
 def _context(ctx: Context) -> str:

@@ -1,0 +1,1 @@
+"""``python -m benchmarks.speech``: speech recognition accuracy, CPU and latency per engine."""

@@ -1,0 +1,157 @@
+"""Which speech engine hears a prompt: pocketsphinx grammars, Whisper transcripts, own models.
+
+:class:`SpeechEngines` holds the recognisers of one process (a speech worker, or the server
+itself when it decodes in threads) and picks one per utterance:
+
+* ``"pocketsphinx"``: the grammar recogniser (hints: one hint phrase, a digit string, or
+  no match; no hints: the default IVR grammar, else pocketsphinx's open-vocabulary n-gram);
+* ``"whisper"``: a free transcript (the optional ``relaykit[whisper]`` extra);
+* ``"auto"`` (the default): pocketsphinx when the prompt has hints, Whisper when it has none
+  and the extra is installed, pocketsphinx otherwise.
+
+:class:`SpeechConfig` says which engines and models a server uses; it is plain data, handed to
+the worker processes as JSON. ``models`` maps a language tag to a pocketsphinx model directory
+of one's own (see :class:`~relaykit.media.asr.PocketsphinxModel`); ``whisper_model`` replaces
+the bundled tiny.en by another CTranslate2 Whisper directory, for ``whisper_languages``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ENGINES", "SpeechConfig", "SpeechEngines"]
+
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from relaykit.errors import MediaError, UnsupportedLanguageError
+from relaykit.media.asr import PocketsphinxModel, PocketsphinxRecognizer, Utterance
+from relaykit.media.whisper import EXTRA_HINT, WhisperRecognizer, whisper_available
+from relaykit.protocol.calling import SPEECH_ENGINES as ENGINES
+
+
+def _tag(language: str) -> str:
+    return str(language).strip().replace("_", "-").lower()
+
+
+@dataclass(frozen=True)
+class SpeechConfig:
+    """What a server recognises with (see the module docstring)."""
+
+    engine: str = "auto"
+    models: Mapping[str, str] = field(default_factory=dict)
+    whisper_model: str | None = None
+    whisper_languages: tuple[str, ...] = ("en-US",)
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            choices = ", ".join(ENGINES)
+            raise ValueError(f"speech engine must be one of {choices}; not {self.engine!r}")
+        object.__setattr__(self, "models", dict(self.models))
+        object.__setattr__(self, "whisper_languages", tuple(self.whisper_languages))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> SpeechConfig:
+        data: dict[str, Any] = json.loads(text)
+        data["whisper_languages"] = tuple(data.get("whisper_languages") or ("en-US",))
+        return cls(**data)
+
+
+class SpeechEngines:
+    """The recognisers of one process; ``open`` picks one per utterance (thread-safe)."""
+
+    def __init__(self, config: SpeechConfig | None = None, *, min_confidence: float = 0.0) -> None:
+        self.config = config or SpeechConfig()
+        self.min_confidence = min_confidence
+        self._lock = threading.Lock()
+        self.pocketsphinx: dict[str, PocketsphinxRecognizer] = {
+            "en-us": PocketsphinxRecognizer(min_confidence=min_confidence)
+        }
+        for language, directory in self.config.models.items():
+            model = PocketsphinxModel.from_dir(directory)  # a bad directory fails here, early
+            self.pocketsphinx[_tag(language)] = PocketsphinxRecognizer(
+                min_confidence=min_confidence, model=model, languages=(language,)
+            )
+        self._whisper: WhisperRecognizer | None = None
+
+    # -- what exists
+
+    @property
+    def whisper_installed(self) -> bool:
+        return self.config.whisper_model is not None or whisper_available()
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """Every language some engine accepts."""
+        tags = [lang for rec in self.pocketsphinx.values() for lang in rec.languages]
+        if self.whisper_installed:
+            tags += [t for t in self.config.whisper_languages if t not in tags]
+        return tuple(dict.fromkeys(tags))
+
+    def choose(self, engine: str | None, language: str, hints: tuple[str, ...]) -> str:
+        """The engine that will hear an utterance: "pocketsphinx" or "whisper".
+
+        Raises :class:`MediaError` (an unknown engine, Whisper asked for but not installed)
+        or :class:`UnsupportedLanguageError`.
+        """
+        wanted = self.config.engine if engine in (None, "", "auto") else engine
+        if wanted not in ENGINES:
+            raise MediaError(f"speech engine must be one of {', '.join(ENGINES)}; not {engine!r}")
+        whisper_ok = self.whisper_installed and self._whisper_accepts(language)
+        if wanted == "whisper":
+            if not self.whisper_installed:
+                raise MediaError(f"the whisper speech engine is not installed; {EXTRA_HINT}")
+            if not whisper_ok:
+                raise UnsupportedLanguageError(language, self.config.whisper_languages)
+            return "whisper"
+        if wanted == "auto" and not hints and whisper_ok:
+            return "whisper"
+        if self._pocketsphinx_for(language) is None:
+            if wanted == "auto" and whisper_ok:
+                return "whisper"
+            raise UnsupportedLanguageError(language, self.languages)
+        return "pocketsphinx"
+
+    # -- recognising
+
+    def open(
+        self, *, engine: str | None = None, language: str = "en-US", hints: tuple[str, ...] = ()
+    ) -> Utterance:
+        chosen = self.choose(engine, language, hints)
+        if chosen == "whisper":
+            return self.whisper().open(language=language, hints=hints)
+        recognizer = self._pocketsphinx_for(language)
+        assert recognizer is not None  # choose() checked
+        return recognizer.open(language=language, hints=hints)
+
+    def whisper(self) -> WhisperRecognizer:
+        with self._lock:
+            if self._whisper is None:
+                self._whisper = WhisperRecognizer(
+                    model_dir=self.config.whisper_model,
+                    languages=self.config.whisper_languages,
+                    min_confidence=self.min_confidence,
+                )
+            return self._whisper
+
+    def warm_up(self) -> None:
+        """Load pocketsphinx's US-English model now (Whisper loads on its first utterance)."""
+        self.pocketsphinx["en-us"].warm_up()
+
+    def _pocketsphinx_for(self, language: str) -> PocketsphinxRecognizer | None:
+        wanted = _tag(language)
+        exact = self.pocketsphinx.get(wanted)
+        if exact is not None:
+            return exact
+        return next((r for r in self.pocketsphinx.values() if r.accepts(language)), None)
+
+    def _whisper_accepts(self, language: str) -> bool:
+        wanted = _tag(language)
+        return bool(wanted) and any(
+            wanted in (lang.lower(), lang.lower().split("-")[0])
+            for lang in self.config.whisper_languages
+        )

@@ -1,0 +1,162 @@
+"""Whisper (the ``relaykit[whisper]`` extra) and the per-prompt choice of engine.
+
+CI installs the extra (it is in ``relaykit[test]``); without it the Whisper tests skip and the
+choice tests check the refusal that names the extra.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from relaykit.errors import MediaError, UnsupportedLanguageError
+from relaykit.media.engines import SpeechConfig, SpeechEngines
+from relaykit.media.frames import SAMPLE_RATE
+from relaykit.media.tts import EspeakTts
+from relaykit.media.whisper import (
+    TINY_EN_SHA256,
+    WhisperRecognizer,
+    bundled_model_dir,
+    normalize_text,
+    verify_model,
+    whisper_available,
+)
+
+needs_whisper = pytest.mark.skipif(not whisper_available(), reason="relaykit[whisper] missing")
+
+
+@pytest.fixture(scope="module")
+def tts() -> EspeakTts:
+    return EspeakTts()
+
+
+@pytest.fixture(scope="module")
+def whisper() -> WhisperRecognizer:
+    rec = WhisperRecognizer()
+    rec.warm_up()
+    return rec
+
+
+def spoken(tts: EspeakTts, text: str) -> np.ndarray:
+    speech = np.asarray(tts.synthesize(text))
+    lead = np.zeros(round(0.3 * SAMPLE_RATE), dtype=np.int16)
+    return np.concatenate([lead, speech, np.zeros(SAMPLE_RATE, dtype=np.int16)])
+
+
+def test_text_is_normalised_as_relay_results_are() -> None:
+    assert normalize_text(" I lost my credit card.") == "i lost my credit card"
+    assert normalize_text("4, 2, 7") == "427"
+    assert normalize_text("My PIN is four two seven!") == "my pin is 427"
+    assert normalize_text("Don't-stop") == "don't stop"
+
+
+@needs_whisper
+@pytest.mark.parametrize(
+    "sentence",
+    ["I would like to speak to someone about my bill", "please cancel my subscription"],
+)
+def test_whisper_transcribes_an_open_sentence(
+    whisper: WhisperRecognizer, tts: EspeakTts, sentence: str
+) -> None:
+    with whisper.open(language="en-US") as utterance:
+        utterance.feed(spoken(tts, sentence))
+        result = utterance.finish()
+    assert result is not None
+    heard, said = set(result.text.split()), set(normalize_text(sentence).split())
+    # Most words, not all: tiny.en's int8 kernels differ by CPU, so a word or two may change
+    # between machines ("someone" → "somewhere", "bill" → "meal"); a failed decode hears none.
+    assert len(heard & said) >= 2 * len(said) // 3, result.text
+    assert 0.0 <= result.confidence <= 100.0
+
+
+@needs_whisper
+def test_whisper_hears_nothing_in_silence(whisper: WhisperRecognizer) -> None:
+    with whisper.open() as utterance:
+        utterance.feed(np.zeros(SAMPLE_RATE, dtype=np.int16))
+        assert utterance.finish() is None
+
+
+@needs_whisper
+def test_the_bundled_weights_match_the_upstream_digests() -> None:
+    verify_model(bundled_model_dir())  # raises on any difference
+
+
+def test_weights_with_another_digest_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "model.bin").write_bytes(b"not the weights")
+    digest = hashlib.sha256(b"not the weights").hexdigest()
+    verify_model(tmp_path, {"model.bin": digest})
+    with pytest.raises(MediaError, match="SHA-256"):
+        verify_model(tmp_path, {"model.bin": TINY_EN_SHA256["model.bin"]})
+    with pytest.raises(MediaError, match="missing"):
+        verify_model(tmp_path, {"config.json": TINY_EN_SHA256["config.json"]})
+
+
+def test_an_incomplete_whisper_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    rec = WhisperRecognizer(model_dir=tmp_path)
+    with pytest.raises(MediaError, match=r"model\.bin"):
+        rec.warm_up()
+    with pytest.raises(MediaError, match="does not exist"):
+        WhisperRecognizer(model_dir=tmp_path / "nowhere").warm_up()
+
+
+def test_whisper_refuses_languages_it_was_not_given() -> None:
+    with pytest.raises(UnsupportedLanguageError):
+        WhisperRecognizer().open(language="es-ES")
+
+
+# -- choosing an engine -------------------------------------------------------------------------
+
+
+def test_auto_uses_the_grammar_for_hints_and_whisper_for_open_prompts() -> None:
+    engines = SpeechEngines()
+    assert engines.choose(None, "en-US", ("sales",)) == "pocketsphinx"
+    assert engines.choose("auto", "en-US", ("sales",)) == "pocketsphinx"
+    open_engine = "whisper" if whisper_available() else "pocketsphinx"
+    assert engines.choose(None, "en-US", ()) == open_engine
+    assert engines.choose("pocketsphinx", "en-US", ()) == "pocketsphinx"
+
+
+def test_a_server_wide_engine_is_the_default_and_a_prompt_overrides_it() -> None:
+    engines = SpeechEngines(SpeechConfig(engine="pocketsphinx"))
+    assert engines.choose(None, "en-US", ()) == "pocketsphinx"
+    if whisper_available():
+        assert engines.choose("whisper", "en-US", ("sales",)) == "whisper"
+
+
+def test_unknown_engines_and_languages_are_refused() -> None:
+    engines = SpeechEngines()
+    with pytest.raises(MediaError, match="auto, pocketsphinx, whisper"):
+        engines.choose("google", "en-US", ())
+    with pytest.raises(UnsupportedLanguageError):
+        engines.choose(None, "es-ES", ("hola",))
+    with pytest.raises(ValueError, match="speech engine"):
+        SpeechConfig(engine="google")
+
+
+def test_asking_for_whisper_without_the_extra_names_the_extra() -> None:
+    engines = SpeechEngines()
+    if whisper_available():
+        assert engines.choose("whisper", "en-US", ()) == "whisper"
+        with pytest.raises(UnsupportedLanguageError):
+            engines.choose("whisper", "fr-FR", ())
+    else:
+        with pytest.raises(MediaError, match=r"relaykit\[whisper\]"):
+            engines.choose("whisper", "en-US", ())
+
+
+def test_the_config_travels_as_json() -> None:
+    config = SpeechConfig(engine="whisper", models={"en-GB": "/m"}, whisper_languages=("en",))
+    assert SpeechConfig.from_json(config.to_json()) == config
+
+
+@needs_whisper
+def test_engines_open_the_chosen_recogniser(tts: EspeakTts) -> None:
+    engines = SpeechEngines()
+    utterance = engines.open(hints=())
+    utterance.feed(spoken(tts, "I lost my credit card"))
+    result = utterance.finish()
+    assert result is not None and "credit card" in result.text
