@@ -238,6 +238,7 @@ class _Bases:
 
     def __init__(self) -> None:
         self._arrays: list[np.ndarray | None] = []
+        self._windows: list[np.ndarray | None] = []  # each array's frame windows, once asked
         self._refs: list[int] = []
         self._codes: dict[int, int] = {}  # id(owner) -> code
         self._free: list[int] = []
@@ -248,6 +249,7 @@ class _Bases:
             code = self._free.pop() if self._free else len(self._arrays)
             if code == len(self._arrays):
                 self._arrays.append(None)
+                self._windows.append(None)
                 self._refs.append(0)
             self._arrays[code] = owner.reshape(-1)  # (a view of owner: keeps it alive)
             self._codes[id(owner)] = code
@@ -259,13 +261,18 @@ class _Bases:
         self._refs[code] -= 1
         if not self._refs[code]:
             del self._codes[id(owner)]
-            self._arrays[code] = None
+            self._arrays[code] = self._windows[code] = None
             self._free.append(code)
 
-    def get(self, code: int) -> np.ndarray:
-        array = self._arrays[code]
-        assert array is not None
-        return array
+    def windows(self, code: int) -> np.ndarray:
+        """Array ``code`` as overlapping frames: row ``i`` is the frame starting at sample ``i``
+        (made once per array, not per tick)."""
+        windows = self._windows[code]
+        if windows is None:
+            array = self._arrays[code]
+            assert array is not None
+            windows = self._windows[code] = sliding_window_view(array, SAMPLES_PER_FRAME)
+        return windows
 
 
 @dataclass(eq=False, slots=True)
@@ -300,6 +307,7 @@ class CallMedia:
     _queued_samples: int = 0
     _fast_playback: Playback | None = None  # the playback the engine advances in its arrays
     _fast_samples: np.ndarray | None = None  # that playback's current item's samples
+    _fast_windows: np.ndarray | None = None  # ... as overlapping frames (see _Bases.windows)
     keep_audio: bool = False
     _recorder: CallRecording | None = None
 
@@ -450,7 +458,7 @@ class MediaEngine:
             self._grow(max(2 * self._cap, slot + 1))
         call = CallMedia(call_id, self.frame, slot, record, self)
         if record:
-            call._recorder = CallRecording()
+            call._recorder = CallRecording(flush_frames=3 * _REC_FRAMES)  # whole blocks
         self._calls[call_id] = call
         self._by_slot[slot] = call
         self._n = max(self._n, slot + 1)
@@ -467,7 +475,7 @@ class MediaEngine:
         self._needs_out[slot] = record
         self._recording[slot] = record
         self._rec_row[slot] = self._rec_alloc() if record else -1
-        self._rec_given[slot] = 0
+        self._rec_given[slot] = self._rec_index(call, self.frame)  # nothing before the call
         return call
 
     def get_call(self, call_id: str) -> CallMedia | None:
@@ -825,7 +833,7 @@ class MediaEngine:
         playback = call._fast_playback
         if playback is not None:
             playback.offset = int(self._pos[slot])
-        call._fast_playback = call._fast_samples = None
+        call._fast_playback = call._fast_samples = call._fast_windows = None
         self._fast[slot] = self._playing[slot] = False
 
     def _settle(self, call: CallMedia) -> None:
@@ -863,6 +871,7 @@ class MediaEngine:
                 assert samples is not None
                 playing = True
                 call._fast_playback, call._fast_samples = playback, samples
+                call._fast_windows = sliding_window_view(samples, SAMPLES_PER_FRAME)
                 self._pos[slot], self._end[slot] = playback.offset, len(samples)
                 self._gain[slot] = playback.gain
         self._fast[slot] = fast
@@ -871,15 +880,13 @@ class MediaEngine:
     def _gather_out(self, slots: np.ndarray) -> np.ndarray:
         """The next outbound frame of each steady playing slot, with its gain: (k, frame)."""
         out = np.empty((len(slots), SAMPLES_PER_FRAME), dtype=np.int16)
-        groups: dict[int, tuple[np.ndarray, list[int]]] = {}
+        groups: dict[int, tuple[np.ndarray, list[int]]] = {}  # by the samples' id
         for i, slot in enumerate(slots.tolist()):
             call = self._by_slot[slot]
-            samples = None if call is None else call._fast_samples
-            assert samples is not None
-            groups.setdefault(id(samples), (samples, []))[1].append(i)
-        for samples, members in groups.values():
+            assert call is not None and call._fast_windows is not None
+            groups.setdefault(id(call._fast_samples), (call._fast_windows, []))[1].append(i)
+        for windows, members in groups.values():
             idx = np.asarray(members, dtype=np.intp)
-            windows = sliding_window_view(samples, SAMPLES_PER_FRAME)
             out[idx] = windows[self._pos[slots[idx]]]
         gain = self._gain[slots]
         scaled = gain != 1.0
@@ -1015,7 +1022,7 @@ class MediaEngine:
             bounds = [0, *cuts.tolist(), len(codes)]
             groups = [(int(codes[a]), slice(a, b)) for a, b in itertools.pairwise(bounds)]
         for code, part in groups:
-            windows = sliding_window_view(self._bases.get(code), SAMPLES_PER_FRAME)
+            windows = self._bases.windows(code)
             frames[rows[part]] = windows[pos[part]]
 
     def _rec_alloc(self) -> int:
@@ -1041,7 +1048,7 @@ class MediaEngine:
     ) -> None:
         """Write this frame of both channels of the recorded ``slots`` into their blocks."""
         rows = self._rec_row[slots]
-        at = (frame_no - self._start[slots]) % _REC_FRAMES
+        at = (frame_no - self._start[slots] + slots) % _REC_FRAMES  # see _rec_index
         block = np.zeros((len(slots), 2, SAMPLES_PER_FRAME), dtype=np.int16)
         heard = has[slots]
         block[heard, 0] = frames[row_of[slots[heard]]]
@@ -1055,6 +1062,13 @@ class MediaEngine:
             assert call is not None
             self._hand_recording(call, _REC_FRAMES)
 
+    @staticmethod
+    def _rec_index(call: CallMedia, frame_no: int) -> int:
+        """Where frame ``frame_no`` of the call goes in its recording block. Blocks start at a
+        different frame for each slot, so calls that start together do not all hand a block to
+        their recorders in the same tick."""
+        return (frame_no - call.start_frame + call.dtmf_channel) % _REC_FRAMES
+
     def _hand_recording(self, call: CallMedia, count: int | None = None) -> None:
         """Hand the recorder the frames of the call's current block it does not have yet: the
         first ``count`` (default: every frame recorded so far) of the block."""
@@ -1064,7 +1078,7 @@ class MediaEngine:
         slot = call.dtmf_channel
         given = int(self._rec_given[slot])
         if count is None:
-            count = (self.frame - call.start_frame) % _REC_FRAMES
+            count = self._rec_index(call, self.frame)
         if count > given:
             block = self._rec_buf[self._rec_row[slot], given:count]
             recorder.append(block[:, 0].flatten(), block[:, 1].flatten())  # copies: rows recycle
