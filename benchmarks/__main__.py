@@ -326,7 +326,7 @@ def concurrency_section(rs: list[dict[str, Any]], speech: bool) -> list[str]:
         best = largest(rs, holds_media)
         verdict = (
             f"Largest N that holds (p99 lateness ≤ {LATENESS_GOAL_MS:g} ms and every prompt "
-            f"correct): **{best}** (floor 1000, target 2000)."
+            f"correct): **{best}** (target: {MEDIA_TARGET} in every run)."
         )
     return [*out, "", concurrency_table(rs, speech), "", verdict]
 
