@@ -66,12 +66,12 @@ async def test_the_caller_talks_to_the_first_number_that_answers(server, run_ivr
     agent.listen_for_digits()
     await caller.press("42")
     await agent.press("7#")
-    await caller.say("I would like to speak to someone in sales please.")
+    await caller.say("I have a question about my order.")
     await caller.silence(0.3)
     assert agent.heard_digits() == "42"
     assert caller.heard_digits() == "7#"
     heard_by_agent = agent.recording()[:, 1]
-    sentence = "I would like to speak to someone in sales please"
+    sentence = "I have a question about my order"
     assert audio_says(server.recognizer, heard_by_agent, sentence) is not None
     texts = [e.text for e in caller.transcript if e.actor == "ivr"]
     assert f"connects the call to {BUSY} then {AGENT}" in texts

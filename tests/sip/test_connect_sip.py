@@ -14,7 +14,7 @@ from tests.sip.peers import baresip, transcribe, write_wav
 
 pytestmark = pytest.mark.asyncio
 
-SENTENCE = "i would like to speak to someone in sales please"
+SENTENCE = "i have a question about my order"
 
 
 async def test_a_softphone_answers_the_connect_and_the_two_talk(server, run_ivr, tmp_path):
@@ -41,7 +41,7 @@ async def test_a_softphone_answers_the_connect_and_the_two_talk(server, run_ivr,
         async with asyncio.timeout(WAIT):
             while caller.heard_digits() != "58":
                 await caller.silence(0.2)
-        await caller.say("I would like to speak to someone in sales please.")
+        await caller.say("I have a question about my order.")
         await caller.silence(0.5)
         await caller.hangup()
         result = await outcome(outcomes)
