@@ -187,6 +187,32 @@ def machine() -> dict[str, Any]:
     }
 
 
+class Burner:
+    """Other load, made on purpose: a process that keeps ``share`` of one core busy (in 20 ms
+    periods: busy for ``share`` of each, asleep for the rest) until :meth:`stop`."""
+
+    _CODE = (
+        "import sys, time\n"
+        "share = float(sys.argv[1])\n"
+        "while True:\n"
+        "    start = time.perf_counter()\n"
+        "    while time.perf_counter() - start < 0.020 * share:\n"
+        "        pass\n"
+        "    time.sleep(0.020 * (1 - share))\n"
+    )
+
+    def __init__(self, share: float) -> None:
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"share must be in (0, 1], got {share}")
+        self.share = share
+        self._proc = subprocess.Popen([sys.executable, "-c", self._CODE, str(share)])
+        self.pid = self._proc.pid
+
+    def stop(self) -> None:
+        self._proc.kill()
+        self._proc.wait()
+
+
 # -- the peer: signalwire 2.1.1 in the compat suite's venv (one builder for both) ---------------
 peer_python = installed_python
 ensure_peer_python = ensure_venv

@@ -5,10 +5,11 @@
 For each N, calls start at ``--rate`` per second (N/10 by default), so all N are up together
 for several seconds (the ``peak`` column says how many were). A RelayServer with SIP on
 loopback runs in this process, the IVR (our SDK) in its own process, and SIPp plays
-``tests/sip/data/uac_bench_pin.xml``: answer, hold ``--hold`` seconds while the prompt plays
-and RTP flows both ways, press 4 2 7 # as RFC 2833 events, wait for the IVR's BYE. One extra
-probe call, placed by this script, receives the IVR's audio on a socket with kernel receive
-timestamps (SO_TIMESTAMPNS), so pacing is measured as a phone sees it.
+``tests/sip/data/uac_bench_rtp.xml``: offer PCMA, answer, hold ``--hold`` seconds while the
+prompt plays to it and it sends 7 s of G.711 A-law speech in 20 ms packets (a pcap this script
+writes, :func:`write_caller_pcap`), press 4 2 7 # as RFC 2833 events, wait for the IVR's BYE.
+One extra probe call, placed by this script, receives the IVR's audio on a socket with kernel
+receive timestamps (SO_TIMESTAMPNS), so pacing is measured as a phone sees it.
 
 Printed per N: SIPp successful/failed calls, prompts that returned 427, the media clock's
 lateness (p50/p99/max per 20 ms tick, ticks later than one frame), server CPU (share of one
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import multiprocessing as mp
 import os
 import re
@@ -39,13 +41,50 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import SystemCpu, cpu_seconds  # noqa: E402
 from relaykit import RelayServer  # noqa: E402
 
-SCENARIO = ROOT / "tests" / "sip" / "data" / "uac_bench_pin.xml"
+SCENARIO = ROOT / "tests" / "sip" / "data" / "uac_bench_rtp.xml"
 PROJECT, TOKEN = "bench", "bench-token"
 IVR_NUMBER, PROBE_NUMBER = "+15559870000", "+15550000000"
 LOOPBACK = "127.0.0.1"
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python has no constant for it
+
+
+CALLER_PCAP = "caller_pcma_20ms.pcap"  # the scenario plays it from SIPp's working directory
+CALLER_TEXT = "Hello, I would like to check the balance of my account, please. " * 2
+
+
+def write_caller_pcap(path: Path, seconds: float = 7.0) -> None:
+    """A pcap of RTP packets (PCMA, 20 ms each, 50 per second) carrying espeak-ng speech, for
+    SIPp's play_pcap_audio (which takes the payloads and their timing)."""
+    import numpy as np
+
+    from relaykit.media.tts import EspeakTts
+    from relaykit.sip.g711 import alaw_encode
+    from relaykit.sip.resample import HISTORY, downsample2
+
+    speech = EspeakTts().synthesize(CALLER_TEXT)
+    speech = np.resize(speech, round(seconds * 16000) // 320 * 320)
+    narrow, _ = downsample2(speech.reshape(1, -1), np.zeros((1, HISTORY), dtype=np.float32))
+    codes = alaw_encode(narrow.reshape(-1)).tobytes()
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    for n in range(len(codes) // 160):
+        rtp = struct.pack("!BBHII", 0x80, 8, n & 0xFFFF, n * 160, 0x1234ABCD)
+        rtp += codes[n * 160 : (n + 1) * 160]
+        udp = struct.pack("!HHHH", 6000, 6000, 8 + len(rtp), 0) + rtp
+        loopback = bytes([127, 0, 0, 1])
+        header = (0x45, 0, 20 + len(udp), n & 0xFFFF, 0, 64, 17, 0, loopback, loopback)
+        ip = bytearray(struct.pack("!BBHHHBBH4s4s", *header))
+        words = struct.unpack("!10H", ip)
+        total = sum(words)
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        ip[10:12] = struct.pack("!H", ~total & 0xFFFF)
+        frame = b"\x00" * 12 + b"\x08\x00" + bytes(ip) + udp  # Ethernet: IPv4
+        sec, usec = divmod(n * 20_000, 1_000_000)
+        out += struct.pack("<IIII", sec, usec, len(frame), len(frame)) + frame
+    path.write_bytes(bytes(out))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -211,6 +250,7 @@ async def run_once(n: int, hold: float, rate: float) -> dict[str, object]:
         sip_routes={IVR_NUMBER: "office", PROBE_NUMBER: "probe"},
         max_request_rate=5000,
         max_request_burst=10000,
+        hold_gc=True,  # the server owns this process, as under `relaykit serve`
     )
     await server.start()
     ctx = mp.get_context("spawn")
@@ -228,16 +268,25 @@ async def run_once(n: int, hold: float, rate: float) -> dict[str, object]:
         server.lateness.clear()
         server.late_frames = 0
         peak = 0
+        timeline: list[tuple[float, int, int, float]] = []  # (s, calls up, late ticks, cpu s)
+        start = time.monotonic()
 
         async def sample() -> None:
             nonlocal peak
             while True:
                 peak = max(peak, len(server.calls) - 1)  # minus the probe
+                now = round(time.monotonic() - start, 1)
+                if not timeline or now - timeline[-1][0] >= 1.0:
+                    up = len(server.calls) - 1
+                    timeline.append((now, up, server.late_frames, time.process_time()))
                 await asyncio.sleep(0.1)
 
         sampler = asyncio.create_task(sample())
         cpu0, wall0 = time.process_time(), time.monotonic()
+        machine = SystemCpu()
+        ivr_cpu0 = cpu_seconds(ivr.pid)
         with tempfile.TemporaryDirectory() as tmp:
+            write_caller_pcap(Path(tmp) / CALLER_PCAP)
             proc = await asyncio.create_subprocess_exec(
                 sipp, f"{LOOPBACK}:{server.sip.port}", "-sf", str(SCENARIO),
                 "-s", IVR_NUMBER, "-i", LOOPBACK, "-mi", LOOPBACK,
@@ -246,10 +295,23 @@ async def run_once(n: int, hold: float, rate: float) -> dict[str, object]:
                 "-max_socket", str(n + 100), "-trace_stat", "-fd", "1",
                 cwd=tmp, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             )  # fmt: skip
+            sipp_cpu = 0.0
+
+            async def sipp_usage() -> None:
+                nonlocal sipp_cpu
+                while proc.returncode is None:
+                    with contextlib.suppress(OSError):
+                        sipp_cpu = cpu_seconds(proc.pid)
+                    await asyncio.sleep(0.5)
+
+            watcher = asyncio.create_task(sipp_usage())
             out, _ = await proc.communicate()
+            watcher.cancel()
         sampler.cancel()
         cpu = time.process_time() - cpu0
         wall = time.monotonic() - wall0
+        busy = machine.cores_busy()
+        ivr_cpu = cpu_seconds(ivr.pid) - ivr_cpu0
         text = out.decode(errors="replace")
         ok = re.findall(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", text)
         failed = re.findall(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", text)
@@ -272,7 +334,11 @@ async def run_once(n: int, hold: float, rate: float) -> dict[str, object]:
             "lateness_p99": percentile(lateness, 99),
             "lateness_max": max(lateness) if lateness else float("nan"),
             "cpu_share": cpu / wall,
+            "ivr_cpu_share": ivr_cpu / wall,
+            "sipp_cpu_share": sipp_cpu / wall,
+            "other_cpu_share": max(0.0, busy - (cpu + ivr_cpu + sipp_cpu) / wall),
             "pacing": probe.pacing(),
+            "timeline": timeline,
             "sipp_rc": proc.returncode,
         }
     finally:
@@ -289,15 +355,24 @@ def main() -> None:
     parser.add_argument(
         "--rate", type=float, default=None, help="new calls per second (default: N/10)"
     )
+    parser.add_argument("--json", type=Path, help="also write every row's figures here")
+    parser.add_argument(
+        "--uvloop", action="store_true", help="run the server's event loop on uvloop"
+    )
     args = parser.parse_args()
+    rows = []
     print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}  hold: {args.hold:g}s")
     header = (
         f"{'calls':>5} {'peak':>5} {'sipp ok/fail':>12} {'427s':>5} {'late/ticks':>12} "
         f"{'lateness ms p50/p99/max':>24} {'cpu':>5} {'pacing dev ms p50/p99/max':>26} "
-        f"{'jitter ms':>9} {'held':>5}"
+        f"{'jitter ms':>9} {'held':>5} {'sipp cpu':>8} {'other':>6}"
     )
     print(header)
     for n in args.calls:
+        if args.uvloop:
+            import uvloop  # not a relaykit dependency: installed for the measurement
+
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         r = asyncio.run(run_once(n, args.hold, args.rate or max(10.0, n / 10)))
         p = r["pacing"] or {}
         held = (
@@ -313,11 +388,15 @@ def main() -> None:
             f"{r['cpu_share']:>5.0%} "
             f"{p.get('p50', float('nan')):>8.2f}/{p.get('p99', float('nan')):>6.2f}/"
             f"{p.get('max', float('nan')):>8.1f} {p.get('rfc3550_ms', float('nan')):>9.2f} "
-            f"{'yes' if held else 'NO':>5}",
+            f"{'yes' if held else 'NO':>5} "
+            f"{r['sipp_cpu_share']:>8.0%} {r['other_cpu_share']:>6.0%}",
             flush=True,
         )
         if r["other_results"]:
             print(f"      prompts that did not return 427: {r['other_results']}", flush=True)
+        rows.append({**r, "held": held, "uvloop": args.uvloop})
+    if args.json:
+        args.json.write_text(json.dumps(rows))
 
 
 if __name__ == "__main__":

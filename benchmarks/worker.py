@@ -37,6 +37,7 @@ from benchmarks._common import (
     PROJECT,
     TOKEN,
     App,
+    Burner,
     SystemCpu,
     ms,
     peer_python,
@@ -46,7 +47,7 @@ from benchmarks._common import (
     tree_peak_rss_kib,
 )
 from relaykit import RelayServer
-from relaykit.calls import TranscriptEntry
+from relaykit.calls import CallEvent, MediaStarted, TranscriptEntry
 from relaykit.media.dtmf import generate_dtmf
 from relaykit.media.engine import KeyDetected, PlaybackEvent
 from relaykit.media.frames import FRAME_SECONDS, SAMPLES_PER_FRAME
@@ -74,6 +75,7 @@ def server_options(record_calls: bool) -> dict[str, Any]:
         "max_outbox": 10**7,
         "max_outbox_bytes": 1 << 40,
         "max_calls_per_session": 10**6,
+        "hold_gc": True,  # a server that owns its process, as `relaykit serve` runs it
     }
     accepted = inspect.signature(RelayServer).parameters
     return {k: v for k, v in wanted.items() if k in accepted}
@@ -148,7 +150,7 @@ class Bench:
     def push(self, caller: VirtualCaller, *chunks: np.ndarray) -> int:
         """Queue audio on the caller's idle line; returns the frame that reads its first sample."""
         media = self.server.calls[caller.call_id].media
-        if media.inbound:
+        if media.inbound_pending:
             raise RuntimeError("push() expects an idle line")
         frame = self.server.engine.frame
         for chunk in chunks:
@@ -166,7 +168,8 @@ def watch_transcript(
         if not future.done() and predicate(entry):
             future.set_result(time.monotonic())
 
-    caller.on_transcript(listener)
+    stop = caller.on_transcript(listener)
+    future.add_done_callback(lambda _: stop())  # watch no longer than needed
     return future
 
 
@@ -202,12 +205,13 @@ def _trimmed(samples: np.ndarray, threshold: int = 200) -> np.ndarray:
 class Window:
     """CPU, wall time and machine load between start() and stop(), for us and the consumer."""
 
-    def __init__(self, bench: Bench, app: App | None) -> None:
-        self.bench, self.app = bench, app
+    def __init__(self, bench: Bench, app: App | None, others: set[int] | None = None) -> None:
+        """``others``: processes of ours that are not the server's (made load)."""
+        self.bench, self.app, self.others = bench, app, others or set()
 
     def start(self) -> None:
         self.t0 = time.monotonic()
-        self.exclude = {self.app.pid} if self.app else set()
+        self.exclude = ({self.app.pid} if self.app else set()) | self.others
         self.cpu0 = tree_cpu_seconds(self.exclude)
         self.app_cpu0 = self.app.cpu_seconds() if self.app else 0.0
         self.system = SystemCpu()
@@ -303,7 +307,8 @@ async def concurrency(spec: dict[str, Any]) -> dict[str, Any]:
         app = await _start_app(bench, "relaykit_ivr.py", kind, "bench", spec.get("experiment"))
         gc.collect()
         rss0 = status_kib("VmRSS")
-        window = Window(bench, app)
+        burner = Burner(spec["load"]) if spec.get("load") else None
+        window = Window(bench, app, {burner.pid} if burner else None)
         window.start()
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -342,6 +347,9 @@ async def concurrency(spec: dict[str, Any]) -> dict[str, Any]:
             if isinstance(r, BaseException):
                 failures.append(repr(r))
         stats = window.stop()
+        if burner is not None:
+            burner.stop()
+            stats["made_load_pct"] = 100 * burner.share
         peak = tree_peak_rss_kib({app.pid})  # with the speech decoding processes, if any
         app_peak = app.peak_rss_kib()
         summary = await _summary(app, want_calls=len(plan))
@@ -569,18 +577,19 @@ async def idle(spec: dict[str, Any]) -> dict[str, Any]:
 # -- 5a: SDK throughput ----------------------------------------------------------------------------
 def _presser(
     server: RelayServer, caller: VirtualCaller, digits: str, keys: dict[str, np.ndarray]
-) -> Callable[[TranscriptEntry], None]:
-    """A caller who keys the next of ``digits`` as soon as each new prompt's TTS starts."""
+) -> Callable[[CallEvent], None]:
+    """A caller who keys the next of ``digits`` as soon as each new prompt's TTS starts (it
+    watches the call's events, not its transcript: no text is made for every event)."""
     count = 0
     media = server.calls[caller.call_id].media
 
-    def on_entry(entry: TranscriptEntry) -> None:
+    def on_event(event: CallEvent) -> None:
         nonlocal count
-        if entry.actor == "ivr" and entry.text.startswith("plays tts"):
+        if isinstance(event, MediaStarted) and event.media == "tts":
             media.push_inbound(keys[digits[count % len(digits)]])
             count += 1
 
-    return on_entry
+    return on_event
 
 
 async def throughput(spec: dict[str, Any]) -> dict[str, Any]:
@@ -607,7 +616,7 @@ async def throughput(spec: dict[str, Any]) -> dict[str, Any]:
                     caller = await server.dial_in(context, timeout=30)
                     k = c % 10
                     digits = "1234567890"[k:] + "1234567890"[:k]
-                    caller.on_transcript(_presser(server, caller, digits, digit_keys))
+                    caller.on_event(_presser(server, caller, digits, digit_keys))
                     callers.append(caller)
                 await asyncio.sleep(1.0)  # warm up
                 window = Window(bench, app)

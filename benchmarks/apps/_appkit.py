@@ -91,6 +91,14 @@ def guarded(handler):
     return wrapper
 
 
+_REPORT_HOOKS = []
+
+
+def on_report(hook):
+    """Run ``hook()`` whenever the benchmark asks for a report (e.g. write a profile)."""
+    _REPORT_HOOKS.append(hook)
+
+
 async def command_loop(stop):
     """Answer the benchmark's stdin commands: ``report`` (summary line), ``exit``."""
     loop = asyncio.get_running_loop()
@@ -102,4 +110,6 @@ async def command_loop(stop):
             await stop()
             return
         if command == "report":
+            for hook in _REPORT_HOOKS:
+                hook()
             emit("summary", **RESULTS.summary())

@@ -91,4 +91,13 @@ class BenchIvr(Consumer):
 
 
 if __name__ == "__main__":
-    BenchIvr(project=PROJECT, token=TOKEN, url=URL, contexts=[CONTEXT]).run()
+    app = BenchIvr(project=PROJECT, token=TOKEN, url=URL, contexts=[CONTEXT])
+    if os.environ.get("BENCH_PROFILE"):  # cProfile stats, written at every report
+        import cProfile
+
+        from _appkit import on_report
+
+        profiler = cProfile.Profile()
+        on_report(lambda: profiler.dump_stats(os.environ["BENCH_PROFILE"]))
+        profiler.enable()
+    app.run()

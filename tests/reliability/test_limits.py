@@ -46,9 +46,9 @@ async def test_outbox_takes_frames_within_its_byte_cap_and_overflows_beyond():
     gate = asyncio.Event()
     overflows: list[int] = []
 
-    async def write(text: str) -> None:
+    async def write(texts: list[str]) -> None:
         await gate.wait()
-        written.append(text)
+        written.extend(texts)
 
     outbox = Outbox(write, max_frames=100, max_bytes=10, on_overflow=lambda: overflows.append(1))
     assert outbox.send("x" * 50)  # nothing waits: taken although larger than the cap
@@ -66,16 +66,19 @@ async def test_outbox_reports_frames_written_in_order_and_never_after_abort():
     reported: list[str] = []
     release = asyncio.Event()
 
-    async def write(text: str) -> None:
-        if text == "b":
+    async def write(texts: list[str]) -> None:
+        if "b" in texts:
             await release.wait()
 
     outbox = Outbox(write, max_frames=10, max_bytes=1000, on_overflow=lambda: None)
-    for text in "abc":
+    outbox.send("a", lambda: reported.append("a"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    for text in "bc":  # queued together: one batch
         outbox.send(text, lambda t=text: reported.append(t))
     for _ in range(20):
         await asyncio.sleep(0)
-    assert reported == ["a"]  # "b" is being written, "c" waits
+    assert reported == ["a"]  # "b" and "c" are being written
     assert outbox.waiting == (2, 2)
     outbox.abort()
     release.set()

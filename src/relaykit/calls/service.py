@@ -182,6 +182,7 @@ class CallService:
         self.receivers: Receivers | None = None
         self.dialers: dict[str, Dialer] = {}
         self._calls: dict[str, Call] = {}
+        self._owned: dict[int, int] = {}  # id(owner) -> its live calls (owned_by in O(1))
         self._dials: dict[asyncio.Task[None], EventSink] = {}  # calling.dial runs, by owner
         self._on_new_call: list[Callable[[Call], None]] = []
         self.calls_present = asyncio.Event()  # set while any call exists (the clock waits on it)
@@ -205,7 +206,15 @@ class CallService:
 
     def owned_by(self, owner: EventSink) -> int:
         """How many live calls ``owner`` holds."""
-        return sum(1 for c in self._calls.values() if c.owner is owner)
+        return self._owned.get(id(owner), 0)
+
+    def _own(self, owner: EventSink | None, change: int) -> None:
+        if owner is not None:
+            held = self._owned.get(id(owner), 0) + change
+            if held:
+                self._owned[id(owner)] = held
+            else:
+                del self._owned[id(owner)]
 
     def on_new_call(self, listener: Callable[[Call], None]) -> Callable[[], None]:
         """Call ``listener(call)`` for every call created from now on (browser phone, tests)."""
@@ -317,6 +326,7 @@ class CallService:
             leg=leg,
         )
         self._calls[call.call_id] = call
+        self._own(owner, 1)
         self.calls_present.set()
         if self.max_call_duration is not None:
             self._deadlines[call.call_id] = asyncio.get_running_loop().call_later(
@@ -662,7 +672,9 @@ class CallService:
         call = self.get(project, call_id)
         if call.state is CallState.ANSWERED:
             return
+        self._own(call.owner, -1)
         call.owner = owner
+        self._own(owner, 1)
         call.move_to(CallState.ANSWERED)
         if call.leg is not None:
             call.leg.answered(call)
@@ -920,7 +932,8 @@ class CallService:
             task.cancel()
         call.move_to(CallState.ENDED)
         self.emit_state(call)
-        self._calls.pop(call.call_id, None)
+        if self._calls.pop(call.call_id, None) is not None:
+            self._own(call.owner, -1)
 
     def _too_long(self, call: Call) -> None:
         self._deadlines.pop(call.call_id, None)

@@ -193,6 +193,7 @@ def serve(
             node_id=node_id or None,
             kamailio_rpc=rpc_address,
             resume_grace=resume_grace,
+            hold_gc=True,  # the server owns this process
         )
     except ValueError as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")

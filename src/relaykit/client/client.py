@@ -41,6 +41,11 @@ DEFAULT_MAX_BACKOFF = 10.0
 DEFAULT_RESUME_TIMEOUT = 30.0
 
 
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 def _url_for(host: str) -> str:
     return host if host.startswith(("ws://", "wss://")) else f"wss://{host}"
 
@@ -347,11 +352,14 @@ class Client:
         if ws is None:
             raise RelayConnectionError("not connected to the RELAY server")
         request_id, text = self._peer.request(method, params)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._replies[request_id] = future
+        # one timer per request rather than wait_for's task around the future
+        timer = loop.call_later(timeout or self.request_timeout, _expire, future)
         try:
             await ws.send(text)
-            return await asyncio.wait_for(future, timeout or self.request_timeout)
+            return await future
         except TimeoutError:
             raise RelayTimeoutError(
                 f"{method} got no reply within {timeout or self.request_timeout:g}s"
@@ -359,12 +367,15 @@ class Client:
         except websockets.exceptions.ConnectionClosed as exc:
             raise RelayConnectionError(f"connection closed: {exc}") from None
         finally:
+            timer.cancel()
             self._replies.pop(request_id, None)
             self._peer.forget(request_id)
             if future.done() and not future.cancelled():
                 future.exception()  # retrieved: a drop may have failed it while we sent
 
     async def _wait_ready(self, timeout: float | None) -> None:
+        if self._ready.is_set():
+            return  # the common case: no wait_for task
         try:
             await asyncio.wait_for(self._ready.wait(), timeout or self.request_timeout)
         except TimeoutError:

@@ -94,6 +94,21 @@ class Collector:
         """A digit or initial timeout is armed (tick() can end the prompt)."""
         return self._digit_deadline is not None or self._initial_deadline is not None
 
+    @property
+    def next_deadline(self) -> float | None:
+        """The call time at which :meth:`tick` may end the prompt; None while no timer is armed.
+
+        The engine keeps it in an array over all calls and ticks a prompt only once it is due.
+        """
+        if self.done:
+            return None
+        digit, initial = self._digit_deadline, self._initial_deadline
+        if initial is not None and self.input_started:
+            initial = None
+        if digit is None:
+            return initial
+        return digit if initial is None else min(digit, initial)
+
     # -- inputs -----------------------------------------------------------------------------
     def media_finished(self, now: float) -> list[CollectOutput]:
         if not self.done and not self.media_done:

@@ -245,6 +245,7 @@ class DtmfDetector:
         self._held = np.zeros(0, dtype=np.int8)  # confirmed key still down, -1 none
         self._miss = np.zeros(0, dtype=np.int32)  # consecutive windows without the held key
         self._noise = np.zeros(0, dtype=np.float32)  # tracked noise floor (AC power)
+        self._hist_zero = np.zeros(0, dtype=bool)  # the kept half frame is digital silence
         self._buffers: dict[str, np.ndarray] = {}
 
     def _build_bases(self) -> tuple[np.ndarray, np.ndarray]:
@@ -317,6 +318,7 @@ class DtmfDetector:
         self._held = grown(self._held, -1)
         self._miss = grown(self._miss, 0)
         self._noise = grown(self._noise, _NOISE_UNSET)
+        self._hist_zero = grown(self._hist_zero, True)
         self._cap = cap
 
     def add_channel(self) -> int:
@@ -350,6 +352,7 @@ class DtmfDetector:
         self._held[ch] = -1
         self._miss[ch] = 0
         self._noise[ch] = _NOISE_UNSET
+        self._hist_zero[ch] = True
 
     @property
     def channel_count(self) -> int:
@@ -376,7 +379,33 @@ class DtmfDetector:
             return []
         if ch.min() < 0 or ch.max() >= self._next_id or not self._in_use[ch].all():
             raise KeyError("process() got a DTMF channel id that is not allocated")
-        return self._update(ch, self._window_keys(ch, x))
+        # Both windows of a channel whose frame and kept half frame are all zeros are digital
+        # silence: no key, and a noise floor at its minimum, exactly what the analysis would
+        # find. Only the other channels are analysed (a silent line costs next to nothing).
+        nonzero = self._nonzero(x)  # (k, words): a word of samples is not all zeros
+        zero = ~nonzero.any(axis=1)
+        silent = zero & self._hist_zero[ch]
+        self._hist_zero[ch] = ~nonzero[:, nonzero.shape[1] // 2 :].any(axis=1)
+        if not silent.any():
+            return self._update(ch, self._window_keys(ch, x))
+        self._noise[ch[silent]] = _NOISE_MIN
+        sound = np.flatnonzero(~silent)
+        keys = np.full((2, k), -1, dtype=np.int8)
+        if sound.size:
+            found = self._window_keys(ch[sound], x[sound])
+            if found is not None:
+                keys[:, sound] = found
+        return self._update(ch, keys)
+
+    @staticmethod
+    def _nonzero(x: np.ndarray) -> np.ndarray:
+        """Which words of each row of ``x`` hold a sample that is not zero: (k, words), a
+        word being four int16 samples (or one sample of another type)."""
+        words = x
+        if x.dtype == np.int16 and x.flags.c_contiguous and x.shape[1] % 8 == 0:
+            words = x.view(np.uint64)  # (halves of a frame stay whole words)
+        nonzero: np.ndarray = words != 0
+        return nonzero
 
     def in_tone(self, channels: np.ndarray) -> np.ndarray:
         """Whether each channel's last frame was part of a key's tone, as a bool array.

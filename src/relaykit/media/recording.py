@@ -1,9 +1,10 @@
 """A call's two-channel recording, streamed to a temporary file so memory stays flat.
 
-Each engine tick appends one frame per channel (a reference, no copy); about a second of
-frames (``flush_frames``) is then interleaved and written to an unnamed temporary file as
-int16 (caller, IVR). The file disappears when the recorder is closed or garbage collected (the call
-and whoever reads it — a virtual caller — are gone), and with the process.
+The engine appends each channel's frames as it gathers them (a block of frames at a time, a
+reference, no copy); about a second of frames (``flush_frames``) is then interleaved and
+written to an unnamed temporary file as int16 (caller, IVR). The file disappears when the
+recorder is closed or garbage collected (the call and whoever reads it — a virtual caller —
+are gone), and with the process.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class CallRecording:
         "_frames",
         "_in",
         "_out",
+        "_pending",
         "flush_frames",
     )
 
@@ -46,6 +48,7 @@ class CallRecording:
         self._in: list[np.ndarray] = []  # frames not written yet
         self._out: list[np.ndarray] = []
         self._frames = 0
+        self._pending = 0  # frames not written yet
         self._bytes = 0  # written and pending
 
     @property
@@ -60,17 +63,19 @@ class CallRecording:
     @property
     def buffered_frames(self) -> int:
         """Frames held in memory, not yet written (fewer than ``flush_frames``)."""
-        return len(self._in)
+        return self._pending
 
     def append(self, caller: np.ndarray, ivr: np.ndarray) -> None:
-        """One frame of each channel (int16, the same length); not modified afterwards."""
+        """Whole frames of each channel (int16, the same length); not modified afterwards."""
         if self._file.closed:
             return
         self._in.append(caller)
         self._out.append(ivr)
+        frames = len(caller) // SAMPLES_PER_FRAME
         self._bytes += 4 * len(caller)
-        self._frames += 1
-        if len(self._in) >= self.flush_frames:
+        self._frames += frames
+        self._pending += frames
+        if self._pending >= self.flush_frames:
             self.flush()
 
     def flush(self) -> None:
@@ -79,6 +84,7 @@ class CallRecording:
         both = np.stack([np.concatenate(self._in), np.concatenate(self._out)], axis=1)
         self._in.clear()
         self._out.clear()
+        self._pending = 0
         self._file.seek(0, os.SEEK_END)
         self._file.write(both.astype("<i2", copy=False).tobytes())
 
@@ -111,4 +117,5 @@ class CallRecording:
         """Delete the file now (reads then return nothing)."""
         self._in.clear()
         self._out.clear()
+        self._pending = 0
         self._finalizer()

@@ -97,6 +97,9 @@ class RelayServer:
         inline_media: load media and recognise speech on the event loop instead of in worker
             threads: deterministic under a fast-forwarding loop clock (tests), but the loop
             waits while they run.
+        hold_gc: keep the garbage collector's full collections from pausing the media clock
+            while calls are up (see :class:`~relaykit.calls.clock.MediaClock`); sets the
+            process's gc thresholds, so for a server that owns its process.
         ping_interval: seconds between the server's own ``blade.ping``s (None: never).
         resume_grace: seconds a session (and its calls) outlives a dropped socket; a client
             that reconnects with its ``sessionid`` in time gets it back, with every event it
@@ -161,6 +164,7 @@ class RelayServer:
         record_calls: bool = True,
         fetch_timeout: float = 10.0,
         inline_media: bool = False,
+        hold_gc: bool = False,
         # Media budgets and what audio URLs may reach
         media_dirs: Sequence[str | Path] = (),
         media_networks: Sequence[str] = (),
@@ -259,6 +263,7 @@ class RelayServer:
             self.call_service.dispatch,
             self.call_service.calls_present,
             inline_media=inline_media,
+            hold_gc=hold_gc,
         )
         # RELAY over WebSocket
         self.logins = Logins(

@@ -33,7 +33,7 @@ from ..protocol.jsonrpc import bounded, valid_id
 from ..testing.caller import Heard, VirtualCaller
 from ..testing.expect import ExpectationError
 from .auth import Logins, TryLater, Visitor
-from .outbox import Outbox
+from .outbox import Outbox, websocket_writer
 
 log = logging.getLogger("relaykit.server")
 
@@ -109,7 +109,7 @@ class _CallerSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._address = str(ws.remote_address[0]) if ws.remote_address else "unknown"
         self._outbox = Outbox(
-            ws.send,
+            websocket_writer(ws),
             max_frames=endpoint.max_outbox,
             max_bytes=endpoint.max_outbox_bytes,
             on_overflow=self._too_slow,

@@ -30,7 +30,7 @@ from ..errors import (
 from ..protocol import Malformed, Peer, ReplyReceived, RequestReceived, blade
 from ..protocol.jsonrpc import Request
 from .auth import TryLater, Visitor
-from .outbox import Outbox
+from .outbox import Outbox, websocket_writer
 from .router import Router
 from .sessions import ServerSession, SessionRegistry, signature
 
@@ -77,7 +77,7 @@ class Connection:
         self.session: ServerSession | None = None
         self.address = str(ws.remote_address[0]) if ws.remote_address else "unknown"
         self.outbox = Outbox(
-            ws.send,
+            websocket_writer(ws),
             max_frames=limits.max_outbox,
             max_bytes=min(limits.max_outbox_bytes, LOGIN_OUTBOX_BYTES),
             on_overflow=self._too_slow,

@@ -10,8 +10,10 @@ Outbound
     (RFC 3551 §4.1 silence suppression).
 
 Inbound
-    Packets go through a per-leg :class:`JitterBuffer`, are decoded, upsampled to 16 kHz (in
-    batches too) and queued with ``CallMedia.push_inbound``; a backlog beyond
+    Packets go through a per-leg :class:`JitterBuffer`; what it releases waits for the next
+    media tick, at whose start (``MediaEngine.on_tick_start``) every leg's frames are decoded
+    with one table lookup per codec and length, upsampled to 16 kHz in one batch, and queued
+    with ``MediaEngine.push_frames``, so the engine reads them as one array. A backlog beyond
     ``max_backlog`` seconds (a sender whose clock runs fast) is dropped. RFC 4733 telephone
     events become keys once two packets of the event agree (:class:`TelephoneEvents`: event
     0-15, one key per event timestamp, junk and lone packets ignored), and the in-band audio
@@ -44,6 +46,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -53,13 +56,14 @@ from ..media.engine import CallMedia, MediaEngine
 from .g711 import Codec
 from .jitter import JitterBuffer, JitterFrame
 from .resample import HISTORY, UP_HISTORY, downsample2, upsample2
-from .rtp import DtmfEvent, RtpPacket, TelephoneEvents, is_rtcp, rtp_header
+from .rtp import DtmfEvent, RtpPacket, TelephoneEvents, is_rtcp
 
 log = logging.getLogger("relaykit.sip.rtp")
 
 SAMPLES_8K = 160  # per 20 ms packet
 _MUTE_TAIL = 320  # samples of audio muted after an RFC 4733 event ends (40 ms)
 _IDLE_FLUSH = 0.06  # seconds without packets before the jitter buffer is emptied
+_PLAIN = struct.Struct("!xBHI")  # a plain RTP header: marker/payload type, sequence, timestamp
 _PROBE_EVERY = 10  # before latching, send one frame in this many (200 ms apart)…
 _PROBES = 25  # …and this many in all (5 s); then nothing until the peer's first packet
 
@@ -147,31 +151,28 @@ class RtpLeg(asyncio.DatagramProtocol):
             self.transport = None
 
     # -- outbound ----------------------------------------------------------------------------
-    def send_payload(self, payload: bytes, index: int) -> None:
-        if self.transport is None or self.remote is None or self.codec is None:
-            return
-        if not self.latched:  # the peer has not shown it receives there: probe only
-            if self.probes >= _PROBES or index % _PROBE_EVERY:
-                return
-            self.probes += 1
-        marker = self._last_index is None or index != self._last_index + 1
-        self._last_index = index
-        ts = self.ts_base + index * SAMPLES_8K
-        packet = rtp_header(self.codec.payload_type, self.sequence, ts, self.ssrc, marker)
-        self.sequence = (self.sequence + 1) & 0xFFFF
-        self.transport.sendto(packet + payload, self.remote)
-        self.sent += 1
+    def _probe(self, index: int) -> bool:
+        """Before latching: whether frame ``index`` goes out (as a probe, see the module)."""
+        if self.probes >= _PROBES or index % _PROBE_EVERY:
+            return False
+        self.probes += 1
+        return True
 
     # -- inbound -----------------------------------------------------------------------------
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if not self.active or is_rtcp(data):
             return
-        try:
-            packet = RtpPacket.parse(data)
-        except ValueError:
-            self.bad_packets += 1
-            return
-        pt = packet.payload_type
+        if len(data) >= 12 and data[0] == 0x80:  # version 2 with no padding, extension, CSRC
+            second, sequence, timestamp = _PLAIN.unpack_from(data)
+            pt, payload = second & 0x7F, data[12:]
+        else:
+            try:
+                packet = RtpPacket.parse(data)
+            except ValueError:
+                self.bad_packets += 1
+                return
+            pt, payload = packet.payload_type, packet.payload
+            sequence, timestamp = packet.sequence_number, packet.timestamp
         assert self.codec is not None
         if pt != self.codec.payload_type and pt != self.telephone_event:
             return  # comfort noise, other codecs: ignored
@@ -181,12 +182,12 @@ class RtpLeg(asyncio.DatagramProtocol):
         self.received += 1
         self.last_rx = self.hub.loop_time()
         if pt == self.codec.payload_type:
-            for frame in self.jitter.add(packet.sequence_number, packet.timestamp, packet.payload):
+            for frame in self.jitter.add(sequence, timestamp, payload):
                 self.hub.queue_in(self, frame)
         else:
-            for frame in self.jitter.skip(packet.sequence_number):
+            for frame in self.jitter.skip(sequence):
                 self.hub.queue_in(self, frame)
-            self._event(packet)
+            self._event(timestamp, payload)
 
     def _heard_from(self, source: tuple[str, int]) -> bool:
         """Whether a valid packet from ``source`` is taken (latching as the module says)."""
@@ -202,16 +203,15 @@ class RtpLeg(asyncio.DatagramProtocol):
         self.latched = True
         return True
 
-    def _event(self, packet: RtpPacket) -> None:
+    def _event(self, ts: int, payload: bytes) -> None:
         try:
-            event = DtmfEvent.parse(packet.payload)
-            key = self._events.feed(packet.timestamp, packet.payload)
+            event = DtmfEvent.parse(payload)
+            key = self._events.feed(ts, payload)
         except ValueError:
             self.bad_packets += 1
             return
         if event.key is None:
             return  # not a DTMF event
-        ts = packet.timestamp
         if ts != self._event_ts:
             self._event_ts = ts
             self._mute_start = ts
@@ -255,10 +255,11 @@ class RtpHub:
         self.max_backlog = max_backlog
         self.legs: set[RtpLeg] = set()
         self._out: list[tuple[RtpLeg, np.ndarray, int]] = []
-        self._in: list[tuple[RtpLeg, np.ndarray]] = []
+        self._in: list[tuple[RtpLeg, JitterFrame, bool]] = []  # (leg, frame, muted)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.batches = 0
+        self._unhook = engine.on_tick_start(self._flush_in)
 
     def loop_time(self) -> float:
         if self._loop is None:
@@ -270,6 +271,7 @@ class RtpHub:
         self._sweeper = asyncio.create_task(self._sweep(), name="relaykit-rtp-sweeper")
 
     async def stop(self) -> None:
+        self._unhook()
         for leg in list(self.legs):
             leg.close()
         if self._sweeper is not None:
@@ -294,58 +296,108 @@ class RtpHub:
 
     def _flush_out(self) -> None:
         batch, self._out = self._out, []
-        batch = [b for b in batch if b[0].active]
+        batch = [
+            b
+            for b in batch
+            if b[0].active and b[0].transport is not None and b[0].remote is not None
+        ]
         if not batch:
             return
         self.batches += 1
         frames = np.stack([frame for _, frame, _ in batch])
         history = np.stack([leg._down for leg, _, _ in batch])
         out, history = downsample2(frames, history)
-        pcmu = np.array([leg.codec.payload_type == 0 for leg, _, _ in batch], dtype=np.bool_)  # type: ignore[union-attr]
-        codes = np.empty(out.shape, dtype=np.uint8)
-        if pcmu.any():
-            codes[pcmu] = batch[int(np.argmax(pcmu))][0].codec.encode(out[pcmu])  # type: ignore[union-attr]
-        if not pcmu.all():
-            first = int(np.argmin(pcmu))
-            codes[~pcmu] = batch[first][0].codec.encode(out[~pcmu])  # type: ignore[union-attr]
-        for i, (leg, _, index) in enumerate(batch):
+        sending: list[int] = []
+        for i, (leg, _, frame_no) in enumerate(batch):
             leg._down = history[i]
-            leg.send_payload(codes[i].tobytes(), index)
+            if leg.latched or leg._probe(frame_no):
+                sending.append(i)
+        if len(sending) < len(batch):
+            if not sending:
+                return
+            batch = [batch[i] for i in sending]
+            out = out[sending]
+        k = len(batch)
+        legs = [leg for leg, _, _ in batch]
+        codecs = [leg.codec for leg in legs]
+        pt = np.fromiter((c.payload_type for c in codecs), np.uint8, k)  # type: ignore[union-attr]
+        packets = np.empty((k, 12 + out.shape[1]), dtype=np.uint8)
+        for code in np.unique(pt).tolist():
+            rows = np.flatnonzero(pt == code)
+            codec = codecs[int(rows[0])]
+            assert codec is not None
+            packets[rows, 12:] = codec.encode(out[rows])
+        # the 12-byte headers (RFC 3550 §5.1), every packet's at once
+        index = np.fromiter((i for _, _, i in batch), np.int64, k)
+        last = np.fromiter(
+            (-2 if g._last_index is None else g._last_index for g in legs), np.int64, k
+        )
+        sequence = np.fromiter((g.sequence for g in legs), np.int64, k)
+        ts_base = np.fromiter((g.ts_base for g in legs), np.int64, k)
+        ssrc = np.fromiter((g.ssrc for g in legs), np.int64, k)
+        packets[:, 0] = 0x80
+        packets[:, 1] = pt | ((index != last + 1) << 7).astype(np.uint8)  # marker: a new talkspurt
+        packets[:, 2:4] = (sequence & 0xFFFF).astype(">u2").view(np.uint8).reshape(k, 2)
+        stamp = (ts_base + index * SAMPLES_8K) & 0xFFFFFFFF
+        packets[:, 4:8] = stamp.astype(">u4").view(np.uint8).reshape(k, 4)
+        packets[:, 8:12] = ssrc.astype(">u4").view(np.uint8).reshape(k, 4)
+        data = packets.tobytes()
+        size = packets.shape[1]
+        for i, leg in enumerate(legs):
+            leg._last_index = int(index[i])
+            leg.sequence = (leg.sequence + 1) & 0xFFFF
+            leg.sent += 1
+            leg.transport.sendto(data[i * size : (i + 1) * size], leg.remote)  # type: ignore[union-attr]
 
     # -- inbound -----------------------------------------------------------------------------
     def queue_in(self, leg: RtpLeg, frame: JitterFrame) -> None:
-        assert leg.codec is not None
-        if frame.payload is None or leg.muted(frame):
-            samples = np.zeros(frame.samples, dtype=np.int16)
-        else:
-            samples = leg.codec.decode(frame.payload)
-        if not self._in:
-            asyncio.get_running_loop().call_soon(self._flush_in)
-        self._in.append((leg, samples))
+        """A frame released by ``leg``'s jitter buffer: decoded at the next tick's start."""
+        self._in.append((leg, frame, frame.payload is None or leg.muted(frame)))
 
     def _flush_in(self) -> None:
         batch, self._in = self._in, []
-        by_length: dict[int, list[tuple[RtpLeg, np.ndarray]]] = {}
-        for leg, samples in batch:
-            if leg.active and len(samples):
-                by_length.setdefault(len(samples), []).append((leg, samples))
-        for group in by_length.values():
-            # one stream may have several chunks in a batch: keep their order
-            while group:
+        by_kind: dict[tuple[int, int], list[tuple[RtpLeg, JitterFrame, bool]]] = {}
+        for leg, frame, silent in batch:
+            if leg.active and leg.codec is not None and frame.samples:
+                key = (leg.codec.payload_type, frame.samples)
+                by_kind.setdefault(key, []).append((leg, frame, silent))
+        for (_, size), group in by_kind.items():
+            samples = self._decode(group, size)
+            # one stream may have several frames in a batch: upsample them in order
+            rows = list(range(len(group)))
+            while rows:
                 seen: set[int] = set()
-                now_rows: list[tuple[RtpLeg, np.ndarray]] = []
-                later: list[tuple[RtpLeg, np.ndarray]] = []
-                for item in group:
-                    (later if id(item[0]) in seen else now_rows).append(item)
-                    seen.add(id(item[0]))
-                self._upsample(now_rows)
-                group = later
+                now_rows: list[int] = []
+                later: list[int] = []
+                for i in rows:
+                    (later if id(group[i][0]) in seen else now_rows).append(i)
+                    seen.add(id(group[i][0]))
+                self._upsample([group[i][0] for i in now_rows], samples[now_rows])
+                rows = later
 
-    def _upsample(self, rows: list[tuple[RtpLeg, np.ndarray]]) -> None:
-        chunks = np.stack([samples for _, samples in rows])
-        history = np.stack([leg._up for leg, _ in rows])
+    @staticmethod
+    def _decode(group: list[tuple[RtpLeg, JitterFrame, bool]], size: int) -> np.ndarray:
+        """The group's frames (one codec, ``size`` samples each) as int16 rows; lost, muted or
+        malformed frames are silence."""
+        samples = np.zeros((len(group), size), dtype=np.int16)
+        heard = [
+            i
+            for i, (_, frame, silent) in enumerate(group)
+            if not silent and frame.payload is not None and len(frame.payload) == size
+        ]
+        if heard:
+            codec = group[heard[0]][0].codec
+            assert codec is not None
+            payloads = b"".join(group[i][1].payload or b"" for i in heard)
+            samples[heard] = codec.decode(payloads).reshape(len(heard), size)
+        return samples
+
+    def _upsample(self, legs: list[RtpLeg], chunks: np.ndarray) -> None:
+        history = np.stack([leg._up for leg in legs])
         out, history = upsample2(chunks, history)
-        for i, (leg, _) in enumerate(rows):
+        keep: list[int] = []
+        medias: list[CallMedia] = []
+        for i, leg in enumerate(legs):
             leg._up = history[i]
             media = leg.media
             if media is None:
@@ -353,4 +405,7 @@ class RtpHub:
             if media.inbound_pending > self.max_backlog:
                 leg.dropped_backlog += 1
                 continue
-            media.push_inbound(out[i])
+            keep.append(i)
+            medias.append(media)
+        if medias:
+            self.engine.push_frames(medias, out if len(keep) == len(legs) else out[keep])
