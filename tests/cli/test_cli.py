@@ -17,7 +17,7 @@ README = Path(__file__).parents[2] / "README.md"
 def _readme_demo_transcript() -> list[str]:
     """The transcript lines the README shows for ``relaykit demo``, without their times."""
     quick_start = README.read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    block = quick_start.split("```\n   0.00s", 1)[1].split("```", 1)[0]
+    block = quick_start.split("```text\n   0.00s", 1)[1].split("```", 1)[0]
     lines = re.findall(r"^\s*[\d.]+s\s+(\w+\s+.+)$", "   0.00s" + block, flags=re.M)
     return [" ".join(line.split()) for line in lines]
 

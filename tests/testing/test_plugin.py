@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).parents[2] / "README.md"
+TESTING_GUIDE = Path(__file__).parents[2] / "docs" / "guides" / "testing.md"
 PIN_IVR = Path(__file__).parents[2] / "examples" / "pin_ivr" / "pin_ivr.py"
 INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
 
 
-def readme_example() -> str:
-    """The complete test file of the README's pytest section (its first Python block)."""
-    section = README.read_text().split("## Test your IVR with pytest", 1)[1]
+def guide_example() -> str:
+    """The complete test file of the testing guide's "A first test" (its first Python block;
+    the README's pytest section before the docs site)."""
+    section = TESTING_GUIDE.read_text().split("## A first test", 1)[1]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert blocks, "the README section has no python example"
+    assert blocks, "the guide's first section has no python example"
     return blocks[0]
 
 
@@ -28,17 +29,18 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-def test_the_readme_example_passes_as_copied(pytester):
-    """The README's example, pasted into a project with no pytest configuration, passes."""
-    pytester.makepyfile(test_readme=readme_example())
+def test_the_guide_example_passes_as_copied(pytester):
+    """The testing guide's example, pasted into a project with no pytest configuration,
+    passes."""
+    pytester.makepyfile(test_readme=guide_example())
     result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*caller  presses 427#*", "*ivr  detects key 4*"])
 
 
-def test_the_readme_example_passes_on_the_fast_clock(project):
+def test_the_guide_example_passes_on_the_fast_clock(project):
     """The same example passes with --relaykit-fast, and the header says which clock ran."""
-    project.makepyfile(test_readme=readme_example())
+    project.makepyfile(test_readme=guide_example())
     result = project.runpytest("--relaykit-fast")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["relaykit: loop clock fast-forwarding (looptime)*"])

@@ -59,7 +59,8 @@ class MediaLoader:
         workers: threads that synthesise and decode, shared by all projects.
         inline: synthesise and decode on the event loop (deterministic tests); budgets still
             apply.
-        cache_bytes, cache_seconds: decoded audio kept per (project, URL).
+        cache_bytes: bytes of decoded audio kept per (project, URL).
+        cache_seconds: seconds decoded audio is kept per (project, URL).
     """
 
     def __init__(

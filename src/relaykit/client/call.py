@@ -442,7 +442,9 @@ class Call:
             partial_results: deliver interim results (``PromptAction.partials``).
             send_start_of_input: send an event as soon as input starts.
             barge_in: stop the media when input starts (relaykit extension; default true).
-            language, gender, duration: media options; ignored here, as in the v2 SDK.
+            language: media option; ignored here, as in the v2 SDK.
+            gender: media option; ignored here, as in the v2 SDK.
+            duration: media option; ignored here, as in the v2 SDK.
 
         An option left at None is not sent, so the server's default applies. ``digits_*``
         options need prompt_type "digits" or "both", the speech ones "speech" or "both";
@@ -838,7 +840,8 @@ class Call:
             tries: how many times to prompt in all.
             invalid: text or media played after a failed try (refused input, no input, no
                 match) when another try follows.
-            The other options are :meth:`prompt`'s.
+
+        The other options are :meth:`prompt`'s.
 
         Returns an :class:`AskResult`: successful with the valid input, or unsuccessful after
         the last try (``no_match`` with reason ``min_digits``/``invalid`` for refused input).

@@ -54,7 +54,8 @@ class Client:
     """Connects to a RELAY server and keeps the connection (and its contexts) alive.
 
     Args:
-        project, token: credentials sent in ``blade.connect``.
+        project: the project id sent in ``blade.connect``.
+        token: the project's token sent in ``blade.connect``.
         host: ``ws://…``/``wss://…`` URL, or a bare host (``wss://`` is added), as in v2.
         request_timeout: seconds to wait for any reply.
         ping_interval: seconds between keepalive pings.

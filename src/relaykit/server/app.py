@@ -87,10 +87,11 @@ class RelayServer:
             ``audio`` URLs may reach; loopback, private, link-local and reserved addresses are
             refused otherwise.
         max_audio_bytes: largest ``audio`` file fetched.
-        media_bytes, media_cpu_burst, media_cpu_per_second, media_fetches: each project's
-            media budget (see :class:`relaykit.calls.budget.MediaLimits`): audio it may hold,
-            CPU seconds of synthesis and decoding (burst, refill per second), downloads at
-            once.
+        media_bytes: each project's media budget (see
+            :class:`relaykit.calls.budget.MediaLimits`): bytes of audio it may hold.
+        media_cpu_burst: CPU seconds of synthesis and decoding a project may spend at once.
+        media_cpu_per_second: CPU seconds per second that refill ``media_cpu_burst``.
+        media_fetches: ``audio`` downloads of a project at once.
         max_call_duration: seconds after which a call ends with reason ``maxDuration``
             (None: never).
         inline_media: load media and recognise speech on the event loop instead of in worker
@@ -106,23 +107,27 @@ class RelayServer:
         login_timeout: seconds a new connection has to send its credentials (then close 1008).
         max_message_size: largest WebSocket frame accepted, in bytes (larger: close 1009);
             64 KiB until the client has logged in.
-        max_request_rate, max_request_burst: requests per second per connection (token bucket);
-            beyond, requests are refused with a "too many requests" error.
-        max_outbox, max_outbox_bytes: frames, and bytes, queued to a client that does not read
-            before it is disconnected (close 1008); 64 KiB until it has logged in.
-        max_backlog, max_backlog_bytes: events, and bytes, kept for a session whose client is
-            away (oldest dropped beyond); keep them within the outbox's limits, which a resumed
-            session's backlog must fit.
-        max_unauthenticated, max_unauthenticated_per_address: connections not logged in, in all
-            and per remote address; beyond, the oldest silent one is closed (1013), or the new
-            one if all are logging in.
+        max_request_rate: requests per second per connection (token bucket); beyond, requests
+            are refused with a "too many requests" error.
+        max_request_burst: the token bucket's size for ``max_request_rate``.
+        max_outbox: frames queued to a client that does not read before it is disconnected
+            (close 1008).
+        max_outbox_bytes: bytes queued likewise; 64 KiB until the client has logged in.
+        max_backlog: events kept for a session whose client is away (oldest dropped beyond);
+            keep it within the outbox's limits, which a resumed session's backlog must fit.
+        max_backlog_bytes: bytes of events kept likewise.
+        max_unauthenticated: connections not logged in, in all; beyond, the oldest silent one
+            is closed (1013), or the new one if all are logging in.
+        max_unauthenticated_per_address: the same, per remote address.
         max_login_attempts_per_address: failed logins of one address waiting for their
             (throttled) answer; beyond, new attempts are refused unread (close 1013).
         max_sessions_per_project: sessions with a connection, per project; sessions waiting to
             be resumed do not count, they have their own cap,
             ``max_detached_sessions_per_project`` (beyond, the oldest ends).
-        max_calls_per_session, max_contexts_per_session, max_components_per_call: caps that
-            keep one client from exhausting the server; each refusal names the limit.
+        max_calls_per_session: calls of one session; caps like this keep one client from
+            exhausting the server, and each refusal names its limit.
+        max_contexts_per_session: contexts one session may receive calls for.
+        max_components_per_call: plays, prompts, recordings… running at once on one call.
         sip: ``(host, port)`` to answer SIP phones on (UDP; port 0 picks one, read it back
             from ``server.sip.port``); None: no SIP. See :mod:`relaykit.sip.gateway`.
         sip_routes: dialled number (or ``*``) → context for inbound SIP calls.

@@ -85,7 +85,9 @@ class VirtualCallees:
         numbers: number → behaviour (``"answer"``, ``"busy"``, ``"decline"``, ``"ring"``,
             ``"error"``) or a :class:`Callee`; ``"*"`` covers every other number. A number
             the table does not cover fails with ``error``.
-        tts, recognizer, inline: as for :class:`~relaykit.testing.caller.VirtualCaller`.
+        tts: as for :class:`~relaykit.testing.caller.VirtualCaller`.
+        recognizer: as for :class:`~relaykit.testing.caller.VirtualCaller`.
+        inline: as for :class:`~relaykit.testing.caller.VirtualCaller`.
     """
 
     def __init__(

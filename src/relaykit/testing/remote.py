@@ -68,7 +68,8 @@ class RemoteCaller:
 
     Args:
         url: the server's RELAY URL (``ws://127.0.0.1:8080``); ``/caller`` is added.
-        project, token: credentials of the project whose context will be called.
+        project: the project whose context will be called.
+        token: that project's token.
         on_transcript: called with each :class:`TranscriptEntry` as the call goes on.
         open_timeout: seconds to connect and authenticate.
 
