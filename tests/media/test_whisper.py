@@ -67,7 +67,8 @@ def test_whisper_transcribes_an_open_sentence(
     assert result is not None
     heard, said = set(result.text.split()), set(normalize_text(sentence).split())
     # Most words, not all: tiny.en's int8 kernels differ by CPU, so a word or two may change
-    # between machines ("someone" → "somewhere", "bill" → "meal"); a failed transcription hears none.
+    # between machines ("someone" → "somewhere", "bill" → "meal"); a failed transcription
+    # hears none.
     assert len(heard & said) >= 2 * len(said) // 3, result.text
     assert 0.0 <= result.confidence <= 100.0
 
