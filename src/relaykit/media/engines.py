@@ -7,7 +7,9 @@ itself when it decodes in threads) and picks one per utterance:
   no match; no hints: the default IVR grammar, else pocketsphinx's open-vocabulary n-gram);
 * ``"whisper"``: a free transcript (the optional ``relaykit[whisper]`` extra);
 * ``"auto"`` (the default): pocketsphinx when the prompt has hints, Whisper when it has none
-  and the extra is installed, pocketsphinx otherwise.
+  and the extra is installed, pocketsphinx otherwise. A digit hint's answer that pocketsphinx
+  is not sure of (confidence under :data:`SECOND_OPINION_BELOW`) is heard again by Whisper,
+  restricted to digits, when the extra is installed (see :class:`DigitSecondOpinion`).
 
 :class:`SpeechConfig` says which engines and models a server uses; it is plain data, handed to
 the worker processes as JSON. ``models`` maps a language tag to a pocketsphinx model directory
@@ -17,16 +19,25 @@ the bundled tiny.en by another CTranslate2 Whisper directory, for ``whisper_lang
 
 from __future__ import annotations
 
-__all__ = ["ENGINES", "SpeechConfig", "SpeechEngines"]
+__all__ = ["ENGINES", "SECOND_OPINION_BELOW", "DigitSecondOpinion", "SpeechConfig", "SpeechEngines"]
 
+import functools
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from relaykit.errors import MediaError, UnsupportedLanguageError
-from relaykit.media.asr import PocketsphinxModel, PocketsphinxRecognizer, Utterance
+from relaykit.media.asr import (
+    PocketsphinxModel,
+    PocketsphinxRecognizer,
+    PocketsphinxUtterance,
+    RecognitionResult,
+    Utterance,
+)
 from relaykit.media.whisper import EXTRA_HINT, WhisperRecognizer, whisper_available
 from relaykit.protocol.calling import SPEECH_ENGINES as ENGINES
 
@@ -126,7 +137,28 @@ class SpeechEngines:
             return self.whisper().open(language=language, hints=hints)
         recognizer = self._pocketsphinx_for(language)
         assert recognizer is not None  # choose() checked
-        return recognizer.open(language=language, hints=hints)
+        utterance = recognizer.open(language=language, hints=hints)
+        digits = utterance.grammar.digits
+        if (
+            hints
+            and digits is not None
+            and engine in (None, "", "auto")
+            and self.config.engine == "auto"
+            and self.whisper_installed
+            and self._whisper_accepts(language)
+        ):
+            second = functools.partial(
+                self.whisper().transcribe,
+                language=_tag(language).split("-")[0],
+                max_digits=digits[1],
+            )
+            return DigitSecondOpinion(
+                utterance,
+                second,
+                min_confidence=recognizer.min_confidence,
+                max_samples=recognizer.max_samples,
+            )
+        return utterance
 
     def whisper(self) -> WhisperRecognizer:
         with self._lock:
@@ -155,3 +187,74 @@ class SpeechEngines:
             wanted in (lang.lower(), lang.lower().split("-")[0])
             for lang in self.config.whisper_languages
         )
+
+
+#: A digit answer from pocketsphinx under this confidence is heard again by Whisper.
+SECOND_OPINION_BELOW = 50.0
+
+
+class DigitSecondOpinion:
+    """A digit-hint utterance: pocketsphinx's grammar first, Whisper when it is unsure.
+
+    pocketsphinx hears "eight" and "six" as "five" and "three" in many voices; Whisper tiny.en,
+    allowed to write nothing but digits, reads them better but costs ~30 times the CPU, so it
+    runs only when pocketsphinx's answer is under :data:`SECOND_OPINION_BELOW` (or none).
+    Whisper's answer then wins if it is a digit string the hints allow; when the two agree the
+    confidence is 1 − (1 − a)(1 − b), the chance that not both are wrong; otherwise
+    pocketsphinx's answer stands.
+    """
+
+    def __init__(
+        self,
+        grammar: PocketsphinxUtterance,
+        second: Callable[[np.ndarray], RecognitionResult | None],
+        *,
+        min_confidence: float,
+        max_samples: int,
+    ) -> None:
+        self._grammar = grammar
+        self._second = second
+        self.min_confidence = min_confidence
+        self._room = max_samples
+        self._chunks: list[np.ndarray] = []
+        self._done = False
+        self._result: RecognitionResult | None = None
+
+    def feed(self, samples: np.ndarray) -> None:
+        self._grammar.feed(samples)  # checks the samples and the state
+        pcm = np.asarray(samples).reshape(-1)[: self._room]
+        if pcm.size:
+            self._chunks.append(pcm.copy())
+            self._room -= pcm.size
+
+    def partial(self) -> str:
+        return self._grammar.partial()
+
+    def finish(self) -> RecognitionResult | None:
+        if not self._done:
+            first = self._grammar.finish()
+            if first is None or first.confidence < SECOND_OPINION_BELOW:
+                audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
+                second = self._second(audio) if audio.size else None
+                if second is not None and first is not None and second.text == first.text:
+                    # two recognisers that err differently agree: both would have to be wrong
+                    doubt = (1 - first.confidence / 100) * (1 - second.confidence / 100)
+                    first = RecognitionResult(first.text, round(100 * (1 - doubt), 1))
+                elif second is not None:
+                    first = second
+            if first is not None and first.confidence < self.min_confidence:
+                first = None
+            self._result = first
+            self.close()
+        return self._result
+
+    def close(self) -> None:
+        self._done = True
+        self._chunks = []
+        self._grammar.close()
+
+    def __enter__(self) -> DigitSecondOpinion:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
