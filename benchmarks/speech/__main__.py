@@ -212,10 +212,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     synthetic = list(dataset.synthetic(voices=voices, noises=noises))
     human = [] if args.no_human else dataset.human()
     print(f"# relaykit speech benchmark{' (quick)' if args.quick else ''}\n")
+    missing = ": skipped" if args.no_human else ": not installed"
     print(
         f"{len(synthetic)} synthetic utterances ({len(voices)} voices × paths 16k, 8k-ulaw × "
         f"noise {', '.join('clean' if n is None else f'{n:g} dB' for n in noises)}), "
-        f"{len(human)} human (pocketsphinx-testdata{'' if human else ': not installed'}); "
+        f"{len(human)} human (pocketsphinx-testdata{'' if human else missing}); "
         f"min_confidence {DEFAULT_MIN_CONFIDENCE:g}\n"
     )
     engines = SpeechEngines(SpeechConfig())
@@ -249,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lat["pocketsphinx (menu)"] = asyncio.run(latency("pocketsphinx", menu, args.processes))
     if "auto" in wanted:
         digits = [i for i in synthetic if i.kind == "digits"]
+        lat["auto (menu)"] = asyncio.run(latency("auto", menu, args.processes))
         lat["auto (digits)"] = asyncio.run(latency("auto", digits, args.processes))
     if "whisper" in wanted:
         lat["whisper (sentences)"] = asyncio.run(latency("whisper", sentences, args.processes))

@@ -15,12 +15,13 @@ import pytest
 
 from relaykit.errors import MediaError, UnsupportedLanguageError
 from relaykit.media.asr import DEFAULT_MIN_CONFIDENCE, PocketsphinxUtterance, RecognitionResult
-from relaykit.media.engines import DigitSecondOpinion, SpeechConfig, SpeechEngines
+from relaykit.media.engines import SecondOpinion, SpeechConfig, SpeechEngines
 from relaykit.media.frames import SAMPLE_RATE
 from relaykit.media.tts import EspeakTts
 from relaykit.media.whisper import (
     TINY_EN_SHA256,
     WhisperRecognizer,
+    WhisperUtterance,
     bundled_model_dir,
     normalize_text,
     verify_model,
@@ -176,6 +177,8 @@ DIGITS_SAID: list[tuple[str, str | None, str | None]] = [
     ("2 4 8 6", "en-GB", "female"),
     ("hello how are you", None, None),
     ("banana", None, None),
+    ("support", "en-GB", "female"),
+    ("weather", None, None),
 ]
 
 
@@ -209,7 +212,7 @@ def test_digit_answers_pocketsphinx_doubts_are_heard_again_by_whisper(
         (telephone(digit_speech["eight six eight six/en-GB"]), "8686"),
         (telephone(digit_speech["2 4 8 6/en-GB"]), "2486"),
     ]
-    assert isinstance(engines.open(hints=("1234",)), DigitSecondOpinion)
+    assert isinstance(engines.open(hints=("1234",)), SecondOpinion)
     heard = [_decode(engines, audio) for audio, _ in cases]
     right = [r is not None and r.text == want for r, (_, want) in zip(heard, cases, strict=True)]
     # one may differ: tiny.en's int8 kernels vary a little from CPU to CPU
@@ -235,9 +238,47 @@ def test_whisper_digit_mode_keeps_to_the_hints_length(
     assert whisper.transcribe(audio, "en", max_digits=3) is None  # more digits than allowed
 
 
-def test_only_auto_digit_prompts_get_a_second_opinion() -> None:
+MENU = ("sales", "support", "billing", "operator", "customer service")
+
+
+@needs_whisper
+def test_a_menu_word_pocketsphinx_doubts_is_confirmed_by_whisper(
+    digit_speech: dict[str, np.ndarray],
+) -> None:
+    """On the telephone path pocketsphinx gives "support" under 50; Whisper's check lifts it."""
+    audio = telephone(digit_speech["support/en-GB"])
+    engines = SpeechEngines(min_confidence=DEFAULT_MIN_CONFIDENCE)
+    grammar_only = engines.open(hints=MENU, engine="pocketsphinx")
+    grammar_only.feed(audio)
+    assert grammar_only.finish() is None
+    checked = engines.open(hints=MENU)
+    assert isinstance(checked, SecondOpinion)
+    checked.feed(audio)
+    result = checked.finish()
+    assert result is not None and result.text == "support"
+    assert result.confidence >= DEFAULT_MIN_CONFIDENCE
+
+
+@needs_whisper
+def test_whisper_turns_down_a_doubtful_menu_guess(digit_speech: dict[str, np.ndarray]) -> None:
+    """ "weather" forced onto the menu: the grammar's guess is doubtful, Whisper's check lower."""
+    engines = SpeechEngines()  # min_confidence 0: every guess comes back with its confidence
+    for audio in (digit_speech["weather/None"], telephone(digit_speech["weather/None"])):
+        guesses = []
+        for engine in ("pocketsphinx", "auto"):
+            utterance = engines.open(hints=MENU, engine=engine)
+            utterance.feed(audio)
+            guesses.append(utterance.finish())
+        grammar, checked = guesses
+        assert grammar is not None and checked is not None
+        assert checked.confidence < grammar.confidence < DEFAULT_MIN_CONFIDENCE
+
+
+@needs_whisper
+def test_only_auto_hinted_prompts_get_a_second_opinion() -> None:
     engines = SpeechEngines()
     assert isinstance(engines.open(hints=("1234",), engine="pocketsphinx"), PocketsphinxUtterance)
-    assert isinstance(engines.open(hints=("sales", "support")), PocketsphinxUtterance)
+    assert isinstance(engines.open(hints=()), WhisperUtterance)
     fixed = SpeechEngines(SpeechConfig(engine="pocketsphinx"))
     assert isinstance(fixed.open(hints=("1234",)), PocketsphinxUtterance)
+    assert isinstance(fixed.open(hints=("sales",)), PocketsphinxUtterance)

@@ -592,13 +592,22 @@ class PocketsphinxRecognizer:
             wanted in (lang.lower(), lang.lower().split("-")[0]) for lang in self.languages
         )
 
-    def open(self, *, language: str = "en-US", hints: Sequence[str] = ()) -> PocketsphinxUtterance:
+    def open(
+        self,
+        *,
+        language: str = "en-US",
+        hints: Sequence[str] = (),
+        min_confidence: float | None = None,
+    ) -> PocketsphinxUtterance:
+        """Start an utterance; ``min_confidence`` replaces the recognizer's for this one."""
         if not self.accepts(language):
             raise UnsupportedLanguageError(language, self.languages)
         if isinstance(hints, str):
             hints = (hints,)
         hints = tuple(str(h) for h in hints)
-        return PocketsphinxUtterance(self, self.grammar(hints), open_vocabulary=not hints)
+        return PocketsphinxUtterance(
+            self, self.grammar(hints), open_vocabulary=not hints, min_confidence=min_confidence
+        )
 
     def grammar(self, hints: Sequence[str] = ()) -> Grammar:
         """The compiled grammar for ``hints`` (cached)."""
@@ -737,9 +746,13 @@ class PocketsphinxUtterance:
         grammar: Grammar,
         *,
         open_vocabulary: bool = False,
+        min_confidence: float | None = None,
     ) -> None:
         self.grammar = grammar
         self.open_vocabulary = open_vocabulary
+        self.min_confidence = (
+            recognizer.min_confidence if min_confidence is None else min_confidence
+        )
         self._rec = recognizer
         self._chunks: list[np.ndarray] = []
         self._n = 0
@@ -794,7 +807,7 @@ class PocketsphinxUtterance:
             if (
                 decoded is not None
                 and decoded.text is not None
-                and decoded.confidence >= self._rec.min_confidence
+                and decoded.confidence >= self.min_confidence
             ):
                 self._result = RecognitionResult(decoded.text, decoded.confidence)
             self.close()
