@@ -19,6 +19,12 @@ Method (:class:`WhisperRecognizer`)
     benchmark (``benchmarks/speech``). Text is lower-cased, punctuation dropped,
     spelled-out digits and digit groups joined ("4, 2, 7" → "427").
 
+    For hinted prompts Whisper is pocketsphinx's second opinion
+    (:class:`~relaykit.media.engines.SecondOpinion`): ``transcribe(max_digits=n)`` may write
+    nothing but digits (all other tokens suppressed) and returns a digit string of at most
+    ``n`` digits or None; ``check_phrase`` scores one hint phrase by forced alignment against
+    Whisper's own transcript of the audio.
+
     CPU: about 0.5 s per utterance on one core (the encoder always sees a 30 s window), so
     Whisper suits open questions and long answers, not menus: hinted prompts go to the
     pocketsphinx grammar. ``partial()`` re-decodes at most once per ``partial_interval``.
