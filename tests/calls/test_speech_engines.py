@@ -85,6 +85,24 @@ async def test_decodes_are_queued_bounded_and_counted() -> None:
         speech.close()
 
 
+@pytest.mark.skipif(not whisper_available(), reason="relaykit[whisper] missing")
+async def test_a_backed_up_queue_skips_whisper_s_second_opinion() -> None:
+    """Six hinted utterances at once on one worker: the grammar alone answers the waiting ones."""
+    speech = SpeechRecognition(processes=1)
+    try:
+        audio = spoken("support")
+        results = await asyncio.gather(
+            *(speech.decode("en-US", HINTS, audio, final=True) for _ in range(6))
+        )
+        assert [text for text, _ in results] == ["support"] * 6
+        skipped = speech.stats()["second_opinions_skipped"]
+        assert skipped >= 4  # all but the first one or two
+        await speech.decode("en-US", HINTS, audio, final=True)  # idle again: not skipped
+        assert speech.stats()["second_opinions_skipped"] == skipped
+    finally:
+        speech.close()
+
+
 async def test_the_config_reaches_the_worker_processes(digits_model: Path) -> None:
     """An own model directory for en-GB decodes in a worker process."""
     speech = SpeechRecognition(

@@ -22,6 +22,7 @@ from relaykit.media.asr import (
     build_grammar,
     calibrate,
     digits_as_text,
+    suppress_noise,
 )
 from relaykit.media.frames import SAMPLE_RATE
 from relaykit.sip.g711 import ulaw_decode, ulaw_encode
@@ -110,6 +111,48 @@ def test_menu_words_are_kept_in_other_voices_and_on_the_telephone(
         result = recognize(recognizer, audio, MENU)
         assert result is not None and result.text == word
         assert result.confidence >= DEFAULT_MIN_CONFIDENCE
+
+
+def with_noise(audio: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
+    """White noise ``snr_db`` under the speech's power, over the whole utterance."""
+    loud = audio.astype(np.float64)
+    power = float(np.mean(loud[np.abs(loud) > 0.05 * np.abs(loud).max()] ** 2))
+    noise = np.random.default_rng(seed).standard_normal(len(audio)) * np.sqrt(
+        power / 10 ** (snr_db / 10)
+    )
+    return np.clip(np.rint(audio + noise), -32768, 32767).astype(np.int16)
+
+
+@pytest.mark.parametrize("path", ["16k", "8k"])
+def test_menu_words_are_heard_through_loud_noise(
+    recognizer: PocketsphinxRecognizer, tts: Speech, path: str
+) -> None:
+    """At 10 dB SNR (noise a third as loud as the voice) menu words still come through."""
+    for word in MENU:
+        audio = spoken(tts, word)
+        audio = with_noise(telephone(audio) if path == "8k" else audio, 10.0)
+        result = recognize(recognizer, audio, MENU)
+        assert result is not None and result.text == word, word
+    for word in ["banana", "pizza", "my name is john"]:
+        assert recognize(recognizer, with_noise(spoken(tts, word), 10.0), MENU) is None, word
+
+
+def test_noise_suppression_quietens_the_pauses_and_keeps_the_speech(tts: Speech) -> None:
+    clean = spoken(tts, "customer service")
+    noisy = with_noise(clean, 10.0)
+    cleaned = suppress_noise(noisy)
+    assert cleaned.dtype == np.int16 and cleaned.shape == noisy.shape
+
+    def power_db(pcm: np.ndarray, part: np.ndarray) -> float:
+        x = pcm.astype(np.float64)[part]
+        return float(10 * np.log10(np.mean(x * x) + 1e-9))
+
+    pause = np.zeros(len(clean), dtype=bool)
+    pause[-SAMPLE_RATE // 2 :] = True  # the trailing silence: noise only
+    speech = np.abs(clean.astype(np.float64)) > 0.05 * np.abs(clean).max()
+    assert power_db(cleaned, pause) < power_db(noisy, pause) - 15  # noise down by > 15 dB
+    assert abs(power_db(cleaned, speech) - power_db(clean, speech)) < 3  # speech kept
+    assert np.array_equal(suppress_noise(noisy[:100]), noisy[:100])  # too short: unchanged
 
 
 def test_the_threshold_is_what_turns_a_weak_guess_into_no_match(tts: Speech) -> None:

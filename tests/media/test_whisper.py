@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from relaykit.errors import MediaError, UnsupportedLanguageError
-from relaykit.media.engines import SpeechConfig, SpeechEngines
+from relaykit.media.asr import DEFAULT_MIN_CONFIDENCE, PocketsphinxUtterance, RecognitionResult
+from relaykit.media.engines import SecondOpinion, SpeechConfig, SpeechEngines
 from relaykit.media.frames import SAMPLE_RATE
 from relaykit.media.tts import EspeakTts
 from relaykit.media.whisper import (
     TINY_EN_SHA256,
     WhisperRecognizer,
+    WhisperUtterance,
     bundled_model_dir,
     normalize_text,
     verify_model,
     whisper_available,
 )
+from tests.media.test_asr_trust import telephone
+from tests.synthetic_speech import synthesize_elsewhere
 
 needs_whisper = pytest.mark.skipif(not whisper_available(), reason="relaykit[whisper] missing")
 
@@ -160,3 +165,119 @@ def test_engines_open_the_chosen_recogniser(tts: EspeakTts) -> None:
     utterance.feed(spoken(tts, "I lost my credit card"))
     result = utterance.finish()
     assert result is not None and "credit card" in result.text
+
+
+# -- digit hints: Whisper's second opinion --------------------------------------------------------
+
+DIGITS_SAID: list[tuple[str, str | None, str | None]] = [
+    ("six eight three five", "en-GB", "female"),
+    ("six eight three five", None, None),
+    ("eight six eight six", "en-GB", "female"),
+    ("2 4 8 6", "en-GB", "female"),
+    ("hello how are you", None, None),
+    ("banana", None, None),
+    ("support", "en-GB", "female"),
+    ("weather", None, None),
+]
+
+
+@pytest.fixture(scope="module")
+def digit_speech() -> dict[str, np.ndarray]:
+    """The utterances above (synthesised in a child process: espeak keeps state), padded."""
+    out = {}
+    for (text, language, _), speech in zip(
+        DIGITS_SAID, synthesize_elsewhere(DIGITS_SAID), strict=True
+    ):
+        lead = np.zeros(round(0.3 * SAMPLE_RATE), dtype=np.int16)
+        out[f"{text}/{language}"] = np.concatenate([lead, speech, np.zeros(SAMPLE_RATE, np.int16)])
+    return out
+
+
+def _decode(engines: SpeechEngines, audio: np.ndarray, **kw: Any) -> RecognitionResult | None:
+    utterance = engines.open(hints=("1234",), **kw)
+    utterance.feed(audio)
+    return utterance.finish()
+
+
+@needs_whisper
+def test_digit_answers_pocketsphinx_doubts_are_heard_again_by_whisper(
+    digit_speech: dict[str, np.ndarray],
+) -> None:
+    """ "six", "eight" are what the grammar mishears; Whisper, held to digits, reads them."""
+    engines = SpeechEngines()
+    cases = [
+        (digit_speech["six eight three five/en-GB"], "6835"),
+        (telephone(digit_speech["six eight three five/None"]), "6835"),
+        (telephone(digit_speech["eight six eight six/en-GB"]), "8686"),
+        (telephone(digit_speech["2 4 8 6/en-GB"]), "2486"),
+    ]
+    assert isinstance(engines.open(hints=("1234",)), SecondOpinion)
+    heard = [_decode(engines, audio) for audio, _ in cases]
+    right = [r is not None and r.text == want for r, (_, want) in zip(heard, cases, strict=True)]
+    # one may differ: tiny.en's int8 kernels vary a little from CPU to CPU
+    assert sum(right) >= 3, heard
+
+
+@needs_whisper
+def test_speech_that_is_not_digits_is_no_match_on_a_digit_prompt(
+    digit_speech: dict[str, np.ndarray],
+) -> None:
+    engines = SpeechEngines(min_confidence=DEFAULT_MIN_CONFIDENCE)
+    for said in ("hello how are you/None", "banana/None"):
+        assert _decode(engines, digit_speech[said]) is None, said
+
+
+@needs_whisper
+def test_whisper_digit_mode_keeps_to_the_hints_length(
+    whisper: WhisperRecognizer, digit_speech: dict[str, np.ndarray]
+) -> None:
+    audio = digit_speech["six eight three five/en-GB"]
+    result = whisper.transcribe(audio, "en", max_digits=4)
+    assert result is not None and result.text.isdigit() and len(result.text) == 4
+    assert whisper.transcribe(audio, "en", max_digits=3) is None  # more digits than allowed
+
+
+MENU = ("sales", "support", "billing", "operator", "customer service")
+
+
+@needs_whisper
+def test_a_menu_word_pocketsphinx_doubts_is_confirmed_by_whisper(
+    digit_speech: dict[str, np.ndarray],
+) -> None:
+    """On the telephone path pocketsphinx gives "support" under 50; Whisper's check lifts it."""
+    audio = telephone(digit_speech["support/en-GB"])
+    engines = SpeechEngines(min_confidence=DEFAULT_MIN_CONFIDENCE)
+    grammar_only = engines.open(hints=MENU, engine="pocketsphinx")
+    grammar_only.feed(audio)
+    assert grammar_only.finish() is None
+    checked = engines.open(hints=MENU)
+    assert isinstance(checked, SecondOpinion)
+    checked.feed(audio)
+    result = checked.finish()
+    assert result is not None and result.text == "support"
+    assert result.confidence >= DEFAULT_MIN_CONFIDENCE
+
+
+@needs_whisper
+def test_whisper_turns_down_a_doubtful_menu_guess(digit_speech: dict[str, np.ndarray]) -> None:
+    """ "weather" forced onto the menu: the grammar's guess is doubtful, Whisper's check lower."""
+    engines = SpeechEngines()  # min_confidence 0: every guess comes back with its confidence
+    for audio in (digit_speech["weather/None"], telephone(digit_speech["weather/None"])):
+        guesses = []
+        for engine in ("pocketsphinx", "auto"):
+            utterance = engines.open(hints=MENU, engine=engine)
+            utterance.feed(audio)
+            guesses.append(utterance.finish())
+        grammar, checked = guesses
+        assert grammar is not None and checked is not None
+        assert checked.confidence < grammar.confidence < DEFAULT_MIN_CONFIDENCE
+
+
+@needs_whisper
+def test_only_auto_hinted_prompts_get_a_second_opinion() -> None:
+    engines = SpeechEngines()
+    assert isinstance(engines.open(hints=("1234",), engine="pocketsphinx"), PocketsphinxUtterance)
+    assert isinstance(engines.open(hints=()), WhisperUtterance)
+    fixed = SpeechEngines(SpeechConfig(engine="pocketsphinx"))
+    assert isinstance(fixed.open(hints=("1234",)), PocketsphinxUtterance)
+    assert isinstance(fixed.open(hints=("sales",)), PocketsphinxUtterance)

@@ -348,6 +348,7 @@ class SpeechStats:
     decode_total: float = 0.0  # time from a worker taking a request to its answer
     decode_max: float = 0.0
     cpu_total: float = 0.0  # CPU the workers report spending on decodes
+    second_opinions_skipped: int = 0  # hinted decodes sent without Whisper: the queue was long
 
     def as_dict(self) -> dict[str, float]:
         out = {k: float(v) for k, v in self.__dict__.items()}
@@ -715,17 +716,41 @@ class SpeechRecognition:
         pcm = np.asarray(audio)
         if pcm.dtype != np.int16:
             raise TypeError(f"expected int16 samples, got {pcm.dtype}")
+        pool = self._workers()
+        engine = engine or "auto"
+        if (
+            final
+            and hints
+            and engine == "auto"
+            and self._shed_second_opinion(pool, language, hints)
+        ):
+            # as many requests waiting as there are workers: Whisper's ~0.5 s second opinion
+            # would hold every answer behind it up, so this one is the grammar's alone
+            engine = "pocketsphinx"
+            pool.stats.second_opinions_skipped += 1
         meta = {
             "type": "decode",
             "language": str(language),
             "hints": [str(h) for h in hints],
             "final": bool(final),
-            "engine": engine or "auto",
+            "engine": engine,
         }
         payload = pcm.astype("<i2", copy=False).tobytes()
         if len(payload) > MAX_PAYLOAD:
             raise MediaError(f"utterance of {len(pcm) / 16000:.0f} s is too long to decode")
-        return await self._workers().submit(meta, payload)
+        return await pool.submit(meta, payload)
+
+    def _shed_second_opinion(
+        self, pool: _WorkerPool, language: str, hints: tuple[str, ...]
+    ) -> bool:
+        """Whether a hinted ``auto`` decode should skip Whisper's second opinion (busy pool)."""
+        engines = self.engines
+        return (
+            engines is not None
+            and engines.whisper_installed
+            and pool.queue.qsize() >= self.processes
+            and engines.choose("auto", language, hints) == "pocketsphinx"
+        )
 
     def prepare(self) -> None:
         """Start the worker processes now (a speech prompt began), not at its first utterance.

@@ -7,7 +7,9 @@ itself when it decodes in threads) and picks one per utterance:
   no match; no hints: the default IVR grammar, else pocketsphinx's open-vocabulary n-gram);
 * ``"whisper"``: a free transcript (the optional ``relaykit[whisper]`` extra);
 * ``"auto"`` (the default): pocketsphinx when the prompt has hints, Whisper when it has none
-  and the extra is installed, pocketsphinx otherwise.
+  and the extra is installed, pocketsphinx otherwise. With the extra, a hinted answer that
+  pocketsphinx is not sure of (confidence under :data:`SECOND_OPINION_BELOW`) gets Whisper's
+  second opinion (see :class:`SecondOpinion`).
 
 :class:`SpeechConfig` says which engines and models a server uses; it is plain data, handed to
 the worker processes as JSON. ``models`` maps a language tag to a pocketsphinx model directory
@@ -17,16 +19,33 @@ the bundled tiny.en by another CTranslate2 Whisper directory, for ``whisper_lang
 
 from __future__ import annotations
 
-__all__ = ["ENGINES", "SpeechConfig", "SpeechEngines"]
+__all__ = [
+    "ENGINES",
+    "SECOND_OPINION_BELOW",
+    "SECOND_OPINION_FROM",
+    "SecondOpinion",
+    "SpeechConfig",
+    "SpeechEngines",
+]
 
+import functools
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from relaykit.errors import MediaError, UnsupportedLanguageError
-from relaykit.media.asr import PocketsphinxModel, PocketsphinxRecognizer, Utterance
+from relaykit.media.asr import (
+    DEFAULT_MIN_CONFIDENCE,
+    PocketsphinxModel,
+    PocketsphinxRecognizer,
+    PocketsphinxUtterance,
+    RecognitionResult,
+    Utterance,
+)
 from relaykit.media.whisper import EXTRA_HINT, WhisperRecognizer, whisper_available
 from relaykit.protocol.calling import SPEECH_ENGINES as ENGINES
 
@@ -126,6 +145,27 @@ class SpeechEngines:
             return self.whisper().open(language=language, hints=hints)
         recognizer = self._pocketsphinx_for(language)
         assert recognizer is not None  # choose() checked
+        if (
+            hints
+            and engine in (None, "", "auto")
+            and self.config.engine == "auto"
+            and self.whisper_installed
+            and self._whisper_accepts(language)
+        ):
+            # every grammar answer, however unsure, goes to the second opinion
+            utterance = recognizer.open(language=language, hints=hints, min_confidence=0.0)
+            whisper = self.whisper()
+            code = _tag(language).split("-")[0]
+            digits = utterance.grammar.digits
+            return SecondOpinion(
+                utterance,
+                phrase=lambda audio, text: whisper.check_phrase(audio, code, text),
+                digits=None
+                if digits is None
+                else functools.partial(whisper.transcribe, language=code, max_digits=digits[1]),
+                min_confidence=recognizer.min_confidence,
+                max_samples=recognizer.max_samples,
+            )
         return recognizer.open(language=language, hints=hints)
 
     def whisper(self) -> WhisperRecognizer:
@@ -155,3 +195,98 @@ class SpeechEngines:
             wanted in (lang.lower(), lang.lower().split("-")[0])
             for lang in self.config.whisper_languages
         )
+
+
+#: A hinted answer from pocketsphinx under this confidence is checked by Whisper …
+SECOND_OPINION_BELOW = 50.0
+#: … when it is at least this sure of it (a phrase; a digit string is heard again from 0).
+SECOND_OPINION_FROM = 20.0
+
+
+class SecondOpinion:
+    """A hinted utterance: pocketsphinx's grammar first, Whisper when it is unsure.
+
+    Whisper costs ~30 times pocketsphinx's CPU, so it runs only on answers under
+    :data:`SECOND_OPINION_BELOW` (or none, on a digit prompt):
+
+    * a phrase (a menu word) that pocketsphinx gave at least :data:`SECOND_OPINION_FROM`:
+      Whisper scores the phrase against what it would write itself (``check_phrase``); the
+      answer takes that confidence if it is 50 or more, else the lower of the two;
+    * a digit string, or nothing, on a digit prompt: pocketsphinx hears "eight" and "six" as
+      "five" and "three" in many voices; Whisper, allowed to write nothing but digits
+      (``digits``), reads them better. Its answer wins if it is a digit string the hints
+      allow; when the two agree the confidence is 1 − (1 − a)(1 − b), the chance that not
+      both are wrong.
+    """
+
+    def __init__(
+        self,
+        grammar: PocketsphinxUtterance,
+        *,
+        phrase: Callable[[np.ndarray, str], RecognitionResult | None],
+        digits: Callable[[np.ndarray], RecognitionResult | None] | None,
+        min_confidence: float,
+        max_samples: int,
+    ) -> None:
+        self._grammar = grammar
+        self._phrase = phrase
+        self._digits = digits
+        self.min_confidence = min_confidence
+        self._room = max_samples
+        self._chunks: list[np.ndarray] = []
+        self._done = False
+        self._result: RecognitionResult | None = None
+
+    def feed(self, samples: np.ndarray) -> None:
+        self._grammar.feed(samples)  # checks the samples and the state
+        pcm = np.asarray(samples).reshape(-1)[: self._room]
+        if pcm.size:
+            self._chunks.append(pcm.copy())
+            self._room -= pcm.size
+
+    def partial(self) -> str:
+        return self._grammar.partial()
+
+    def finish(self) -> RecognitionResult | None:
+        if not self._done:
+            first = self._grammar.finish()
+            if first is None or first.confidence < SECOND_OPINION_BELOW:
+                audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
+                if audio.size:
+                    first = self._judge(audio, first)
+            if first is not None and first.confidence < self.min_confidence:
+                first = None
+            self._result = first
+            self.close()
+        return self._result
+
+    def _judge(
+        self, audio: np.ndarray, first: RecognitionResult | None
+    ) -> RecognitionResult | None:
+        if self._digits is not None and (first is None or first.text.isdigit()):
+            second = self._digits(audio)
+            if second is None:
+                return first
+            if first is not None and second.text == first.text:
+                doubt = (1 - first.confidence / 100) * (1 - second.confidence / 100)
+                return RecognitionResult(first.text, round(100 * (1 - doubt), 1))
+            return second
+        if first is None or first.confidence < SECOND_OPINION_FROM:
+            return first
+        check = self._phrase(audio, first.text)
+        if check is None:
+            return first
+        if check.confidence >= DEFAULT_MIN_CONFIDENCE:
+            return RecognitionResult(first.text, check.confidence)
+        return RecognitionResult(first.text, min(first.confidence, check.confidence))
+
+    def close(self) -> None:
+        self._done = True
+        self._chunks = []
+        self._grammar.close()
+
+    def __enter__(self) -> SecondOpinion:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
