@@ -104,7 +104,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 
@@ -736,7 +736,78 @@ class PocketsphinxRecognizer:
         return _Decoded(words, posterior, coverage, fit, digits_as_text(words), confidence)
 
 
-class PocketsphinxUtterance:
+class BufferedUtterance:
+    """An utterance that buffers its audio and decodes the whole of it on demand.
+
+    Audio beyond ``max_samples`` is dropped; :meth:`partial` decodes again once
+    ``partial_samples`` of new audio arrived; :meth:`finish` keeps the decode only at
+    ``min_confidence`` or above. Subclasses say how a buffer is decoded (:meth:`_guess`).
+    """
+
+    def __init__(self, *, max_samples: int, partial_samples: int, min_confidence: float) -> None:
+        self.min_confidence = min_confidence
+        self._max_samples = max_samples
+        self._partial_samples = partial_samples
+        self._chunks: list[np.ndarray] = []
+        self._n = 0
+        self._partial = ""
+        self._partial_at = 0  # buffer length at the last partial decode
+        self._done = False
+        self._result: RecognitionResult | None = None
+
+    def _guess(self, pcm: np.ndarray) -> RecognitionResult | None:
+        """The decoder's answer for ``pcm`` at any confidence, or None."""
+        raise NotImplementedError
+
+    def feed(self, samples: np.ndarray) -> None:
+        if self._done:
+            raise MediaError("utterance already finished")
+        pcm = np.asarray(samples)
+        if pcm.dtype != np.int16:
+            raise TypeError(f"expected int16 samples, got {pcm.dtype}")
+        room = self._max_samples - self._n
+        if room <= 0 or pcm.size == 0:
+            return
+        pcm = pcm.reshape(-1)[:room].copy()
+        self._chunks.append(pcm)
+        self._n += len(pcm)
+
+    def audio(self) -> np.ndarray:
+        """The samples fed so far (up to ``max_samples``)."""
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        return self._chunks[0] if self._chunks else np.zeros(0, dtype=np.int16)
+
+    def partial(self) -> str:
+        """Best guess so far; re-decodes at most every ``partial_samples`` of new audio."""
+        if self._done:
+            return self._result.text if self._result else ""
+        if self._n - self._partial_at >= self._partial_samples:
+            self._partial_at = self._n
+            guess = self._guess(self.audio())
+            self._partial = guess.text if guess else ""
+        return self._partial
+
+    def finish(self) -> RecognitionResult | None:
+        if not self._done:
+            guess = self._guess(self.audio()) if self._n else None
+            if guess is not None and guess.confidence >= self.min_confidence:
+                self._result = guess
+            self.close()
+        return self._result
+
+    def close(self) -> None:
+        self._done = True
+        self._chunks = []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PocketsphinxUtterance(BufferedUtterance):
     """An utterance of :class:`PocketsphinxRecognizer`: buffers audio, decodes on demand.
 
     With ``open_vocabulary`` (a prompt without hints) the default grammar is tried first and
@@ -752,77 +823,25 @@ class PocketsphinxUtterance:
         open_vocabulary: bool = False,
         min_confidence: float | None = None,
     ) -> None:
+        super().__init__(
+            max_samples=recognizer.max_samples,
+            partial_samples=recognizer.partial_samples,
+            min_confidence=recognizer.min_confidence if min_confidence is None else min_confidence,
+        )
         self.grammar = grammar
         self.open_vocabulary = open_vocabulary
-        self.min_confidence = (
-            recognizer.min_confidence if min_confidence is None else min_confidence
-        )
         self._rec = recognizer
-        self._chunks: list[np.ndarray] = []
-        self._n = 0
-        self._partial = ""
-        self._partial_at = 0  # buffer length at the last partial decode
-        self._done = False
-        self._result: RecognitionResult | None = None
 
-    def feed(self, samples: np.ndarray) -> None:
-        if self._done:
-            raise MediaError("utterance already finished")
-        pcm = np.asarray(samples)
-        if pcm.dtype != np.int16:
-            raise TypeError(f"expected int16 samples, got {pcm.dtype}")
-        room = self._rec.max_samples - self._n
-        if room <= 0 or pcm.size == 0:
-            return
-        pcm = pcm.reshape(-1)[:room].copy()
-        self._chunks.append(pcm)
-        self._n += len(pcm)
-
-    def _buffer(self) -> np.ndarray:
-        if len(self._chunks) > 1:
-            self._chunks = [np.concatenate(self._chunks)]
-        return self._chunks[0] if self._chunks else np.zeros(0, dtype=np.int16)
-
-    def _best(self) -> _Decoded | None:
-        decoded = self._rec._decode(self._buffer(), self.grammar)
+    def _guess(self, pcm: np.ndarray) -> RecognitionResult | None:
+        decoded = self._rec._decode(pcm, self.grammar)
         if (
             self.open_vocabulary
             and decoded is not None
             and (decoded.text is None or decoded.confidence < DEFAULT_MIN_CONFIDENCE)
         ):
-            free = self._rec._decode_open(self._buffer())
+            free = self._rec._decode_open(pcm)
             if free is not None and free.text is not None:
-                return free
-        return decoded
-
-    def partial(self) -> str:
-        """Best guess so far; re-decodes at most every ``partial_interval`` of new audio."""
-        if self._done:
-            return self._result.text if self._result else ""
-        if self._n - self._partial_at >= self._rec.partial_samples:
-            self._partial_at = self._n
-            decoded = self._best()
-            self._partial = (decoded.text or "") if decoded else ""
-        return self._partial
-
-    def finish(self) -> RecognitionResult | None:
-        if not self._done:
-            decoded = self._best() if self._n else None
-            if (
-                decoded is not None
-                and decoded.text is not None
-                and decoded.confidence >= self.min_confidence
-            ):
-                self._result = RecognitionResult(decoded.text, decoded.confidence)
-            self.close()
-        return self._result
-
-    def close(self) -> None:
-        self._done = True
-        self._chunks = []
-
-    def __enter__(self) -> PocketsphinxUtterance:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+                decoded = free
+        if decoded is None or decoded.text is None:
+            return None
+        return RecognitionResult(decoded.text, decoded.confidence)

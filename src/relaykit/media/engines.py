@@ -164,7 +164,6 @@ class SpeechEngines:
                 if digits is None
                 else functools.partial(whisper.transcribe, language=code, max_digits=digits[1]),
                 min_confidence=recognizer.min_confidence,
-                max_samples=recognizer.max_samples,
             )
         return recognizer.open(language=language, hints=hints)
 
@@ -226,34 +225,26 @@ class SecondOpinion:
         phrase: Callable[[np.ndarray, str], RecognitionResult | None],
         digits: Callable[[np.ndarray], RecognitionResult | None] | None,
         min_confidence: float,
-        max_samples: int,
     ) -> None:
         self._grammar = grammar
         self._phrase = phrase
         self._digits = digits
         self.min_confidence = min_confidence
-        self._room = max_samples
-        self._chunks: list[np.ndarray] = []
         self._done = False
         self._result: RecognitionResult | None = None
 
     def feed(self, samples: np.ndarray) -> None:
-        self._grammar.feed(samples)  # checks the samples and the state
-        pcm = np.asarray(samples).reshape(-1)[: self._room]
-        if pcm.size:
-            self._chunks.append(pcm.copy())
-            self._room -= pcm.size
+        self._grammar.feed(samples)
 
     def partial(self) -> str:
         return self._grammar.partial()
 
     def finish(self) -> RecognitionResult | None:
         if not self._done:
+            audio = self._grammar.audio()  # before finish() lets the grammar's buffer go
             first = self._grammar.finish()
-            if first is None or first.confidence < SECOND_OPINION_BELOW:
-                audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
-                if audio.size:
-                    first = self._judge(audio, first)
+            if audio.size and (first is None or first.confidence < SECOND_OPINION_BELOW):
+                first = self._judge(audio, first)
             if first is not None and first.confidence < self.min_confidence:
                 first = None
             self._result = first
@@ -282,7 +273,6 @@ class SecondOpinion:
 
     def close(self) -> None:
         self._done = True
-        self._chunks = []
         self._grammar.close()
 
     def __enter__(self) -> SecondOpinion:

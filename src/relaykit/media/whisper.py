@@ -55,6 +55,7 @@ import numpy as np
 from relaykit.errors import MediaError, UnsupportedLanguageError
 from relaykit.media.asr import (
     DIGIT_WORDS,
+    BufferedUtterance,
     RecognitionResult,
     calibrate,
     suppress_noise,
@@ -342,59 +343,17 @@ class WhisperRecognizer:
         return RecognitionResult(text, calibrate(raw, _DIGIT_CALIBRATION))
 
 
-class WhisperUtterance:
+class WhisperUtterance(BufferedUtterance):
     """An utterance of :class:`WhisperRecognizer`: buffers audio, transcribes on demand."""
 
     def __init__(self, recognizer: WhisperRecognizer, language: str) -> None:
+        super().__init__(
+            max_samples=recognizer.max_samples,
+            partial_samples=recognizer.partial_samples,
+            min_confidence=recognizer.min_confidence,
+        )
         self._rec = recognizer
         self._language = language
-        self._chunks: list[np.ndarray] = []
-        self._n = 0
-        self._partial = ""
-        self._partial_at = 0
-        self._done = False
-        self._result: RecognitionResult | None = None
 
-    def feed(self, samples: np.ndarray) -> None:
-        if self._done:
-            raise MediaError("utterance already finished")
-        pcm = np.asarray(samples)
-        if pcm.dtype != np.int16:
-            raise TypeError(f"expected int16 samples, got {pcm.dtype}")
-        room = self._rec.max_samples - self._n
-        if room <= 0 or pcm.size == 0:
-            return
-        self._chunks.append(pcm.reshape(-1)[:room].copy())
-        self._n += min(room, pcm.size)
-
-    def _buffer(self) -> np.ndarray:
-        if len(self._chunks) > 1:
-            self._chunks = [np.concatenate(self._chunks)]
-        return self._chunks[0] if self._chunks else np.zeros(0, dtype=np.int16)
-
-    def partial(self) -> str:
-        if self._done:
-            return self._result.text if self._result else ""
-        if self._n - self._partial_at >= self._rec.partial_samples:
-            self._partial_at = self._n
-            result = self._rec.transcribe(self._buffer(), self._language)
-            self._partial = result.text if result else ""
-        return self._partial
-
-    def finish(self) -> RecognitionResult | None:
-        if not self._done:
-            result = self._rec.transcribe(self._buffer(), self._language) if self._n else None
-            if result is not None and result.confidence >= self._rec.min_confidence:
-                self._result = result
-            self.close()
-        return self._result
-
-    def close(self) -> None:
-        self._done = True
-        self._chunks = []
-
-    def __enter__(self) -> WhisperUtterance:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _guess(self, pcm: np.ndarray) -> RecognitionResult | None:
+        return self._rec.transcribe(pcm, self._language)
