@@ -25,12 +25,26 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rela
 IvrHandler = Callable[[Call], Awaitable[Any]]
 
 
+@pytest.fixture
+def ivr_projects() -> dict[str, str]:
+    """The projects ``run_ivr`` may log in to, with their tokens; the first is the default."""
+    return {PROJECT: TOKEN}
+
+
 @pytest_asyncio.fixture
-async def run_ivr(server: RelayServer) -> AsyncIterator[Callable[..., Awaitable[asyncio.Queue]]]:
-    """Start a Consumer whose ``on_incoming_call`` runs ``handler``; its outcomes go to a queue."""
+async def run_ivr(
+    server: RelayServer, ivr_projects: dict[str, str]
+) -> AsyncIterator[Callable[..., Awaitable[asyncio.Queue]]]:
+    """Start a Consumer whose ``on_incoming_call`` runs ``handler`` and wait until it receives
+    calls on ``contexts``; returns a queue of the handler's outcomes (or exceptions)."""
     running: list[tuple[Consumer, asyncio.Task[None]]] = []
 
-    async def start(handler: IvrHandler, contexts: tuple[str, ...] = ("office",)) -> asyncio.Queue:
+    async def start(
+        handler: IvrHandler,
+        contexts: tuple[str, ...] = ("office",),
+        project: str | None = None,
+    ) -> asyncio.Queue:
+        project = project or next(iter(ivr_projects))
         outcomes: asyncio.Queue[Any] = asyncio.Queue()
 
         class Ivr(Consumer):
@@ -40,15 +54,27 @@ async def run_ivr(server: RelayServer) -> AsyncIterator[Callable[..., Awaitable[
                 except Exception as exc:  # surfaced to the test through the queue
                     outcomes.put_nowait(exc)
 
-        consumer = Ivr(project=PROJECT, token=TOKEN, url=server.url, contexts=list(contexts))
+        consumer = Ivr(
+            project=project, token=ivr_projects[project], url=server.url, contexts=list(contexts)
+        )
         task = asyncio.create_task(consumer.serve())
         running.append((consumer, task))
+        await _wait_receiving(server, project, contexts)
         return outcomes
 
     yield start
     for consumer, task in running:
         await consumer.stop()
         await asyncio.wait_for(task, WAIT)
+
+
+async def _wait_receiving(server: RelayServer, project: str, contexts: tuple[str, ...]) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    registry = server.session_registry
+    while not all(registry.receiving(project, c, loop.time()) for c in contexts):
+        assert loop.time() < deadline, f"no IVR of {project} received {contexts}"
+        await asyncio.sleep(0.02)
 
 
 @pytest_asyncio.fixture

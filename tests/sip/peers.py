@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import shutil
 import socket
 import wave
@@ -40,22 +41,25 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 
 
 def free_even_port() -> int:
-    """A free UDP port p with p+1 free too (RTP/RTCP pairs)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
-            a.bind((LOOPBACK, 0))
-            port = a.getsockname()[1] & ~1
+    """A free even UDP port p with p+1..p+3 free too (SIPp binds RTP/RTCP for audio and video).
+
+    Drawn below Linux's ephemeral range (32768-60999), where the server's own RTP sockets
+    (bound to port 0) never land between this check and SIPp's bind.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000, 2)
+        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
         try:
-            with (
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as x,
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as y,
-            ):
-                x.bind((LOOPBACK, port))
-                y.bind((LOOPBACK, port + 1))
+            for i, sock in enumerate(socks):
+                sock.bind((LOOPBACK, port + i))
             return port
         except OSError:
             continue
-    raise RuntimeError("no free even port pair")
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no four free UDP ports in a row")
 
 
 async def stop_process(proc: asyncio.subprocess.Process) -> None:
