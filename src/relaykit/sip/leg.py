@@ -96,14 +96,11 @@ class RtpLeg:
         self.peer_ips: frozenset[str] = frozenset()
         self.on_key: Callable[[str], None] | None = None
         self.jitter = JitterBuffer()
-        self.ssrc = secrets.randbits(32)
-        self.sequence = secrets.randbits(16)
-        self.ts_base = secrets.randbits(32)
+        self.slot = -1  # the leg's row in the hub's per-stream arrays (set by RtpHub.watch)
         self.active = False
         self.latched = False
         self.locked = False
         self.last_rx = 0.0
-        self.sent = 0
         self.probes = 0
         self.received = 0
         self.ignored = 0
@@ -111,9 +108,6 @@ class RtpLeg:
         self.dropped_backlog = 0
         self.send_errors = 0
         self.keys_received: list[str] = []
-        self._last_index: int | None = None
-        self._down = np.zeros(HISTORY, dtype=np.float32)
-        self._up = np.zeros(UP_HISTORY, dtype=np.float32)
         self._events = TelephoneEvents()
         self._event_ts: int | None = None
         self._mute_start: int | None = None
@@ -183,13 +177,6 @@ class RtpLeg:
         except OSError:  # nothing after all, or an ICMP error left by an earlier send
             return
         self.datagram_received(data, addr, now)
-
-    def send(self, packet: bytes) -> None:
-        assert self.sock is not None and self.remote is not None
-        try:
-            self.sock.sendto(packet, self.remote)
-        except OSError:  # a full send buffer or an ICMP error: this packet is lost, as on a net
-            self.send_errors += 1
 
     # -- outbound ----------------------------------------------------------------------------
     def _probe(self, index: int) -> bool:
@@ -285,6 +272,10 @@ class RtpLeg:
 class RtpHub:
     """Does the RTP work of every leg in batches, once per media tick.
 
+    What the batches need of each stream (the resamplers' filter histories, the outbound RTP
+    header's sequence number, timestamp base, SSRC and last frame) lives in arrays with one
+    row per leg (``RtpLeg.slot``), so a tick gathers and updates them with one indexing each.
+
     Args:
         engine: the server's media engine (its frame counter gives RTP timestamps).
         max_backlog: seconds of caller audio allowed to queue in the engine before packets
@@ -300,6 +291,14 @@ class RtpHub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poll = select.epoll()
         self._by_fd: dict[int, RtpLeg] = {}
+        self._free: list[int] = []  # rows of closed legs, to reuse
+        self._rows = 0  # rows handed out
+        self._down = np.zeros((0, HISTORY), dtype=np.float32)  # downsampler histories
+        self._up = np.zeros((0, UP_HISTORY), dtype=np.float32)  # upsampler histories
+        self._sequence = np.zeros(0, dtype=np.int64)  # the next packet's sequence number
+        self._ts_base = np.zeros(0, dtype=np.int64)  # RTP timestamp of engine frame 0
+        self._ssrc = np.zeros(0, dtype=np.int64)
+        self._last = np.zeros(0, dtype=np.int64)  # engine frame of the last packet sent (-2)
         self._ticks = 0
         self.batches = 0
         self._unhook = engine.on_tick_start(self._on_tick)
@@ -319,17 +318,43 @@ class RtpHub:
         self._poll.close()
 
     def watch(self, leg: RtpLeg) -> None:
-        """Read ``leg``'s socket at every tick from now on."""
+        """Give ``leg`` its row (a new stream) and read its socket at every tick from now on."""
         assert leg.sock is not None
+        if self._free:
+            slot = self._free.pop()
+        else:
+            slot = self._rows
+            self._rows += 1
+            if slot == len(self._ssrc):
+                self._grow(max(64, 2 * slot))
+        self._down[slot] = 0.0
+        self._up[slot] = 0.0
+        self._sequence[slot] = secrets.randbits(16)
+        self._ts_base[slot] = secrets.randbits(32)
+        self._ssrc[slot] = secrets.randbits(32)
+        self._last[slot] = -2
+        leg.slot = slot
         fd = leg.sock.fileno()
         self._by_fd[fd] = leg
         self._poll.register(fd, select.EPOLLIN)
 
+    def _grow(self, rows: int) -> None:
+        def grown(a: np.ndarray) -> np.ndarray:
+            b = np.zeros((rows, *a.shape[1:]), dtype=a.dtype)
+            b[: len(a)] = a
+            return b
+
+        self._down, self._up = grown(self._down), grown(self._up)
+        self._sequence, self._ts_base = grown(self._sequence), grown(self._ts_base)
+        self._ssrc, self._last = grown(self._ssrc), grown(self._last)
+
     def unwatch(self, leg: RtpLeg) -> None:
         assert leg.sock is not None
         fd = leg.sock.fileno()
-        if self._by_fd.pop(fd, None) is not None and not self._poll.closed:
-            self._poll.unregister(fd)
+        if self._by_fd.pop(fd, None) is not None:
+            self._free.append(leg.slot)
+            if not self._poll.closed:
+                self._poll.unregister(fd)
 
     def _on_tick(self) -> None:
         now = self.loop_time()
@@ -368,21 +393,19 @@ class RtpHub:
         if not batch:
             return
         self.batches += 1
-        frames = np.stack([frame for _, frame, _ in batch])
-        history = np.stack([leg._down for leg, _, _ in batch])
-        out, history = downsample2(frames, history)
-        sending: list[int] = []
-        for i, (leg, _, frame_no) in enumerate(batch):
-            leg._down = history[i]
-            if leg.latched or leg._probe(frame_no):
-                sending.append(i)
-        if len(sending) < len(batch):
-            if not sending:
-                return
-            batch = [batch[i] for i in sending]
-            out = out[sending]
         k = len(batch)
         legs = [leg for leg, _, _ in batch]
+        slots = np.fromiter((leg.slot for leg in legs), np.intp, k)
+        frames = np.stack([frame for _, frame, _ in batch])
+        out, self._down[slots] = downsample2(frames, self._down[slots])
+        sending = [i for i, (leg, _, n) in enumerate(batch) if leg.latched or leg._probe(n)]
+        index = np.fromiter((n for _, _, n in batch), np.int64, k)
+        if len(sending) < k:
+            if not sending:
+                return
+            legs = [legs[i] for i in sending]
+            out, slots, index = out[sending], slots[sending], index[sending]
+            k = len(sending)
         codecs = [leg.codec for leg in legs]
         pt = np.fromiter((c.payload_type for c in codecs), np.uint8, k)  # type: ignore[union-attr]
         packets = np.empty((k, 12 + out.shape[1]), dtype=np.uint8)
@@ -392,26 +415,23 @@ class RtpHub:
             assert codec is not None
             packets[rows, 12:] = codec.encode(out[rows])
         # the 12-byte headers (RFC 3550 §5.1), every packet's at once
-        index = np.fromiter((i for _, _, i in batch), np.int64, k)
-        last = np.fromiter(
-            (-2 if g._last_index is None else g._last_index for g in legs), np.int64, k
-        )
-        sequence = np.fromiter((g.sequence for g in legs), np.int64, k)
-        ts_base = np.fromiter((g.ts_base for g in legs), np.int64, k)
-        ssrc = np.fromiter((g.ssrc for g in legs), np.int64, k)
+        sequence = self._sequence[slots]
+        marker = index != self._last[slots] + 1  # a new talkspurt
         packets[:, 0] = 0x80
-        packets[:, 1] = pt | ((index != last + 1) << 7).astype(np.uint8)  # marker: a new talkspurt
-        packets[:, 2:4] = (sequence & 0xFFFF).astype(">u2").view(np.uint8).reshape(k, 2)
-        stamp = (ts_base + index * SAMPLES_8K) & 0xFFFFFFFF
+        packets[:, 1] = pt | (marker << 7).astype(np.uint8)
+        packets[:, 2:4] = sequence.astype(">u2").view(np.uint8).reshape(k, 2)
+        stamp = (self._ts_base[slots] + index * SAMPLES_8K) & 0xFFFFFFFF
         packets[:, 4:8] = stamp.astype(">u4").view(np.uint8).reshape(k, 4)
-        packets[:, 8:12] = ssrc.astype(">u4").view(np.uint8).reshape(k, 4)
+        packets[:, 8:12] = self._ssrc[slots].astype(">u4").view(np.uint8).reshape(k, 4)
+        self._last[slots] = index
+        self._sequence[slots] = (sequence + 1) & 0xFFFF
         data = packets.tobytes()
         size = packets.shape[1]
         for i, leg in enumerate(legs):
-            leg._last_index = int(index[i])
-            leg.sequence = (leg.sequence + 1) & 0xFFFF
-            leg.sent += 1
-            leg.send(data[i * size : (i + 1) * size])
+            try:
+                leg.sock.sendto(data[i * size : (i + 1) * size], leg.remote)  # type: ignore[union-attr,arg-type]
+            except OSError:  # a full send buffer or an ICMP error: the packet is lost, as on a net
+                leg.send_errors += 1
 
     # -- inbound -----------------------------------------------------------------------------
     def queue_in(self, leg: RtpLeg, frame: JitterFrame) -> None:
@@ -457,12 +477,12 @@ class RtpHub:
         return samples
 
     def _upsample(self, legs: list[RtpLeg], chunks: np.ndarray) -> None:
-        history = np.stack([leg._up for leg in legs])
-        out, history = upsample2(chunks, history)
+        """``chunks`` row i (8 kHz) is the next audio of ``legs[i]`` (each leg once)."""
+        slots = np.fromiter((leg.slot for leg in legs), np.intp, len(legs))
+        out, self._up[slots] = upsample2(chunks, self._up[slots])
         keep: list[int] = []
         medias: list[CallMedia] = []
         for i, leg in enumerate(legs):
-            leg._up = history[i]
             media = leg.media
             if media is None:
                 continue
