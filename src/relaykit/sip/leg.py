@@ -53,12 +53,10 @@ __all__ = ["RtpHub", "RtpLeg"]
 import asyncio
 import ipaddress
 import logging
-import queue
 import secrets
 import select
 import socket
 import struct
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -108,6 +106,7 @@ class RtpLeg:
         self.ignored = 0
         self.bad_packets = 0
         self.dropped_backlog = 0
+        self.send_errors = 0
         self.keys_received: list[str] = []
         self._events = TelephoneEvents()
         self._event_ts: int | None = None
@@ -167,7 +166,7 @@ class RtpLeg:
         self.hub.legs.discard(self)
         if self.sock is not None:
             self.hub.unwatch(self)
-            self.hub.sender.close(self.sock)  # after the packets already handed to it
+            self.sock.close()
             self.sock = None
 
     def read(self, now: float) -> None:
@@ -270,65 +269,6 @@ class RtpLeg:
                 self.hub.queue_in(self, frame)
 
 
-class _Sender:
-    """Sends the RTP packets of every tick on a thread of its own.
-
-    A packet's ``sendto`` is a system call of several microseconds (on loopback it delivers
-    the packet too), most of the cost of a packet and 5-10 ms per tick at 1000 calls; Python
-    releases the GIL around it, so on this thread it runs beside the event loop, which only
-    hands over one batch per tick. A socket is closed on this thread too, after the packets
-    queued before, so its descriptor is never reused under a send still pending.
-    """
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self.errors = 0
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="relaykit-rtp-send", daemon=True)
-            self._thread.start()
-
-    async def stop(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
-            await asyncio.to_thread(thread.join)
-
-    def send(self, legs: list[RtpLeg], data: bytes, size: int) -> None:
-        """Send ``data[i * size : (i + 1) * size]`` from ``legs[i]``'s socket to its peer."""
-        batch = ([leg.sock for leg in legs], [leg.remote for leg in legs], data, size)
-        if self._thread is None:
-            self._send(*batch)
-        else:
-            self._queue.put(batch)
-
-    def close(self, sock: socket.socket) -> None:
-        if self._thread is None:
-            sock.close()
-        else:
-            self._queue.put(sock)
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if isinstance(item, socket.socket):
-                item.close()
-            else:
-                self._send(*item)
-        while not self._queue.empty():  # stopped: close what is left, send nothing more
-            item = self._queue.get()
-            if isinstance(item, socket.socket):
-                item.close()
-
-    def _send(self, socks: list[Any], remotes: list[Any], data: bytes, size: int) -> None:
-        for i, (sock, remote) in enumerate(zip(socks, remotes, strict=True)):
-            try:
-                sock.sendto(data[i * size : (i + 1) * size], remote)
-            except OSError:  # a full send buffer or an ICMP error: the packet is lost, as on a net
-                self.errors += 1
-
-
 class RtpHub:
     """Does the RTP work of every leg in batches, once per media tick.
 
@@ -360,7 +300,6 @@ class RtpHub:
         self._ssrc = np.zeros(0, dtype=np.int64)
         self._last = np.zeros(0, dtype=np.int64)  # engine frame of the last packet sent (-2)
         self._ticks = 0
-        self.sender = _Sender()
         self.batches = 0
         self._unhook = engine.on_tick_start(self._on_tick)
 
@@ -371,14 +310,12 @@ class RtpHub:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.sender.start()
 
     async def stop(self) -> None:
         self._unhook()
         for leg in list(self._by_fd.values()):
             leg.close()
         self._poll.close()
-        await self.sender.stop()
 
     def watch(self, leg: RtpLeg) -> None:
         """Give ``leg`` its row (a new stream) and read its socket at every tick from now on."""
@@ -488,7 +425,13 @@ class RtpHub:
         packets[:, 8:12] = self._ssrc[slots].astype(">u4").view(np.uint8).reshape(k, 4)
         self._last[slots] = index
         self._sequence[slots] = (sequence + 1) & 0xFFFF
-        self.sender.send(legs, packets.tobytes(), packets.shape[1])
+        data = packets.tobytes()
+        size = packets.shape[1]
+        for i, leg in enumerate(legs):
+            try:
+                leg.sock.sendto(data[i * size : (i + 1) * size], leg.remote)  # type: ignore[union-attr,arg-type]
+            except OSError:  # a full send buffer or an ICMP error: the packet is lost, as on a net
+                leg.send_errors += 1
 
     # -- inbound -----------------------------------------------------------------------------
     def queue_in(self, leg: RtpLeg, frame: JitterFrame) -> None:
