@@ -17,6 +17,14 @@ core, whole run), and the probe's packet pacing: inter-arrival deviation from 20
 (p50/p99/max) and the RFC 3550 interarrival jitter. "Held in real time" means every call and
 prompt succeeded, fewer than 1 % of ticks were late by a whole frame, and p99 lateness stayed
 under 20 ms. Needs Debian's sip-tester (SIPp).
+
+    python3 benchmarks/sip_bench.py --hub 1000
+
+measures the RTP hub alone, without SIPp or an IVR: 1000 legs on real loopback sockets, and
+per 20 ms tick every simulated phone sends one PCMA packet, the engine ticks (the hub reads,
+decodes and upsamples), every leg sends one frame back (resample, encode, send) and the phones
+read it. It prints this process's CPU time per tick (phones included), which depends far less
+on what else the machine runs than the lateness of a real-time run does.
 """
 
 from __future__ import annotations
@@ -238,6 +246,60 @@ class Probe:
         }
 
 
+# -- the RTP hub alone -------------------------------------------------------------------------
+async def hub_bench(n: int, ticks: int = 150) -> dict[str, float]:
+    """CPU seconds per tick (median, p90) of the hub with ``n`` legs and their phones."""
+    import numpy as np
+
+    from relaykit.media.engine import MediaEngine
+    from relaykit.sip.g711 import ALAW
+    from relaykit.sip.leg import RtpHub, RtpLeg
+
+    engine = MediaEngine()
+    hub = RtpHub(engine)
+    await hub.start()
+    phones: list[socket.socket] = []
+    legs: list[RtpLeg] = []
+    try:
+        for i in range(n):
+            media = engine.add_call(f"hub-{i}", record=False)
+            leg = await RtpLeg.open(hub, LOOPBACK)
+            phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            phone.bind((LOOPBACK, 0))
+            phone.setblocking(False)
+            leg.start(media, ALAW, 101, phone.getsockname())
+            phones.append(phone)
+            legs.append(leg)
+        rng = np.random.default_rng(0)
+        payload = rng.integers(0, 256, 160, dtype=np.uint8).tobytes()
+        frame = (rng.standard_normal(320) * 3000).astype(np.int16)
+        cpu: list[float] = []
+        for t in range(ticks):
+            start = time.process_time()
+            for k, (phone, leg) in enumerate(zip(phones, legs, strict=True)):
+                header = struct.pack("!BBHII", 0x80, 8, t & 0xFFFF, t * 160, k)
+                phone.sendto(header + payload, (LOOPBACK, leg.port))
+            await asyncio.sleep(0.003)
+            engine.tick()
+            for leg in legs:
+                hub.queue_out(leg, frame)
+            await asyncio.sleep(0)  # the outbound batch goes right after the tick
+            for phone in phones:
+                with contextlib.suppress(BlockingIOError):
+                    while True:
+                        phone.recv(2048)
+            cpu.append(time.process_time() - start)
+        heard = sum(leg.received for leg in legs)
+        if heard != n * ticks:
+            raise SystemExit(f"the hub heard {heard} of {n * ticks} packets")
+        steady = cpu[10:]
+        return {"median": percentile(steady, 50), "p90": percentile(steady, 90)}
+    finally:
+        for phone in phones:
+            phone.close()
+        await hub.stop()
+
+
 # -- one run -----------------------------------------------------------------------------------
 async def run_once(n: int, hold: float, rate: float) -> dict[str, object]:
     sipp = shutil.which("sipp")
@@ -359,7 +421,19 @@ def main() -> None:
     parser.add_argument(
         "--uvloop", action="store_true", help="run the server's event loop on uvloop"
     )
+    parser.add_argument(
+        "--hub", type=int, nargs="+", metavar="LEGS", help="measure the RTP hub alone"
+    )
     args = parser.parse_args()
+    if args.hub:
+        for n in args.hub:
+            cpu = asyncio.run(hub_bench(n))
+            print(
+                f"RTP hub, {n} legs: CPU per 20 ms tick {cpu['median'] * 1000:.2f} ms "
+                f"(p90 {cpu['p90'] * 1000:.2f} ms), phones included",
+                flush=True,
+            )
+        return
     rows = []
     print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}  hold: {args.hold:g}s")
     header = (

@@ -42,15 +42,31 @@ def downsample2(frames: np.ndarray, history: np.ndarray) -> tuple[np.ndarray, np
     Returns:
         (n, m) int16 output and the new (n, HISTORY) history.
     """
-    x = np.concatenate([history, frames.astype(np.float32)], axis=1)
-    length = frames.shape[1]
-    # output j is centred on input index HISTORY - _CENTER + 2j  (a fixed 27-sample delay)
-    base = HISTORY - _CENTER
-    acc = _C0 * x[:, base : base + length : 2]
+    n, length = frames.shape
+    m = length // 2
+    x = np.empty((n, HISTORY + length), dtype=np.float32)
+    x[:, :HISTORY] = history
+    x[:, HISTORY:] = frames
+    # Output j is centred on input HISTORY - _CENTER + 2j = 27 + 2j (a fixed 27-sample delay),
+    # an odd index; its other taps (27 + 2j ± k, k odd) fall on even ones. So the filter runs
+    # on the two phases as contiguous rows: odd[i] = x[2i + 1], even[i] = x[2i].
+    odd = x[:, 1::2]
+    even = x[:, 0::2].copy()
+    acc = odd[:, _CENTER // 2 : _CENTER // 2 + m] * np.float32(_C0)
+    pair = np.empty_like(acc)
     for k, c in _PAIRS:
-        acc += c * (x[:, base - k : base - k + length : 2] + x[:, base + k : base + k + length : 2])
-    out = np.clip(np.rint(acc), -32768, 32767).astype(np.int16)
-    return out, x[:, -HISTORY:]
+        lo, hi = (_CENTER - k) // 2, (_CENTER + k) // 2
+        np.add(even[:, lo : lo + m], even[:, hi : hi + m], out=pair)
+        pair *= np.float32(c)
+        acc += pair
+    return _to_int16(acc), x[:, -HISTORY:]
+
+
+def _to_int16(samples: np.ndarray) -> np.ndarray:
+    """Round float32 samples to int16, saturating (in place on ``samples``)."""
+    np.rint(samples, out=samples)
+    np.clip(samples, -32768, 32767, out=samples)
+    return samples.astype(np.int16)
 
 
 UP_HISTORY = _CENTER + 1  # 8 kHz samples of history for interpolation (14 pairs each side)
@@ -66,18 +82,23 @@ def upsample2(chunks: np.ndarray, history: np.ndarray) -> tuple[np.ndarray, np.n
     Returns:
         (n, 2m) int16 output and the new history.
     """
-    x = np.concatenate([history, chunks.astype(np.float32)], axis=1)
     n, m = chunks.shape
+    x = np.empty((n, UP_HISTORY + m), dtype=np.float32)
+    x[:, :UP_HISTORY] = history
+    x[:, UP_HISTORY:] = chunks
     half = UP_HISTORY // 2  # 14: output pairs are centred `half` input samples back
     out = np.empty((n, 2 * m), dtype=np.float32)
     # even outputs: the input sample itself (gain 2 × centre tap = 1)
     out[:, 0::2] = x[:, UP_HISTORY - half : UP_HISTORY - half + m]
     # odd outputs: halfway between input samples i and i+1 (taps at ±1, ±3, ... /2)
     acc = np.zeros((n, m), dtype=np.float32)
+    pair = np.empty_like(acc)
     for k, c in _PAIRS:
         j = (k + 1) // 2  # 1..14
         left = UP_HISTORY - half - j + 1
         right = UP_HISTORY - half + j
-        acc += 2.0 * c * (x[:, left : left + m] + x[:, right : right + m])
+        np.add(x[:, left : left + m], x[:, right : right + m], out=pair)
+        pair *= np.float32(2.0 * c)
+        acc += pair
     out[:, 1::2] = acc
-    return np.clip(np.rint(out), -32768, 32767).astype(np.int16), x[:, -UP_HISTORY:]
+    return _to_int16(out), x[:, -UP_HISTORY:]
