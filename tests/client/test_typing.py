@@ -13,11 +13,11 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import get_args
+from typing import Unpack, get_args, get_type_hints
 
 import pytest
 
-from relaykit.client import Call, CallState, EndReason, Gender, PromptType
+from relaykit.client import Call, CallState, EndReason, Gender, PromptOptions, PromptType
 from relaykit.client.payloads import IGNORED_KWARGS, PROMPT_KWARGS, PROMPT_TYPES
 from relaykit.protocol import calling
 
@@ -80,6 +80,38 @@ def test_mypy_reports_a_misspelt_option_and_a_wrongly_typed_one_by_name(tmp_path
     assert 'Argument "digits_max"' in wrong_type
     assert 'incompatible type "str"' in wrong_type
     assert '"int | None"' in wrong_type
+
+
+def test_mypy_checks_the_options_of_ask_and_of_a_prompt_options_dict(tmp_path):
+    """ask takes the prompt options with their types too, and a PromptOptions dict built once
+    is checked where it is built and where it is passed."""
+    result = run_mypy(
+        tmp_path,
+        """\
+        from relaykit import Call, PromptOptions
+
+
+        async def ivr(call: Call) -> None:
+            await call.ask("digits", "Enter your PIN", min_digits=4, digits_maxx=4)
+            await call.ask("digits", "Enter your PIN", speech_engine="sphinx")
+            pin: PromptOptions = {"digits_max": 4, "digits_terminators": "#"}
+            await call.prompt_ringtone("digits", "us", **pin)
+            await call.ask("digits", "Enter your PIN", tries=3, **pin)
+            typo: PromptOptions = {"digit_max": 4}
+            await call.prompt_audio_async("digits", "https://example.com/a.wav", volume="loud")
+        """,
+    )
+    errors = errors_by_line(result.stdout)
+    assert set(errors) == {5, 6, 10, 11}, result.stdout
+    (misspelt,) = errors[5]
+    assert 'Unexpected keyword argument "digits_maxx" for "ask" of "Call"' in misspelt
+    (engine,) = errors[6]
+    assert 'Argument "speech_engine" to "ask"' in engine and "Literal['sphinx']" in engine
+    (typo,) = errors[10]
+    assert '"digit_max"' in typo and '"PromptOptions"' in typo
+    (volume,) = errors[11]
+    assert 'Argument "volume" to "prompt_audio_async"' in volume
+    assert 'incompatible type "str"' in volume
 
 
 def test_mypy_refuses_values_outside_the_literal_options(tmp_path):
@@ -247,17 +279,35 @@ def _keywords(method: str) -> dict[str, inspect.Parameter]:
     return {n: p for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
-@pytest.mark.parametrize("method", PROMPT_METHODS)
+def test_the_prompt_options_are_every_v2_option_and_each_admits_none():
+    """PromptOptions declares every prompt kwarg relaykit sends, each optional and None-able."""
+    assert PromptOptions.__optional_keys__ == PROMPT_KWARGS
+    assert not PromptOptions.__required_keys__
+    for name, hint in get_type_hints(PromptOptions).items():
+        assert type(None) in get_args(hint), name
+
+
+@pytest.mark.parametrize("method", [*PROMPT_METHODS, "ask"])
 def test_each_prompt_method_takes_every_v2_option_by_name_and_its_async_form_the_same(method):
-    """Every prompt kwarg relaykit accepts is an explicit keyword-only parameter, sync and async."""
-    blocking, starting = _keywords(method), _keywords(f"{method}_async")
-    assert set(blocking) == PROMPT_KWARGS | IGNORED_KWARGS
-    assert blocking == starting
-    assert all(p.default is None for p in blocking.values())
-    assert not any(
-        p.kind is inspect.Parameter.VAR_KEYWORD
-        for p in inspect.signature(getattr(Call, method)).parameters.values()
-    )
+    """Every prompt method takes the prompt options as ``**options: Unpack[PromptOptions]`` and
+    v2's media options (``language``, ``gender``, ``duration``) as keyword-only parameters that
+    default to None; the blocking and the async form take the same."""
+    forms = [method] if method == "ask" else [method, f"{method}_async"]
+    for name in forms:
+        function = getattr(Call, name)
+        keywords = _keywords(name)
+        media = IGNORED_KWARGS - {"duration"} if name == "ask" else IGNORED_KWARGS
+        assert media <= set(keywords), name
+        assert all(keywords[option].default is None for option in media), name
+        assert not set(keywords) & PROMPT_KWARGS, name
+        (var_keyword,) = [
+            p
+            for p in inspect.signature(function).parameters.values()
+            if p.kind is inspect.Parameter.VAR_KEYWORD
+        ]
+        assert get_type_hints(function)[var_keyword.name] == Unpack[PromptOptions], name
+    if method != "ask":
+        assert _keywords(method) == _keywords(f"{method}_async")
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ Imports go one way: ``results`` ← ``components`` ← ``call`` ← ``client`` �
 Protocol. Loading the SDK loads neither numpy nor the server.
 """
 
-from .call import Call, Calling
+from .call import Call, Calling, PromptOptions
 from .client import Client
 from .components import (
     ConnectAction,
@@ -73,6 +73,7 @@ __all__ = [
     "PlayResult",
     "PlayVolumeResult",
     "PromptAction",
+    "PromptOptions",
     "PromptResult",
     "PromptType",
     "PromptVolumeResult",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Call", "Calling", "CallingClient"]
+__all__ = ["Call", "Calling", "CallingClient", "PromptOptions"]
 
 import asyncio
 import inspect
@@ -10,7 +10,7 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol, get_args
+from typing import Any, Protocol, TypedDict, Unpack, get_args
 
 from ..errors import RelayError
 from ..protocol import calling
@@ -72,6 +72,63 @@ _STATES: tuple[str, ...] = get_args(CallState)
 
 # A call event handler: gets the event's params; may be a coroutine function.
 Handler = Callable[[dict[str, Any]], Any]
+
+
+class PromptOptions(TypedDict, total=False):
+    """The options of every prompt method (:meth:`Call.prompt_async` and its kin, :meth:`Call.ask`),
+    passed as keyword arguments: ``call.prompt_tts("digits", "PIN?", digits_max=4)``.
+
+    An option left out or None is not sent, so the server's default applies. ``digits_*``
+    options need prompt_type "digits" or "both", the speech ones "speech" or "both"; otherwise
+    ValueError names the option. A dict of options can be built once and passed to many
+    prompts: ``options: PromptOptions = {"digits_max": 4}; await call.prompt_tts("digits",
+    "PIN?", **options)``.
+    """
+
+    volume: float | None
+    """Media volume in dB (-40 to 40)."""
+    initial_timeout: float | None
+    """Seconds to wait for input to start once the media has ended."""
+    digits_max: int | None
+    """Number of digits that completes the input."""
+    digits_terminators: str | None
+    """Keys that complete the input, e.g. ``"#"``."""
+    digits_timeout: float | None
+    """Seconds allowed between two keys."""
+    end_silence_timeout: float | None
+    """Seconds of silence that end speech."""
+    speech_timeout: float | None
+    """Most seconds of speech."""
+    speech_language: str | None
+    """Recognition language, e.g. ``"en-US"``."""
+    speech_hints: list[str] | tuple[str, ...] | None
+    """Words or phrases the caller is expected to say."""
+    speech_min_confidence: float | None
+    """relaykit extension: results under this confidence (0–100) are ``no_match`` (default:
+    the server's, 50 on relaykit's server)."""
+    speech_engine: SpeechEngine | None
+    """relaykit extension: ``"pocketsphinx"``, ``"whisper"`` or ``"auto"`` (the server's
+    choice: grammar for hints, Whisper for open speech)."""
+    partial_results: bool | None
+    """Deliver interim results (``PromptAction.partials``)."""
+    send_start_of_input: bool | None
+    """Send an event as soon as input starts."""
+    barge_in: bool | None
+    """Stop the media when input starts (relaykit extension; default true)."""
+
+
+_PROMPT_OPTIONS = PromptOptions.__optional_keys__
+
+
+def _given(options: Mapping[str, Any], accepted: frozenset[str], what: str) -> dict[str, Any]:
+    """The options passed with a value (not None); TypeError names one ``what`` does not take."""
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise TypeError(
+            f"unexpected keyword argument {unknown[0]!r}; "
+            f"{what} options are {', '.join(sorted(accepted))}"
+        )
+    return {name: value for name, value in options.items() if value is not None}
 
 
 class CallingClient(CommandSender, Protocol):
@@ -403,72 +460,30 @@ class Call:
         prompt_type: PromptType,
         media_list: Sequence[Mapping[str, Any]],
         *,
-        volume: float | None = None,
-        initial_timeout: float | None = None,
-        digits_max: int | None = None,
-        digits_terminators: str | None = None,
-        digits_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        speech_timeout: float | None = None,
-        speech_language: str | None = None,
-        speech_hints: list[str] | tuple[str, ...] | None = None,
-        speech_min_confidence: float | None = None,
-        speech_engine: SpeechEngine | None = None,
-        partial_results: bool | None = None,
-        send_start_of_input: bool | None = None,
-        barge_in: bool | None = None,
         language: str | None = None,
         gender: Gender | None = None,
         duration: float | None = None,
+        **options: Unpack[PromptOptions],
     ) -> PromptAction:
         """Start playing ``media_list`` and collecting input; returns a PromptAction at once.
 
         Args:
             prompt_type: collect ``"digits"``, ``"speech"`` or ``"both"``.
             media_list: what to play, as for :meth:`play_async`.
-            volume: media volume in dB (-40 to 40).
-            initial_timeout: seconds to wait for input to start once the media has ended.
-            digits_max: number of digits that completes the input.
-            digits_terminators: keys that complete the input, e.g. ``"#"``.
-            digits_timeout: seconds allowed between two keys.
-            end_silence_timeout: seconds of silence that end speech.
-            speech_timeout: most seconds of speech.
-            speech_language: recognition language, e.g. ``"en-US"``.
-            speech_hints: words or phrases the caller is expected to say.
-            speech_min_confidence: relaykit extension: results under this confidence (0–100)
-                are ``no_match`` (default: the server's, 50 on relaykit's server).
-            speech_engine: relaykit extension: ``"pocketsphinx"``, ``"whisper"`` or
-                ``"auto"`` (the server's choice: grammar for hints, Whisper for open speech).
-            partial_results: deliver interim results (``PromptAction.partials``).
-            send_start_of_input: send an event as soon as input starts.
-            barge_in: stop the media when input starts (relaykit extension; default true).
             language: media option; ignored here, as in the v2 SDK.
             gender: media option; ignored here, as in the v2 SDK.
             duration: media option; ignored here, as in the v2 SDK.
+            **options: the [prompt options][relaykit.client.PromptOptions] (``volume``,
+                ``digits_max``, ``speech_hints``, …).
 
-        An option left at None is not sent, so the server's default applies. ``digits_*``
+        An option left out or None is not sent, so the server's default applies. ``digits_*``
         options need prompt_type "digits" or "both", the speech ones "speech" or "both";
         otherwise ValueError names the option.
         """
-        options = {
-            "initial_timeout": initial_timeout,
-            "digits_max": digits_max,
-            "digits_terminators": digits_terminators,
-            "digits_timeout": digits_timeout,
-            "end_silence_timeout": end_silence_timeout,
-            "speech_timeout": speech_timeout,
-            "speech_language": speech_language,
-            "speech_hints": speech_hints,
-            "speech_min_confidence": speech_min_confidence,
-            "speech_engine": speech_engine,
-            "partial_results": partial_results,
-            "send_start_of_input": send_start_of_input,
-            "barge_in": barge_in,
-        }
+        given = _given(options, _PROMPT_OPTIONS, "prompt")
+        volume = given.pop("volume", None)
         play = build_media_list(media_list)
-        collect = build_collect(
-            prompt_type, {name: value for name, value in options.items() if value is not None}
-        )
+        collect = build_collect(prompt_type, given)
         payload: dict[str, Any] = {"play": play, "collect": collect}
         if volume is not None:
             payload["volume"] = float(volume)
@@ -481,140 +496,48 @@ class Call:
         prompt_type: PromptType,
         media_list: Sequence[Mapping[str, Any]],
         *,
-        volume: float | None = None,
-        initial_timeout: float | None = None,
-        digits_max: int | None = None,
-        digits_terminators: str | None = None,
-        digits_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        speech_timeout: float | None = None,
-        speech_language: str | None = None,
-        speech_hints: list[str] | tuple[str, ...] | None = None,
-        speech_min_confidence: float | None = None,
-        speech_engine: SpeechEngine | None = None,
-        partial_results: bool | None = None,
-        send_start_of_input: bool | None = None,
-        barge_in: bool | None = None,
         language: str | None = None,
         gender: Gender | None = None,
         duration: float | None = None,
+        **options: Unpack[PromptOptions],
     ) -> PromptResult:
         """Play ``media_list``, collect input and wait for the result.
 
-        Options as for :meth:`prompt_async`.
+        Arguments and [options][relaykit.client.PromptOptions] as for :meth:`prompt_async`.
         """
-        action = await self.prompt_async(
-            prompt_type,
-            media_list,
-            volume=volume,
-            initial_timeout=initial_timeout,
-            digits_max=digits_max,
-            digits_terminators=digits_terminators,
-            digits_timeout=digits_timeout,
-            end_silence_timeout=end_silence_timeout,
-            speech_timeout=speech_timeout,
-            speech_language=speech_language,
-            speech_hints=speech_hints,
-            speech_min_confidence=speech_min_confidence,
-            speech_engine=speech_engine,
-            partial_results=partial_results,
-            send_start_of_input=send_start_of_input,
-            barge_in=barge_in,
-        )
-        return await action.wait()
+        return await (await self.prompt_async(prompt_type, media_list, **options)).wait()
 
     async def prompt_audio_async(
         self,
         prompt_type: PromptType,
         url: str,
         *,
-        volume: float | None = None,
-        initial_timeout: float | None = None,
-        digits_max: int | None = None,
-        digits_terminators: str | None = None,
-        digits_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        speech_timeout: float | None = None,
-        speech_language: str | None = None,
-        speech_hints: list[str] | tuple[str, ...] | None = None,
-        speech_min_confidence: float | None = None,
-        speech_engine: SpeechEngine | None = None,
-        partial_results: bool | None = None,
-        send_start_of_input: bool | None = None,
-        barge_in: bool | None = None,
         language: str | None = None,
         gender: Gender | None = None,
         duration: float | None = None,
+        **options: Unpack[PromptOptions],
     ) -> PromptAction:
         """Start playing the audio file at ``url`` and collecting input; returns at once.
 
-        Options as for :meth:`prompt_async`.
+        [Options][relaykit.client.PromptOptions] as for :meth:`prompt_async`.
         """
-        return await self.prompt_async(
-            prompt_type,
-            [{"type": "audio", "url": url}],
-            volume=volume,
-            initial_timeout=initial_timeout,
-            digits_max=digits_max,
-            digits_terminators=digits_terminators,
-            digits_timeout=digits_timeout,
-            end_silence_timeout=end_silence_timeout,
-            speech_timeout=speech_timeout,
-            speech_language=speech_language,
-            speech_hints=speech_hints,
-            speech_min_confidence=speech_min_confidence,
-            speech_engine=speech_engine,
-            partial_results=partial_results,
-            send_start_of_input=send_start_of_input,
-            barge_in=barge_in,
-        )
+        return await self.prompt_async(prompt_type, [{"type": "audio", "url": url}], **options)
 
     async def prompt_audio(
         self,
         prompt_type: PromptType,
         url: str,
         *,
-        volume: float | None = None,
-        initial_timeout: float | None = None,
-        digits_max: int | None = None,
-        digits_terminators: str | None = None,
-        digits_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        speech_timeout: float | None = None,
-        speech_language: str | None = None,
-        speech_hints: list[str] | tuple[str, ...] | None = None,
-        speech_min_confidence: float | None = None,
-        speech_engine: SpeechEngine | None = None,
-        partial_results: bool | None = None,
-        send_start_of_input: bool | None = None,
-        barge_in: bool | None = None,
         language: str | None = None,
         gender: Gender | None = None,
         duration: float | None = None,
+        **options: Unpack[PromptOptions],
     ) -> PromptResult:
         """Play the audio file at ``url``, collect input and wait for the result.
 
-        Options as for :meth:`prompt_async`.
+        [Options][relaykit.client.PromptOptions] as for :meth:`prompt_async`.
         """
-        action = await self.prompt_audio_async(
-            prompt_type,
-            url,
-            volume=volume,
-            initial_timeout=initial_timeout,
-            digits_max=digits_max,
-            digits_terminators=digits_terminators,
-            digits_timeout=digits_timeout,
-            end_silence_timeout=end_silence_timeout,
-            speech_timeout=speech_timeout,
-            speech_language=speech_language,
-            speech_hints=speech_hints,
-            speech_min_confidence=speech_min_confidence,
-            speech_engine=speech_engine,
-            partial_results=partial_results,
-            send_start_of_input=send_start_of_input,
-            barge_in=barge_in,
-        )
-        return await action.wait()
+        return await (await self.prompt_audio_async(prompt_type, url, **options)).wait()
 
     async def prompt_tts_async(
         self,
@@ -623,44 +546,15 @@ class Call:
         *,
         language: str | None = None,
         gender: Gender | None = None,
-        volume: float | None = None,
-        initial_timeout: float | None = None,
-        digits_max: int | None = None,
-        digits_terminators: str | None = None,
-        digits_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        speech_timeout: float | None = None,
-        speech_language: str | None = None,
-        speech_hints: list[str] | tuple[str, ...] | None = None,
-        speech_min_confidence: float | None = None,
-        speech_engine: SpeechEngine | None = None,
-        partial_results: bool | None = None,
-        send_start_of_input: bool | None = None,
-        barge_in: bool | None = None,
         duration: float | None = None,
+        **options: Unpack[PromptOptions],
     ) -> PromptAction:
-        """Start speaking ``text`` and collecting input; returns at once.
+        """Start speaking ``text`` (in ``language``, e.g. "en-US", and ``gender``) and collecting
+        input; returns at once. ``duration`` is ignored, as in the v2 SDK.
 
-        Options as for :meth:`prompt_async`.
+        [Options][relaykit.client.PromptOptions] as for :meth:`prompt_async`.
         """
-        return await self.prompt_async(
-            prompt_type,
-            [_tts(text, language, gender)],
-            volume=volume,
-            initial_timeout=initial_timeout,
-            digits_max=digits_max,
-            digits_terminators=digits_terminators,
-            digits_timeout=digits_timeout,
-            end_silence_timeout=end_silence_timeout,
-            speech_timeout=speech_timeout,
-            speech_language=speech_language,
-            speech_hints=speech_hints,
-            speech_min_confidence=speech_min_confidence,
-            speech_engine=speech_engine,
-            partial_results=partial_results,
-            send_start_of_input=send_start_of_input,
-            barge_in=barge_in,
-        )
+        return await self.prompt_async(prompt_type, [_tts(text, language, gender)], **options)
 
     async def prompt_tts(
         self,
@@ -669,45 +563,15 @@ class Call:
         *,
         language: str | None = None,
         gender: Gender | None = None,
-        volume: float | None = None,
-        initial_timeout: float | None = None,
-        digits_max: int | None = None,
-        digits_terminators: str | None = None,
-        digits_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        speech_timeout: float | None = None,
-        speech_language: str | None = None,
-        speech_hints: list[str] | tuple[str, ...] | None = None,
-        speech_min_confidence: float | None = None,
-        speech_engine: SpeechEngine | None = None,
-        partial_results: bool | None = None,
-        send_start_of_input: bool | None = None,
-        barge_in: bool | None = None,
         duration: float | None = None,
+        **options: Unpack[PromptOptions],
     ) -> PromptResult:
-        """Speak ``text``, collect input and wait for the result.
+        """Speak ``text`` (in ``language`` and ``gender``), collect input and wait for the result.
 
-        Options as for :meth:`prompt_async`.
+        [Options][relaykit.client.PromptOptions] as for :meth:`prompt_async`.
         """
         action = await self.prompt_tts_async(
-            prompt_type,
-            text,
-            language=language,
-            gender=gender,
-            volume=volume,
-            initial_timeout=initial_timeout,
-            digits_max=digits_max,
-            digits_terminators=digits_terminators,
-            digits_timeout=digits_timeout,
-            end_silence_timeout=end_silence_timeout,
-            speech_timeout=speech_timeout,
-            speech_language=speech_language,
-            speech_hints=speech_hints,
-            speech_min_confidence=speech_min_confidence,
-            speech_engine=speech_engine,
-            partial_results=partial_results,
-            send_start_of_input=send_start_of_input,
-            barge_in=barge_in,
+            prompt_type, text, language=language, gender=gender, **options
         )
         return await action.wait()
 
@@ -717,45 +581,17 @@ class Call:
         name: str,
         *,
         duration: float | None = None,
-        volume: float | None = None,
-        initial_timeout: float | None = None,
-        digits_max: int | None = None,
-        digits_terminators: str | None = None,
-        digits_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        speech_timeout: float | None = None,
-        speech_language: str | None = None,
-        speech_hints: list[str] | tuple[str, ...] | None = None,
-        speech_min_confidence: float | None = None,
-        speech_engine: SpeechEngine | None = None,
-        partial_results: bool | None = None,
-        send_start_of_input: bool | None = None,
-        barge_in: bool | None = None,
         language: str | None = None,
         gender: Gender | None = None,
+        **options: Unpack[PromptOptions],
     ) -> PromptAction:
-        """Start playing the ringtone ``name`` and collecting input; returns at once.
+        """Start playing the ringtone ``name`` (for ``duration`` seconds) and collecting input;
+        returns at once. ``language`` and ``gender`` are ignored, as in the v2 SDK.
 
-        Options as for :meth:`prompt_async`.
+        [Options][relaykit.client.PromptOptions] as for :meth:`prompt_async`.
         """
-        return await self.prompt_async(
-            prompt_type,
-            [_ringtone(name, duration, convert=False)],
-            volume=volume,
-            initial_timeout=initial_timeout,
-            digits_max=digits_max,
-            digits_terminators=digits_terminators,
-            digits_timeout=digits_timeout,
-            end_silence_timeout=end_silence_timeout,
-            speech_timeout=speech_timeout,
-            speech_language=speech_language,
-            speech_hints=speech_hints,
-            speech_min_confidence=speech_min_confidence,
-            speech_engine=speech_engine,
-            partial_results=partial_results,
-            send_start_of_input=send_start_of_input,
-            barge_in=barge_in,
-        )
+        media = [_ringtone(name, duration, convert=False)]
+        return await self.prompt_async(prompt_type, media, **options)
 
     async def prompt_ringtone(
         self,
@@ -763,46 +599,16 @@ class Call:
         name: str,
         *,
         duration: float | None = None,
-        volume: float | None = None,
-        initial_timeout: float | None = None,
-        digits_max: int | None = None,
-        digits_terminators: str | None = None,
-        digits_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        speech_timeout: float | None = None,
-        speech_language: str | None = None,
-        speech_hints: list[str] | tuple[str, ...] | None = None,
-        speech_min_confidence: float | None = None,
-        speech_engine: SpeechEngine | None = None,
-        partial_results: bool | None = None,
-        send_start_of_input: bool | None = None,
-        barge_in: bool | None = None,
         language: str | None = None,
         gender: Gender | None = None,
+        **options: Unpack[PromptOptions],
     ) -> PromptResult:
-        """Play the ringtone ``name``, collect input and wait for the result.
+        """Play the ringtone ``name`` (for ``duration`` seconds), collect input and wait for
+        the result.
 
-        Options as for :meth:`prompt_async`.
+        [Options][relaykit.client.PromptOptions] as for :meth:`prompt_async`.
         """
-        action = await self.prompt_ringtone_async(
-            prompt_type,
-            name,
-            duration=duration,
-            volume=volume,
-            initial_timeout=initial_timeout,
-            digits_max=digits_max,
-            digits_terminators=digits_terminators,
-            digits_timeout=digits_timeout,
-            end_silence_timeout=end_silence_timeout,
-            speech_timeout=speech_timeout,
-            speech_language=speech_language,
-            speech_hints=speech_hints,
-            speech_min_confidence=speech_min_confidence,
-            speech_engine=speech_engine,
-            partial_results=partial_results,
-            send_start_of_input=send_start_of_input,
-            barge_in=barge_in,
-        )
+        action = await self.prompt_ringtone_async(prompt_type, name, duration=duration, **options)
         return await action.wait()
 
     # -- ask: a prompt with checks and retries (relaykit) -------------------------------------
@@ -817,16 +623,7 @@ class Call:
         invalid: str | Sequence[Mapping[str, Any]] | None = None,
         language: str | None = None,
         gender: Gender | None = None,
-        volume: float | None = None,
-        initial_timeout: float | None = None,
-        digits_max: int | None = None,
-        digits_terminators: str | None = None,
-        digits_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        speech_timeout: float | None = None,
-        speech_language: str | None = None,
-        speech_hints: list[str] | tuple[str, ...] | None = None,
-        barge_in: bool | None = None,
+        **options: Unpack[PromptOptions],
     ) -> AskResult:
         """Prompt until the input is valid, at most ``tries`` times (FreeSWITCH's
         ``play_and_get_digits`` in one call; relaykit only).
@@ -840,8 +637,10 @@ class Call:
             tries: how many times to prompt in all.
             invalid: text or media played after a failed try (refused input, no input, no
                 match) when another try follows.
-
-        The other options are :meth:`prompt`'s.
+            language: the TTS language of ``prompt`` and ``invalid`` given as text.
+            gender: the TTS voice of ``prompt`` and ``invalid`` given as text.
+            **options: the [prompt options][relaykit.client.PromptOptions], as for
+                :meth:`prompt`.
 
         Returns an :class:`AskResult`: successful with the valid input, or unsuccessful after
         the last try (``no_match`` with reason ``min_digits``/``invalid`` for refused input).
@@ -856,6 +655,7 @@ class Call:
                 raise ValueError(
                     f"min_digits must be a whole number of at least 1, not {min_digits!r}"
                 )
+            digits_max = options.get("digits_max")
             if digits_max is not None and min_digits > digits_max:
                 raise ValueError(
                     f"min_digits ({min_digits}) is more than digits_max ({digits_max})"
@@ -868,20 +668,7 @@ class Call:
             build_media_list(retry)  # a bad media list fails now, not after the first try
         attempts: list[PromptResult] = []
         while True:
-            result = await self.prompt(
-                prompt_type,
-                media,
-                volume=volume,
-                initial_timeout=initial_timeout,
-                digits_max=digits_max,
-                digits_terminators=digits_terminators,
-                digits_timeout=digits_timeout,
-                end_silence_timeout=end_silence_timeout,
-                speech_timeout=speech_timeout,
-                speech_language=speech_language,
-                speech_hints=speech_hints,
-                barge_in=barge_in,
-            )
+            result = await self.prompt(prompt_type, media, **options)
             attempts.append(result)
             refused = None
             if result.successful:
@@ -897,7 +684,7 @@ class Call:
             if len(attempts) >= tries or self.ended:
                 return AskResult(_outcome(result, refused), attempts)
             if retry is not None:
-                await self.play(retry, volume or 0)
+                await self.play(retry, options.get("volume") or 0)
                 if self.ended:
                     return AskResult(_outcome(result, refused), attempts)
 
