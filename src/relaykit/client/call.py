@@ -75,8 +75,9 @@ Handler = Callable[[dict[str, Any]], Any]
 
 
 class PromptOptions(TypedDict, total=False):
-    """The options of every prompt method (:meth:`Call.prompt_async` and its kin, :meth:`Call.ask`),
-    passed as keyword arguments: ``call.prompt_tts("digits", "PIN?", digits_max=4)``.
+    """The options of every prompt method ([prompt_async][relaykit.client.Call.prompt_async]
+    and its kin, [ask][relaykit.client.Call.ask]), passed as keyword arguments:
+    ``call.prompt_tts("digits", "PIN?", digits_max=4)``.
 
     An option left out or None is not sent, so the server's default applies. ``digits_*``
     options need prompt_type "digits" or "both", the speech ones "speech" or "both"; otherwise
