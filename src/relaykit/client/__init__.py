@@ -5,7 +5,14 @@ Imports go one way: ``results`` ← ``components`` ← ``call`` ← ``client`` �
 Protocol. Loading the SDK loads neither numpy nor the server.
 """
 
-from .call import Call, Calling, PromptOptions
+from .call import (
+    Call,
+    Calling,
+    DetectOptions,
+    MachineDetectOptions,
+    PromptOptions,
+    RecordOptions,
+)
 from .client import Client
 from .components import (
     ConnectAction,
@@ -60,6 +67,7 @@ __all__ = [
     "ConnectResult",
     "Consumer",
     "DetectAction",
+    "DetectOptions",
     "DetectResult",
     "DetectType",
     "DialResult",
@@ -69,6 +77,7 @@ __all__ = [
     "FaxTone",
     "Gender",
     "HangupResult",
+    "MachineDetectOptions",
     "PlayAction",
     "PlayResult",
     "PlayVolumeResult",
@@ -79,6 +88,7 @@ __all__ = [
     "PromptVolumeResult",
     "RecordAction",
     "RecordFormat",
+    "RecordOptions",
     "RecordResult",
     "SendDigitsAction",
     "SendDigitsResult",

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["Call", "Calling", "CallingClient", "PromptOptions"]
+__all__ = [
+    "Call",
+    "Calling",
+    "CallingClient",
+    "DetectOptions",
+    "MachineDetectOptions",
+    "PromptOptions",
+    "RecordOptions",
+]
 
 import asyncio
 import inspect
@@ -119,6 +127,66 @@ class PromptOptions(TypedDict, total=False):
 
 
 _PROMPT_OPTIONS = PromptOptions.__optional_keys__
+
+
+class RecordOptions(TypedDict, total=False):
+    """The options of [record_async][relaykit.client.Call.record_async] and
+    [record][relaykit.client.Call.record]; one left out or None is not sent, so the server's
+    default applies."""
+
+    beep: bool | None
+    """Play a beep to the caller first; recording starts after it."""
+    record_format: RecordFormat | None
+    """``"mp3"`` (the server's default where it can) or ``"wav"``."""
+    stereo: bool | None
+    """Two channels, the caller left and what the caller hears right."""
+    direction: AudioDirection | None
+    """``"speak"`` what the caller says (default), ``"listen"`` what the caller hears,
+    ``"both"``."""
+    initial_timeout: float | None
+    """Seconds to wait for speech; none: the recording ends ``no_input`` (0: wait for ever;
+    default 5)."""
+    end_silence_timeout: float | None
+    """Seconds of silence after speech that end it (0: never; default 1)."""
+    terminators: str | None
+    """Keys that end it (default ``"#*"``)."""
+
+
+_RECORD_OPTIONS = RecordOptions.__optional_keys__
+
+
+class MachineDetectOptions(TypedDict, total=False):
+    """The options of answering-machine detection
+    ([detect_answering_machine][relaykit.client.Call.detect_answering_machine], its ``_async``
+    form, ``detect_human``, ``detect_machine``); one left out or None is not sent, so the
+    server's default applies."""
+
+    timeout: float | None
+    """The most seconds the detector runs (default 30)."""
+    initial_timeout: float | None
+    """Seconds to wait for the first speech (default 4.5)."""
+    end_silence_timeout: float | None
+    """Silence that ends a greeting (default 1)."""
+    machine_voice_threshold: float | None
+    """A greeting this long (s) is a machine (default 1.25)."""
+    machine_words_threshold: int | None
+    """A greeting of this many words is a machine (default 6)."""
+
+
+_MACHINE_DETECT_OPTIONS = MachineDetectOptions.__optional_keys__
+
+
+class DetectOptions(MachineDetectOptions, total=False):
+    """The options of [detect_async][relaykit.client.Call.detect_async] and
+    [detect][relaykit.client.Call.detect]: the machine detector's, and these two."""
+
+    tone: FaxTone | None
+    """fax: ``"CED"`` or ``"CNG"`` only (default: either)."""
+    digits: str | None
+    """digit: the keys to report (default ``"0123456789#*"``)."""
+
+
+_DETECT_OPTIONS = DetectOptions.__optional_keys__
 
 
 def _given(options: Mapping[str, Any], accepted: frozenset[str], what: str) -> dict[str, Any]:
@@ -691,76 +759,33 @@ class Call:
 
     # -- record -------------------------------------------------------------------------------
     async def record_async(
-        self,
-        record_type: str = "audio",
-        *,
-        beep: bool | None = None,
-        record_format: RecordFormat | None = None,
-        stereo: bool | None = None,
-        direction: AudioDirection | None = None,
-        initial_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        terminators: str | None = None,
+        self, record_type: str = "audio", **options: Unpack[RecordOptions]
     ) -> RecordAction:
         """Start recording the call; returns a RecordAction at once (``action.url`` is set).
 
         Args:
             record_type: what to record; only ``"audio"``.
-            beep: play a beep to the caller first; recording starts after it.
-            record_format: ``"mp3"`` (the server's default where it can) or ``"wav"``.
-            stereo: two channels, the caller left and what the caller hears right.
-            direction: ``"speak"`` what the caller says (default), ``"listen"`` what the
-                caller hears, ``"both"``.
-            initial_timeout: seconds to wait for speech; none: the recording ends
-                ``no_input`` (0: wait for ever; default 5).
-            end_silence_timeout: seconds of silence after speech that end it (0: never;
-                default 1).
-            terminators: keys that end it (default ``"#*"``).
+            **options: the [record options][relaykit.client.RecordOptions] (``beep``,
+                ``record_format``, ``direction``, …).
 
-        An option left at None is not sent, so the server's default applies. The file is
+        An option left out or None is not sent, so the server's default applies. The file is
         fetched with an HTTP GET of the url once the recording has finished.
         """
         if record_type != "audio":
             raise ValueError(f"record_type must be 'audio', not {record_type!r}")
-        options = {
-            "beep": beep,
-            "format": record_format,
-            "stereo": stereo,
-            "direction": direction,
-            "initial_timeout": initial_timeout,
-            "end_silence_timeout": end_silence_timeout,
-            "terminators": terminators,
-        }
-        audio = {key: value for key, value in options.items() if value is not None}
+        audio = _given(options, _RECORD_OPTIONS, "record")
+        if "record_format" in audio:
+            audio["format"] = audio.pop("record_format")
         component = RecordComponent(self, {"record": {"audio": audio}})
         await component.execute()
         return RecordAction(component)
 
     async def record(
-        self,
-        record_type: str = "audio",
-        *,
-        beep: bool | None = None,
-        record_format: RecordFormat | None = None,
-        stereo: bool | None = None,
-        direction: AudioDirection | None = None,
-        initial_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        terminators: str | None = None,
+        self, record_type: str = "audio", **options: Unpack[RecordOptions]
     ) -> RecordResult:
-        """Record the call until it ends (see :meth:`record_async` for the options); the
-        result has the file's ``url``, ``duration`` and ``size``."""
-        action = await self.record_async(
-            record_type,
-            beep=beep,
-            record_format=record_format,
-            stereo=stereo,
-            direction=direction,
-            initial_timeout=initial_timeout,
-            end_silence_timeout=end_silence_timeout,
-            terminators=terminators,
-        )
-        return await action.wait()
+        """Record the call until it ends ([options][relaykit.client.RecordOptions] as for
+        :meth:`record_async`); the result has the file's ``url``, ``duration`` and ``size``."""
+        return await (await self.record_async(record_type, **options)).wait()
 
     # -- send digits --------------------------------------------------------------------------
     async def send_digits_async(self, digits: str) -> SendDigitsAction:
@@ -775,37 +800,48 @@ class Call:
         return await (await self.send_digits_async(digits)).wait()
 
     # -- detect -------------------------------------------------------------------------------
-    def _detect_component(
+    async def _start_detect(
         self,
         detect_type: DetectType,
+        options: Mapping[str, Any],
+        accepted: frozenset[str],
         *,
-        blocking: bool,
-        wait_for_beep: bool,
-        timeout: float | None,
-        params: Mapping[str, Any],
+        blocking: bool = False,
+        wait_for_beep: bool = False,
     ) -> DetectComponent:
-        payload: dict[str, Any] = {
-            "detect": {
-                "type": detect_type,
-                "params": {key: value for key, value in params.items() if value is not None},
-            }
-        }
-        if timeout is not None:
-            payload["timeout"] = timeout
-        return DetectComponent(self, payload, blocking=blocking, wait_for_beep=wait_for_beep)
+        params = _given(options, accepted, f"{detect_type} detection")
+        payload: dict[str, Any] = {"detect": {"type": detect_type}}
+        if "timeout" in params:
+            payload["timeout"] = params.pop("timeout")
+        payload["detect"]["params"] = params
+        component = DetectComponent(self, payload, blocking=blocking, wait_for_beep=wait_for_beep)
+        await component.execute()
+        return component
+
+    async def _detect_first(
+        self,
+        detect_type: DetectType,
+        options: Mapping[str, Any],
+        accepted: frozenset[str],
+        *,
+        wait_for_beep: bool = False,
+        expect: str | None = None,
+    ) -> DetectResult:
+        """Run a blocking detector to its first answer, then stop it on the server."""
+        component = await self._start_detect(
+            detect_type, options, accepted, blocking=True, wait_for_beep=wait_for_beep
+        )
+        await component.wait()
+        if component.successful:  # answered: the detector would run on until its timeout
+            await component._subcommand("stop")
+        return DetectResult(component, expect=expect)
 
     async def detect_async(
         self,
         detect_type: DetectType,
         *,
         wait_for_beep: bool = False,
-        timeout: float | None = None,
-        initial_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        machine_voice_threshold: float | None = None,
-        machine_words_threshold: int | None = None,
-        tone: FaxTone | None = None,
-        digits: str | None = None,
+        **options: Unpack[DetectOptions],
     ) -> DetectAction:
         """Start a detector; returns a DetectAction at once. It completes when the detector
         ends (``timeout``, default 30 s; or ``stop()``), with every answer in ``result``.
@@ -815,29 +851,12 @@ class Call:
                 (answering-machine detection: HUMAN, MACHINE or UNKNOWN, then READY when a
                 machine's greeting has ended, NOT_READY if it goes on after a pause).
             wait_for_beep: for the blocking :meth:`detect` only.
-            timeout: the most seconds the detector runs.
-            initial_timeout: machine: seconds to wait for the first speech (default 4.5).
-            end_silence_timeout: machine: silence that ends a greeting (default 1).
-            machine_voice_threshold: machine: a greeting this long (s) is a machine (1.25).
-            machine_words_threshold: machine: a greeting of this many words is a machine (6).
-            tone: fax: ``"CED"`` or ``"CNG"`` only (default: either).
-            digits: digit: the keys to report (default ``"0123456789#*"``).
+            **options: the [detect options][relaykit.client.DetectOptions] (``timeout``, the
+                machine detector's thresholds, ``tone``, ``digits``).
         """
-        component = self._detect_component(
-            detect_type,
-            blocking=False,
-            wait_for_beep=wait_for_beep,
-            timeout=timeout,
-            params={
-                "initial_timeout": initial_timeout,
-                "end_silence_timeout": end_silence_timeout,
-                "machine_voice_threshold": machine_voice_threshold,
-                "machine_words_threshold": machine_words_threshold,
-                "tone": tone,
-                "digits": digits,
-            },
+        component = await self._start_detect(
+            detect_type, options, _DETECT_OPTIONS, wait_for_beep=wait_for_beep
         )
-        await component.execute()
         return DetectAction(component)
 
     async def detect(
@@ -845,142 +864,59 @@ class Call:
         detect_type: DetectType,
         *,
         wait_for_beep: bool = False,
-        timeout: float | None = None,
-        initial_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        machine_voice_threshold: float | None = None,
-        machine_words_threshold: int | None = None,
-        tone: FaxTone | None = None,
-        digits: str | None = None,
+        **options: Unpack[DetectOptions],
     ) -> DetectResult:
-        """Detect and wait for the first answer (options as for :meth:`detect_async`).
+        """Detect and wait for the first answer ([options][relaykit.client.DetectOptions] as
+        for :meth:`detect_async`).
 
         ``result`` is the key, ``CED``/``CNG``, ``HUMAN``, ``MACHINE`` or ``UNKNOWN``; with
         ``wait_for_beep`` a machine's answer comes once its greeting has ended (READY).
         ``successful`` is False when the detector ended without an answer. Unlike v2, the
         detector is then stopped on the server.
         """
-        component = self._detect_component(
-            detect_type,
-            blocking=True,
-            wait_for_beep=wait_for_beep,
-            timeout=timeout,
-            params={
-                "initial_timeout": initial_timeout,
-                "end_silence_timeout": end_silence_timeout,
-                "machine_voice_threshold": machine_voice_threshold,
-                "machine_words_threshold": machine_words_threshold,
-                "tone": tone,
-                "digits": digits,
-            },
+        return await self._detect_first(
+            detect_type, options, _DETECT_OPTIONS, wait_for_beep=wait_for_beep
         )
-        return DetectResult(await self._run_detect(component))
-
-    @staticmethod
-    async def _run_detect(component: DetectComponent) -> DetectComponent:
-        """Run a blocking detector to its first answer, then stop it on the server."""
-        await component.execute()
-        await component.wait()
-        if component.successful:  # answered: the detector would run on until its timeout
-            await component._subcommand("stop")
-        return component
 
     async def detect_answering_machine(
-        self,
-        *,
-        wait_for_beep: bool = False,
-        timeout: float | None = None,
-        initial_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        machine_voice_threshold: float | None = None,
-        machine_words_threshold: int | None = None,
+        self, *, wait_for_beep: bool = False, **options: Unpack[MachineDetectOptions]
     ) -> DetectResult:
         """Answering-machine detection: ``result`` HUMAN, MACHINE or UNKNOWN (see
-        :meth:`detect_async` for the options)."""
-        return await self.detect(
-            "machine",
-            wait_for_beep=wait_for_beep,
-            timeout=timeout,
-            initial_timeout=initial_timeout,
-            end_silence_timeout=end_silence_timeout,
-            machine_voice_threshold=machine_voice_threshold,
-            machine_words_threshold=machine_words_threshold,
+        :meth:`detect_async`; [options][relaykit.client.MachineDetectOptions])."""
+        return await self._detect_first(
+            "machine", options, _MACHINE_DETECT_OPTIONS, wait_for_beep=wait_for_beep
         )
 
     async def detect_answering_machine_async(
-        self,
-        *,
-        wait_for_beep: bool = False,
-        timeout: float | None = None,
-        initial_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        machine_voice_threshold: float | None = None,
-        machine_words_threshold: int | None = None,
+        self, *, wait_for_beep: bool = False, **options: Unpack[MachineDetectOptions]
     ) -> DetectAction:
-        """Start answering-machine detection; returns a DetectAction at once."""
-        return await self.detect_async(
-            "machine",
-            wait_for_beep=wait_for_beep,
-            timeout=timeout,
-            initial_timeout=initial_timeout,
-            end_silence_timeout=end_silence_timeout,
-            machine_voice_threshold=machine_voice_threshold,
-            machine_words_threshold=machine_words_threshold,
+        """Start answering-machine detection; returns a DetectAction at once
+        ([options][relaykit.client.MachineDetectOptions])."""
+        component = await self._start_detect(
+            "machine", options, _MACHINE_DETECT_OPTIONS, wait_for_beep=wait_for_beep
         )
+        return DetectAction(component)
 
     amd = detect_answering_machine
     amd_async = detect_answering_machine_async
 
-    async def detect_human(
-        self,
-        *,
-        timeout: float | None = None,
-        initial_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        machine_voice_threshold: float | None = None,
-        machine_words_threshold: int | None = None,
-    ) -> DetectResult:
+    async def detect_human(self, **options: Unpack[MachineDetectOptions]) -> DetectResult:
         """Answering-machine detection whose result is ``successful`` only for a HUMAN
-        (v2's earlier ``detectHuman``)."""
-        component = self._detect_component(
-            "machine",
-            blocking=True,
-            wait_for_beep=False,
-            timeout=timeout,
-            params={
-                "initial_timeout": initial_timeout,
-                "end_silence_timeout": end_silence_timeout,
-                "machine_voice_threshold": machine_voice_threshold,
-                "machine_words_threshold": machine_words_threshold,
-            },
-        )
-        return DetectResult(await self._run_detect(component), expect="HUMAN")
+        (v2's earlier ``detectHuman``; [options][relaykit.client.MachineDetectOptions])."""
+        return await self._detect_first("machine", options, _MACHINE_DETECT_OPTIONS, expect="HUMAN")
 
     async def detect_machine(
-        self,
-        *,
-        wait_for_beep: bool = False,
-        timeout: float | None = None,
-        initial_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        machine_voice_threshold: float | None = None,
-        machine_words_threshold: int | None = None,
+        self, *, wait_for_beep: bool = False, **options: Unpack[MachineDetectOptions]
     ) -> DetectResult:
         """Answering-machine detection whose result is ``successful`` only for a MACHINE
-        (v2's earlier ``detectMachine``)."""
-        component = self._detect_component(
+        (v2's earlier ``detectMachine``; [options][relaykit.client.MachineDetectOptions])."""
+        return await self._detect_first(
             "machine",
-            blocking=True,
+            options,
+            _MACHINE_DETECT_OPTIONS,
             wait_for_beep=wait_for_beep,
-            timeout=timeout,
-            params={
-                "initial_timeout": initial_timeout,
-                "end_silence_timeout": end_silence_timeout,
-                "machine_voice_threshold": machine_voice_threshold,
-                "machine_words_threshold": machine_words_threshold,
-            },
+            expect="MACHINE",
         )
-        return DetectResult(await self._run_detect(component), expect="MACHINE")
 
     async def detect_fax(
         self, tone: FaxTone | None = None, timeout: float | None = None
