@@ -124,6 +124,13 @@ class PromptOptions(TypedDict, total=False):
     """Send an event as soon as input starts."""
     barge_in: bool | None
     """Stop the media when input starts (relaykit extension; default true)."""
+    language: str | None
+    """The TTS language, e.g. ``"en-US"``, of ``prompt_tts`` and of ``ask``'s text; other
+    prompts ignore it, as the v2 SDK does."""
+    gender: Gender | None
+    """The TTS voice of ``prompt_tts`` and of ``ask``'s text; other prompts ignore it."""
+    duration: float | None
+    """Seconds of ringtone for ``prompt_ringtone``; other prompts ignore it."""
 
 
 _PROMPT_OPTIONS = PromptOptions.__optional_keys__
@@ -528,10 +535,6 @@ class Call:
         self,
         prompt_type: PromptType,
         media_list: Sequence[Mapping[str, Any]],
-        *,
-        language: str | None = None,
-        gender: Gender | None = None,
-        duration: float | None = None,
         **options: Unpack[PromptOptions],
     ) -> PromptAction:
         """Start playing ``media_list`` and collecting input; returns a PromptAction at once.
@@ -539,11 +542,9 @@ class Call:
         Args:
             prompt_type: collect ``"digits"``, ``"speech"`` or ``"both"``.
             media_list: what to play, as for :meth:`play_async`.
-            language: media option; ignored here, as in the v2 SDK.
-            gender: media option; ignored here, as in the v2 SDK.
-            duration: media option; ignored here, as in the v2 SDK.
             **options: the [prompt options][relaykit.client.PromptOptions] (``volume``,
-                ``digits_max``, ``speech_hints``, …).
+                ``digits_max``, ``speech_hints``, …); ``language``, ``gender`` and
+                ``duration`` are ignored here, as in the v2 SDK.
 
         An option left out or None is not sent, so the server's default applies. ``digits_*``
         options need prompt_type "digits" or "both", the speech ones "speech" or "both";
@@ -564,10 +565,6 @@ class Call:
         self,
         prompt_type: PromptType,
         media_list: Sequence[Mapping[str, Any]],
-        *,
-        language: str | None = None,
-        gender: Gender | None = None,
-        duration: float | None = None,
         **options: Unpack[PromptOptions],
     ) -> PromptResult:
         """Play ``media_list``, collect input and wait for the result.
@@ -577,14 +574,7 @@ class Call:
         return await (await self.prompt_async(prompt_type, media_list, **options)).wait()
 
     async def prompt_audio_async(
-        self,
-        prompt_type: PromptType,
-        url: str,
-        *,
-        language: str | None = None,
-        gender: Gender | None = None,
-        duration: float | None = None,
-        **options: Unpack[PromptOptions],
+        self, prompt_type: PromptType, url: str, **options: Unpack[PromptOptions]
     ) -> PromptAction:
         """Start playing the audio file at ``url`` and collecting input; returns at once.
 
@@ -593,14 +583,7 @@ class Call:
         return await self.prompt_async(prompt_type, [{"type": "audio", "url": url}], **options)
 
     async def prompt_audio(
-        self,
-        prompt_type: PromptType,
-        url: str,
-        *,
-        language: str | None = None,
-        gender: Gender | None = None,
-        duration: float | None = None,
-        **options: Unpack[PromptOptions],
+        self, prompt_type: PromptType, url: str, **options: Unpack[PromptOptions]
     ) -> PromptResult:
         """Play the audio file at ``url``, collect input and wait for the result.
 
@@ -609,76 +592,46 @@ class Call:
         return await (await self.prompt_audio_async(prompt_type, url, **options)).wait()
 
     async def prompt_tts_async(
-        self,
-        prompt_type: PromptType,
-        text: str,
-        *,
-        language: str | None = None,
-        gender: Gender | None = None,
-        duration: float | None = None,
-        **options: Unpack[PromptOptions],
+        self, prompt_type: PromptType, text: str, **options: Unpack[PromptOptions]
     ) -> PromptAction:
-        """Start speaking ``text`` (in ``language``, e.g. "en-US", and ``gender``) and collecting
-        input; returns at once. ``duration`` is ignored, as in the v2 SDK.
+        """Start speaking ``text`` (in the options' ``language``, e.g. "en-US", and ``gender``)
+        and collecting input; returns at once.
 
         [Options][relaykit.client.PromptOptions] as for :meth:`prompt_async`.
         """
-        return await self.prompt_async(prompt_type, [_tts(text, language, gender)], **options)
+        media = [_tts(text, options.get("language"), options.get("gender"))]
+        return await self.prompt_async(prompt_type, media, **options)
 
     async def prompt_tts(
-        self,
-        prompt_type: PromptType,
-        text: str,
-        *,
-        language: str | None = None,
-        gender: Gender | None = None,
-        duration: float | None = None,
-        **options: Unpack[PromptOptions],
+        self, prompt_type: PromptType, text: str, **options: Unpack[PromptOptions]
     ) -> PromptResult:
-        """Speak ``text`` (in ``language`` and ``gender``), collect input and wait for the result.
+        """Speak ``text`` (in the options' ``language`` and ``gender``), collect input and wait
+        for the result.
 
         [Options][relaykit.client.PromptOptions] as for :meth:`prompt_async`.
         """
-        action = await self.prompt_tts_async(
-            prompt_type, text, language=language, gender=gender, **options
-        )
-        return await action.wait()
+        return await (await self.prompt_tts_async(prompt_type, text, **options)).wait()
 
     async def prompt_ringtone_async(
-        self,
-        prompt_type: PromptType,
-        name: str,
-        *,
-        duration: float | None = None,
-        language: str | None = None,
-        gender: Gender | None = None,
-        **options: Unpack[PromptOptions],
+        self, prompt_type: PromptType, name: str, **options: Unpack[PromptOptions]
     ) -> PromptAction:
-        """Start playing the ringtone ``name`` (for ``duration`` seconds) and collecting input;
-        returns at once. ``language`` and ``gender`` are ignored, as in the v2 SDK.
+        """Start playing the ringtone ``name`` (for the options' ``duration`` in seconds) and
+        collecting input; returns at once.
 
         [Options][relaykit.client.PromptOptions] as for :meth:`prompt_async`.
         """
-        media = [_ringtone(name, duration, convert=False)]
+        media = [_ringtone(name, options.get("duration"), convert=False)]
         return await self.prompt_async(prompt_type, media, **options)
 
     async def prompt_ringtone(
-        self,
-        prompt_type: PromptType,
-        name: str,
-        *,
-        duration: float | None = None,
-        language: str | None = None,
-        gender: Gender | None = None,
-        **options: Unpack[PromptOptions],
+        self, prompt_type: PromptType, name: str, **options: Unpack[PromptOptions]
     ) -> PromptResult:
-        """Play the ringtone ``name`` (for ``duration`` seconds), collect input and wait for
-        the result.
+        """Play the ringtone ``name`` (for the options' ``duration`` in seconds), collect input
+        and wait for the result.
 
         [Options][relaykit.client.PromptOptions] as for :meth:`prompt_async`.
         """
-        action = await self.prompt_ringtone_async(prompt_type, name, duration=duration, **options)
-        return await action.wait()
+        return await (await self.prompt_ringtone_async(prompt_type, name, **options)).wait()
 
     # -- ask: a prompt with checks and retries (relaykit) -------------------------------------
     async def ask(
@@ -690,8 +643,6 @@ class Call:
         valid: str | re.Pattern[str] | Callable[[str], bool] | None = None,
         tries: int = 1,
         invalid: str | Sequence[Mapping[str, Any]] | None = None,
-        language: str | None = None,
-        gender: Gender | None = None,
         **options: Unpack[PromptOptions],
     ) -> AskResult:
         """Prompt until the input is valid, at most ``tries`` times (FreeSWITCH's
@@ -699,17 +650,17 @@ class Call:
 
         Args:
             prompt_type: ``"digits"``, ``"speech"`` or ``"both"``, as for :meth:`prompt`.
-            prompt: text to speak (TTS, in ``language``/``gender``) or a media list.
+            prompt: text to speak (TTS, in the options' ``language`` and ``gender``) or a
+                media list.
             min_digits: fewer keys than this are refused (``digits_max`` is the most).
             valid: a regular expression the whole input must match (digits or the recognised
                 text), or a function that returns True for valid input.
             tries: how many times to prompt in all.
             invalid: text or media played after a failed try (refused input, no input, no
                 match) when another try follows.
-            language: the TTS language of ``prompt`` and ``invalid`` given as text.
-            gender: the TTS voice of ``prompt`` and ``invalid`` given as text.
             **options: the [prompt options][relaykit.client.PromptOptions], as for
-                :meth:`prompt`.
+                :meth:`prompt`; ``language`` and ``gender`` are those of ``prompt`` and
+                ``invalid`` given as text.
 
         Returns an :class:`AskResult`: successful with the valid input, or unsuccessful after
         the last try (``no_match`` with reason ``min_digits``/``invalid`` for refused input).
@@ -730,6 +681,7 @@ class Call:
                     f"min_digits ({min_digits}) is more than digits_max ({digits_max})"
                 )
         check = _input_check(valid)
+        language, gender = options.get("language"), options.get("gender")
         media = [_tts(prompt, language, gender)] if isinstance(prompt, str) else list(prompt)
         retry = None
         if invalid is not None:
