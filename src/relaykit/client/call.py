@@ -770,19 +770,9 @@ class Call:
         await component.execute()
         return component
 
-    async def _detect_first(
-        self,
-        detect_type: DetectType,
-        options: Mapping[str, Any],
-        accepted: frozenset[str],
-        *,
-        wait_for_beep: bool = False,
-        expect: str | None = None,
-    ) -> DetectResult:
-        """Run a blocking detector to its first answer, then stop it on the server."""
-        component = await self._start_detect(
-            detect_type, options, accepted, blocking=True, wait_for_beep=wait_for_beep
-        )
+    @staticmethod
+    async def _first_answer(component: DetectComponent, expect: str | None = None) -> DetectResult:
+        """Wait for a blocking detector's first answer, then stop it on the server."""
         await component.wait()
         if component.successful:  # answered: the detector would run on until its timeout
             await component._subcommand("stop")
@@ -826,18 +816,20 @@ class Call:
         ``successful`` is False when the detector ended without an answer. Unlike v2, the
         detector is then stopped on the server.
         """
-        return await self._detect_first(
-            detect_type, options, _DETECT_OPTIONS, wait_for_beep=wait_for_beep
+        component = await self._start_detect(
+            detect_type, options, _DETECT_OPTIONS, blocking=True, wait_for_beep=wait_for_beep
         )
+        return await self._first_answer(component)
 
     async def detect_answering_machine(
         self, *, wait_for_beep: bool = False, **options: Unpack[MachineDetectOptions]
     ) -> DetectResult:
         """Answering-machine detection: ``result`` HUMAN, MACHINE or UNKNOWN (see
         :meth:`detect_async`; [options][relaykit.client.MachineDetectOptions])."""
-        return await self._detect_first(
-            "machine", options, _MACHINE_DETECT_OPTIONS, wait_for_beep=wait_for_beep
+        component = await self._start_detect(
+            "machine", options, _MACHINE_DETECT_OPTIONS, blocking=True, wait_for_beep=wait_for_beep
         )
+        return await self._first_answer(component)
 
     async def detect_answering_machine_async(
         self, *, wait_for_beep: bool = False, **options: Unpack[MachineDetectOptions]
@@ -855,20 +847,20 @@ class Call:
     async def detect_human(self, **options: Unpack[MachineDetectOptions]) -> DetectResult:
         """Answering-machine detection whose result is ``successful`` only for a HUMAN
         (v2's earlier ``detectHuman``; [options][relaykit.client.MachineDetectOptions])."""
-        return await self._detect_first("machine", options, _MACHINE_DETECT_OPTIONS, expect="HUMAN")
+        component = await self._start_detect(
+            "machine", options, _MACHINE_DETECT_OPTIONS, blocking=True
+        )
+        return await self._first_answer(component, expect="HUMAN")
 
     async def detect_machine(
         self, *, wait_for_beep: bool = False, **options: Unpack[MachineDetectOptions]
     ) -> DetectResult:
         """Answering-machine detection whose result is ``successful`` only for a MACHINE
         (v2's earlier ``detectMachine``; [options][relaykit.client.MachineDetectOptions])."""
-        return await self._detect_first(
-            "machine",
-            options,
-            _MACHINE_DETECT_OPTIONS,
-            wait_for_beep=wait_for_beep,
-            expect="MACHINE",
+        component = await self._start_detect(
+            "machine", options, _MACHINE_DETECT_OPTIONS, blocking=True, wait_for_beep=wait_for_beep
         )
+        return await self._first_answer(component, expect="MACHINE")
 
     async def detect_fax(
         self, tone: FaxTone | None = None, timeout: float | None = None
