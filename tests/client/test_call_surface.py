@@ -53,6 +53,15 @@ async def test_arguments_the_sdk_refuses_before_sending(server, run_ivr):
         await call.answer()
         with pytest.raises(ValueError, match="record_type must be 'audio'"):
             await call.record_async("video")
+        # a misspelt option is refused by name, even when its value is None
+        with pytest.raises(TypeError, match="'record_fromat'"):
+            await call.record(record_fromat="wav")  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="'tone'"):
+            await call.detect_answering_machine(tone="CED")  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="'wait_for_beep'"):
+            await call.detect_human(wait_for_beep=True)  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="'digit_max'"):
+            await call.prompt_tts_async("digits", "PIN?", digit_max=None)  # type: ignore[call-arg]
         return True
 
     outcomes = await run_ivr(ivr)

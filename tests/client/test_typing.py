@@ -13,11 +13,21 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import get_args
+from typing import Unpack, get_args, get_type_hints
 
 import pytest
 
-from relaykit.client import Call, CallState, EndReason, Gender, PromptType
+from relaykit.client import (
+    Call,
+    CallState,
+    DetectOptions,
+    EndReason,
+    Gender,
+    MachineDetectOptions,
+    PromptOptions,
+    PromptType,
+    RecordOptions,
+)
 from relaykit.client.payloads import IGNORED_KWARGS, PROMPT_KWARGS, PROMPT_TYPES
 from relaykit.protocol import calling
 
@@ -80,6 +90,54 @@ def test_mypy_reports_a_misspelt_option_and_a_wrongly_typed_one_by_name(tmp_path
     assert 'Argument "digits_max"' in wrong_type
     assert 'incompatible type "str"' in wrong_type
     assert '"int | None"' in wrong_type
+
+
+def test_mypy_checks_the_options_of_ask_record_detect_and_of_an_options_dict(tmp_path):
+    """ask takes the prompt options with their types too, record and the detectors theirs, and
+    an options dict built once is checked where it is built and where it is passed."""
+    result = run_mypy(
+        tmp_path,
+        """\
+        from relaykit import Call, MachineDetectOptions, PromptOptions
+
+
+        async def ivr(call: Call) -> None:
+            await call.ask("digits", "Enter your PIN", min_digits=4, digits_maxx=4)
+            await call.ask("digits", "Enter your PIN", speech_engine="sphinx")
+            pin: PromptOptions = {"digits_max": 4, "digits_terminators": "#"}
+            await call.prompt_ringtone("digits", "us", **pin)
+            await call.ask("digits", "Enter your PIN", tries=3, **pin)
+            typo: PromptOptions = {"digit_max": 4}
+            await call.prompt_audio_async("digits", "https://example.com/a.wav", volume="loud")
+            await call.record(record_fromat="wav")
+            await call.detect_answering_machine(tone="CED")
+            await call.detect_human(wait_for_beep=True)
+            await call.detect_async("fax", tone="XYZ", timeout=5)
+            amd: MachineDetectOptions = {"timeout": 10, "machine_words_threshold": 4}
+            await call.detect_machine(wait_for_beep=True, **amd)
+            await call.detect("machine", **amd)
+        """,
+    )
+    errors = errors_by_line(result.stdout)
+    assert set(errors) == {5, 6, 10, 11, 12, 13, 14, 15}, result.stdout
+    (misspelt,) = errors[5]
+    assert 'Unexpected keyword argument "digits_maxx" for "ask" of "Call"' in misspelt
+    (engine,) = errors[6]
+    assert 'Argument "speech_engine" to "ask"' in engine and "Literal['sphinx']" in engine
+    (typo,) = errors[10]
+    assert '"digit_max"' in typo and '"PromptOptions"' in typo
+    (volume,) = errors[11]
+    assert 'Argument "volume" to "prompt_audio_async"' in volume
+    assert 'incompatible type "str"' in volume
+    expected = {
+        12: 'Unexpected keyword argument "record_fromat" for "record" of "Call"',
+        13: 'Unexpected keyword argument "tone" for "detect_answering_machine" of "Call"',
+        14: 'Unexpected keyword argument "wait_for_beep" for "detect_human" of "Call"',
+        15: 'Argument "tone" to "detect_async" of "Call"',
+    }
+    for line, text in expected.items():
+        (message,) = errors[line]
+        assert text in message, message
 
 
 def test_mypy_refuses_values_outside_the_literal_options(tmp_path):
@@ -247,17 +305,57 @@ def _keywords(method: str) -> dict[str, inspect.Parameter]:
     return {n: p for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
-@pytest.mark.parametrize("method", PROMPT_METHODS)
+def test_the_prompt_options_are_every_v2_option_and_each_admits_none():
+    """PromptOptions declares every prompt kwarg relaykit accepts (the v2 media options
+    included), each optional and None-able."""
+    assert PromptOptions.__optional_keys__ == PROMPT_KWARGS | IGNORED_KWARGS
+    assert not PromptOptions.__required_keys__
+    for name, hint in get_type_hints(PromptOptions).items():
+        assert type(None) in get_args(hint), name
+
+
+@pytest.mark.parametrize("method", [*PROMPT_METHODS, "ask"])
 def test_each_prompt_method_takes_every_v2_option_by_name_and_its_async_form_the_same(method):
-    """Every prompt kwarg relaykit accepts is an explicit keyword-only parameter, sync and async."""
-    blocking, starting = _keywords(method), _keywords(f"{method}_async")
-    assert set(blocking) == PROMPT_KWARGS | IGNORED_KWARGS
-    assert blocking == starting
-    assert all(p.default is None for p in blocking.values())
-    assert not any(
-        p.kind is inspect.Parameter.VAR_KEYWORD
-        for p in inspect.signature(getattr(Call, method)).parameters.values()
-    )
+    """Every prompt method, blocking and async alike, takes the prompt options as
+    ``**options: Unpack[PromptOptions]``; none of them is a parameter of its own."""
+    forms = [method] if method == "ask" else [method, f"{method}_async"]
+    for name in forms:
+        function = getattr(Call, name)
+        assert not set(_keywords(name)) & PromptOptions.__optional_keys__, name
+        (var_keyword,) = [
+            p
+            for p in inspect.signature(function).parameters.values()
+            if p.kind is inspect.Parameter.VAR_KEYWORD
+        ]
+        assert get_type_hints(function)[var_keyword.name] == Unpack[PromptOptions], name
+    if method != "ask":
+        assert _keywords(method) == _keywords(f"{method}_async")
+
+
+@pytest.mark.parametrize(
+    ("methods", "options", "keywords"),
+    [
+        (["record", "record_async"], RecordOptions, set()),
+        (["detect", "detect_async"], DetectOptions, {"wait_for_beep"}),
+        (["amd", "amd_async", "detect_machine"], MachineDetectOptions, {"wait_for_beep"}),
+        (["detect_human"], MachineDetectOptions, set()),
+    ],
+)
+def test_record_and_detect_methods_take_their_options_declared_once(methods, options, keywords):
+    """record's and the detectors' options are typed keys, each None-able, passed on as
+    ``**options: Unpack[...]``; only ``wait_for_beep`` stays a parameter of its own."""
+    assert not options.__required_keys__
+    for name, hint in get_type_hints(options).items():
+        assert type(None) in get_args(hint), name
+    for method in methods:
+        function = getattr(Call, method)
+        assert set(_keywords(method)) == keywords, method
+        (var_keyword,) = [
+            p
+            for p in inspect.signature(function).parameters.values()
+            if p.kind is inspect.Parameter.VAR_KEYWORD
+        ]
+        assert get_type_hints(function)[var_keyword.name] == Unpack[options], method
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,14 @@ Imports go one way: ``results`` ← ``components`` ← ``call`` ← ``client`` �
 Protocol. Loading the SDK loads neither numpy nor the server.
 """
 
-from .call import Call, Calling
+from .call import (
+    Call,
+    Calling,
+    DetectOptions,
+    MachineDetectOptions,
+    PromptOptions,
+    RecordOptions,
+)
 from .client import Client
 from .components import (
     ConnectAction,
@@ -60,6 +67,7 @@ __all__ = [
     "ConnectResult",
     "Consumer",
     "DetectAction",
+    "DetectOptions",
     "DetectResult",
     "DetectType",
     "DialResult",
@@ -69,15 +77,18 @@ __all__ = [
     "FaxTone",
     "Gender",
     "HangupResult",
+    "MachineDetectOptions",
     "PlayAction",
     "PlayResult",
     "PlayVolumeResult",
     "PromptAction",
+    "PromptOptions",
     "PromptResult",
     "PromptType",
     "PromptVolumeResult",
     "RecordAction",
     "RecordFormat",
+    "RecordOptions",
     "RecordResult",
     "SendDigitsAction",
     "SendDigitsResult",

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["Call", "Calling", "CallingClient"]
+__all__ = [
+    "Call",
+    "Calling",
+    "CallingClient",
+    "DetectOptions",
+    "MachineDetectOptions",
+    "PromptOptions",
+    "RecordOptions",
+]
 
 import asyncio
 import inspect
@@ -10,7 +18,7 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol, get_args
+from typing import Any, Protocol, TypedDict, Unpack, get_args
 
 from ..errors import RelayError
 from ..protocol import calling
@@ -72,6 +80,131 @@ _STATES: tuple[str, ...] = get_args(CallState)
 
 # A call event handler: gets the event's params; may be a coroutine function.
 Handler = Callable[[dict[str, Any]], Any]
+
+
+class PromptOptions(TypedDict, total=False):
+    """The options of every prompt method ([prompt_async][relaykit.client.Call.prompt_async]
+    and its kin, [ask][relaykit.client.Call.ask]), passed as keyword arguments:
+    ``call.prompt_tts("digits", "PIN?", digits_max=4)``.
+
+    An option left out or None is not sent, so the server's default applies. ``digits_*``
+    options need prompt_type "digits" or "both", the speech ones "speech" or "both"; otherwise
+    ValueError names the option. A dict of options can be built once and passed to many
+    prompts: ``options: PromptOptions = {"digits_max": 4}; await call.prompt_tts("digits",
+    "PIN?", **options)``.
+    """
+
+    volume: float | None
+    """Media volume in dB (-40 to 40)."""
+    initial_timeout: float | None
+    """Seconds to wait for input to start once the media has ended."""
+    digits_max: int | None
+    """Number of digits that completes the input."""
+    digits_terminators: str | None
+    """Keys that complete the input, e.g. ``"#"``."""
+    digits_timeout: float | None
+    """Seconds allowed between two keys."""
+    end_silence_timeout: float | None
+    """Seconds of silence that end speech."""
+    speech_timeout: float | None
+    """Most seconds of speech."""
+    speech_language: str | None
+    """Recognition language, e.g. ``"en-US"``."""
+    speech_hints: list[str] | tuple[str, ...] | None
+    """Words or phrases the caller is expected to say."""
+    speech_min_confidence: float | None
+    """relaykit extension: results under this confidence (0–100) are ``no_match`` (default:
+    the server's, 50 on relaykit's server)."""
+    speech_engine: SpeechEngine | None
+    """relaykit extension: ``"pocketsphinx"``, ``"whisper"`` or ``"auto"`` (the server's
+    choice: grammar for hints, Whisper for open speech)."""
+    partial_results: bool | None
+    """Deliver interim results (``PromptAction.partials``)."""
+    send_start_of_input: bool | None
+    """Send an event as soon as input starts."""
+    barge_in: bool | None
+    """Stop the media when input starts (relaykit extension; default true)."""
+    language: str | None
+    """The TTS language, e.g. ``"en-US"``, of ``prompt_tts`` and of ``ask``'s text; other
+    prompts ignore it, as the v2 SDK does."""
+    gender: Gender | None
+    """The TTS voice of ``prompt_tts`` and of ``ask``'s text; other prompts ignore it."""
+    duration: float | None
+    """Seconds of ringtone for ``prompt_ringtone``; other prompts ignore it."""
+
+
+_PROMPT_OPTIONS = PromptOptions.__optional_keys__
+
+
+class RecordOptions(TypedDict, total=False):
+    """The options of [record_async][relaykit.client.Call.record_async] and
+    [record][relaykit.client.Call.record]; one left out or None is not sent, so the server's
+    default applies."""
+
+    beep: bool | None
+    """Play a beep to the caller first; recording starts after it."""
+    record_format: RecordFormat | None
+    """``"mp3"`` (the server's default where it can) or ``"wav"``."""
+    stereo: bool | None
+    """Two channels, the caller left and what the caller hears right."""
+    direction: AudioDirection | None
+    """``"speak"`` what the caller says (default), ``"listen"`` what the caller hears,
+    ``"both"``."""
+    initial_timeout: float | None
+    """Seconds to wait for speech; none: the recording ends ``no_input`` (0: wait for ever;
+    default 5)."""
+    end_silence_timeout: float | None
+    """Seconds of silence after speech that end it (0: never; default 1)."""
+    terminators: str | None
+    """Keys that end it (default ``"#*"``)."""
+
+
+_RECORD_OPTIONS = RecordOptions.__optional_keys__
+
+
+class MachineDetectOptions(TypedDict, total=False):
+    """The options of answering-machine detection
+    ([detect_answering_machine][relaykit.client.Call.detect_answering_machine], its ``_async``
+    form, ``detect_human``, ``detect_machine``); one left out or None is not sent, so the
+    server's default applies."""
+
+    timeout: float | None
+    """The most seconds the detector runs (default 30)."""
+    initial_timeout: float | None
+    """Seconds to wait for the first speech (default 4.5)."""
+    end_silence_timeout: float | None
+    """Silence that ends a greeting (default 1)."""
+    machine_voice_threshold: float | None
+    """A greeting this long (s) is a machine (default 1.25)."""
+    machine_words_threshold: int | None
+    """A greeting of this many words is a machine (default 6)."""
+
+
+_MACHINE_DETECT_OPTIONS = MachineDetectOptions.__optional_keys__
+
+
+class DetectOptions(MachineDetectOptions, total=False):
+    """The options of [detect_async][relaykit.client.Call.detect_async] and
+    [detect][relaykit.client.Call.detect]: the machine detector's, and these two."""
+
+    tone: FaxTone | None
+    """fax: ``"CED"`` or ``"CNG"`` only (default: either)."""
+    digits: str | None
+    """digit: the keys to report (default ``"0123456789#*"``)."""
+
+
+_DETECT_OPTIONS = DetectOptions.__optional_keys__
+
+
+def _given(options: Mapping[str, Any], accepted: frozenset[str], what: str) -> dict[str, Any]:
+    """The options passed with a value (not None); TypeError names one ``what`` does not take."""
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise TypeError(
+            f"unexpected keyword argument {unknown[0]!r}; "
+            f"{what} options are {', '.join(sorted(accepted))}"
+        )
+    return {name: value for name, value in options.items() if value is not None}
 
 
 class CallingClient(CommandSender, Protocol):
@@ -402,73 +535,25 @@ class Call:
         self,
         prompt_type: PromptType,
         media_list: Sequence[Mapping[str, Any]],
-        *,
-        volume: float | None = None,
-        initial_timeout: float | None = None,
-        digits_max: int | None = None,
-        digits_terminators: str | None = None,
-        digits_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        speech_timeout: float | None = None,
-        speech_language: str | None = None,
-        speech_hints: list[str] | tuple[str, ...] | None = None,
-        speech_min_confidence: float | None = None,
-        speech_engine: SpeechEngine | None = None,
-        partial_results: bool | None = None,
-        send_start_of_input: bool | None = None,
-        barge_in: bool | None = None,
-        language: str | None = None,
-        gender: Gender | None = None,
-        duration: float | None = None,
+        **options: Unpack[PromptOptions],
     ) -> PromptAction:
         """Start playing ``media_list`` and collecting input; returns a PromptAction at once.
 
         Args:
             prompt_type: collect ``"digits"``, ``"speech"`` or ``"both"``.
             media_list: what to play, as for :meth:`play_async`.
-            volume: media volume in dB (-40 to 40).
-            initial_timeout: seconds to wait for input to start once the media has ended.
-            digits_max: number of digits that completes the input.
-            digits_terminators: keys that complete the input, e.g. ``"#"``.
-            digits_timeout: seconds allowed between two keys.
-            end_silence_timeout: seconds of silence that end speech.
-            speech_timeout: most seconds of speech.
-            speech_language: recognition language, e.g. ``"en-US"``.
-            speech_hints: words or phrases the caller is expected to say.
-            speech_min_confidence: relaykit extension: results under this confidence (0–100)
-                are ``no_match`` (default: the server's, 50 on relaykit's server).
-            speech_engine: relaykit extension: ``"pocketsphinx"``, ``"whisper"`` or
-                ``"auto"`` (the server's choice: grammar for hints, Whisper for open speech).
-            partial_results: deliver interim results (``PromptAction.partials``).
-            send_start_of_input: send an event as soon as input starts.
-            barge_in: stop the media when input starts (relaykit extension; default true).
-            language: media option; ignored here, as in the v2 SDK.
-            gender: media option; ignored here, as in the v2 SDK.
-            duration: media option; ignored here, as in the v2 SDK.
+            **options: the [prompt options][relaykit.client.PromptOptions] (``volume``,
+                ``digits_max``, ``speech_hints``, …); ``language``, ``gender`` and
+                ``duration`` are ignored here, as in the v2 SDK.
 
-        An option left at None is not sent, so the server's default applies. ``digits_*``
+        An option left out or None is not sent, so the server's default applies. ``digits_*``
         options need prompt_type "digits" or "both", the speech ones "speech" or "both";
         otherwise ValueError names the option.
         """
-        options = {
-            "initial_timeout": initial_timeout,
-            "digits_max": digits_max,
-            "digits_terminators": digits_terminators,
-            "digits_timeout": digits_timeout,
-            "end_silence_timeout": end_silence_timeout,
-            "speech_timeout": speech_timeout,
-            "speech_language": speech_language,
-            "speech_hints": speech_hints,
-            "speech_min_confidence": speech_min_confidence,
-            "speech_engine": speech_engine,
-            "partial_results": partial_results,
-            "send_start_of_input": send_start_of_input,
-            "barge_in": barge_in,
-        }
+        given = _given(options, _PROMPT_OPTIONS, "prompt")
+        volume = given.pop("volume", None)
         play = build_media_list(media_list)
-        collect = build_collect(
-            prompt_type, {name: value for name, value in options.items() if value is not None}
-        )
+        collect = build_collect(prompt_type, given)
         payload: dict[str, Any] = {"play": play, "collect": collect}
         if volume is not None:
             payload["volume"] = float(volume)
@@ -480,330 +565,73 @@ class Call:
         self,
         prompt_type: PromptType,
         media_list: Sequence[Mapping[str, Any]],
-        *,
-        volume: float | None = None,
-        initial_timeout: float | None = None,
-        digits_max: int | None = None,
-        digits_terminators: str | None = None,
-        digits_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        speech_timeout: float | None = None,
-        speech_language: str | None = None,
-        speech_hints: list[str] | tuple[str, ...] | None = None,
-        speech_min_confidence: float | None = None,
-        speech_engine: SpeechEngine | None = None,
-        partial_results: bool | None = None,
-        send_start_of_input: bool | None = None,
-        barge_in: bool | None = None,
-        language: str | None = None,
-        gender: Gender | None = None,
-        duration: float | None = None,
+        **options: Unpack[PromptOptions],
     ) -> PromptResult:
         """Play ``media_list``, collect input and wait for the result.
 
-        Options as for :meth:`prompt_async`.
+        Arguments and [options][relaykit.client.PromptOptions] as for :meth:`prompt_async`.
         """
-        action = await self.prompt_async(
-            prompt_type,
-            media_list,
-            volume=volume,
-            initial_timeout=initial_timeout,
-            digits_max=digits_max,
-            digits_terminators=digits_terminators,
-            digits_timeout=digits_timeout,
-            end_silence_timeout=end_silence_timeout,
-            speech_timeout=speech_timeout,
-            speech_language=speech_language,
-            speech_hints=speech_hints,
-            speech_min_confidence=speech_min_confidence,
-            speech_engine=speech_engine,
-            partial_results=partial_results,
-            send_start_of_input=send_start_of_input,
-            barge_in=barge_in,
-        )
-        return await action.wait()
+        return await (await self.prompt_async(prompt_type, media_list, **options)).wait()
 
     async def prompt_audio_async(
-        self,
-        prompt_type: PromptType,
-        url: str,
-        *,
-        volume: float | None = None,
-        initial_timeout: float | None = None,
-        digits_max: int | None = None,
-        digits_terminators: str | None = None,
-        digits_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        speech_timeout: float | None = None,
-        speech_language: str | None = None,
-        speech_hints: list[str] | tuple[str, ...] | None = None,
-        speech_min_confidence: float | None = None,
-        speech_engine: SpeechEngine | None = None,
-        partial_results: bool | None = None,
-        send_start_of_input: bool | None = None,
-        barge_in: bool | None = None,
-        language: str | None = None,
-        gender: Gender | None = None,
-        duration: float | None = None,
+        self, prompt_type: PromptType, url: str, **options: Unpack[PromptOptions]
     ) -> PromptAction:
         """Start playing the audio file at ``url`` and collecting input; returns at once.
 
-        Options as for :meth:`prompt_async`.
+        [Options][relaykit.client.PromptOptions] as for :meth:`prompt_async`.
         """
-        return await self.prompt_async(
-            prompt_type,
-            [{"type": "audio", "url": url}],
-            volume=volume,
-            initial_timeout=initial_timeout,
-            digits_max=digits_max,
-            digits_terminators=digits_terminators,
-            digits_timeout=digits_timeout,
-            end_silence_timeout=end_silence_timeout,
-            speech_timeout=speech_timeout,
-            speech_language=speech_language,
-            speech_hints=speech_hints,
-            speech_min_confidence=speech_min_confidence,
-            speech_engine=speech_engine,
-            partial_results=partial_results,
-            send_start_of_input=send_start_of_input,
-            barge_in=barge_in,
-        )
+        return await self.prompt_async(prompt_type, [{"type": "audio", "url": url}], **options)
 
     async def prompt_audio(
-        self,
-        prompt_type: PromptType,
-        url: str,
-        *,
-        volume: float | None = None,
-        initial_timeout: float | None = None,
-        digits_max: int | None = None,
-        digits_terminators: str | None = None,
-        digits_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        speech_timeout: float | None = None,
-        speech_language: str | None = None,
-        speech_hints: list[str] | tuple[str, ...] | None = None,
-        speech_min_confidence: float | None = None,
-        speech_engine: SpeechEngine | None = None,
-        partial_results: bool | None = None,
-        send_start_of_input: bool | None = None,
-        barge_in: bool | None = None,
-        language: str | None = None,
-        gender: Gender | None = None,
-        duration: float | None = None,
+        self, prompt_type: PromptType, url: str, **options: Unpack[PromptOptions]
     ) -> PromptResult:
         """Play the audio file at ``url``, collect input and wait for the result.
 
-        Options as for :meth:`prompt_async`.
+        [Options][relaykit.client.PromptOptions] as for :meth:`prompt_async`.
         """
-        action = await self.prompt_audio_async(
-            prompt_type,
-            url,
-            volume=volume,
-            initial_timeout=initial_timeout,
-            digits_max=digits_max,
-            digits_terminators=digits_terminators,
-            digits_timeout=digits_timeout,
-            end_silence_timeout=end_silence_timeout,
-            speech_timeout=speech_timeout,
-            speech_language=speech_language,
-            speech_hints=speech_hints,
-            speech_min_confidence=speech_min_confidence,
-            speech_engine=speech_engine,
-            partial_results=partial_results,
-            send_start_of_input=send_start_of_input,
-            barge_in=barge_in,
-        )
-        return await action.wait()
+        return await (await self.prompt_audio_async(prompt_type, url, **options)).wait()
 
     async def prompt_tts_async(
-        self,
-        prompt_type: PromptType,
-        text: str,
-        *,
-        language: str | None = None,
-        gender: Gender | None = None,
-        volume: float | None = None,
-        initial_timeout: float | None = None,
-        digits_max: int | None = None,
-        digits_terminators: str | None = None,
-        digits_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        speech_timeout: float | None = None,
-        speech_language: str | None = None,
-        speech_hints: list[str] | tuple[str, ...] | None = None,
-        speech_min_confidence: float | None = None,
-        speech_engine: SpeechEngine | None = None,
-        partial_results: bool | None = None,
-        send_start_of_input: bool | None = None,
-        barge_in: bool | None = None,
-        duration: float | None = None,
+        self, prompt_type: PromptType, text: str, **options: Unpack[PromptOptions]
     ) -> PromptAction:
-        """Start speaking ``text`` and collecting input; returns at once.
+        """Start speaking ``text`` (in the options' ``language``, e.g. "en-US", and ``gender``)
+        and collecting input; returns at once.
 
-        Options as for :meth:`prompt_async`.
+        [Options][relaykit.client.PromptOptions] as for :meth:`prompt_async`.
         """
-        return await self.prompt_async(
-            prompt_type,
-            [_tts(text, language, gender)],
-            volume=volume,
-            initial_timeout=initial_timeout,
-            digits_max=digits_max,
-            digits_terminators=digits_terminators,
-            digits_timeout=digits_timeout,
-            end_silence_timeout=end_silence_timeout,
-            speech_timeout=speech_timeout,
-            speech_language=speech_language,
-            speech_hints=speech_hints,
-            speech_min_confidence=speech_min_confidence,
-            speech_engine=speech_engine,
-            partial_results=partial_results,
-            send_start_of_input=send_start_of_input,
-            barge_in=barge_in,
-        )
+        media = [_tts(text, options.get("language"), options.get("gender"))]
+        return await self.prompt_async(prompt_type, media, **options)
 
     async def prompt_tts(
-        self,
-        prompt_type: PromptType,
-        text: str,
-        *,
-        language: str | None = None,
-        gender: Gender | None = None,
-        volume: float | None = None,
-        initial_timeout: float | None = None,
-        digits_max: int | None = None,
-        digits_terminators: str | None = None,
-        digits_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        speech_timeout: float | None = None,
-        speech_language: str | None = None,
-        speech_hints: list[str] | tuple[str, ...] | None = None,
-        speech_min_confidence: float | None = None,
-        speech_engine: SpeechEngine | None = None,
-        partial_results: bool | None = None,
-        send_start_of_input: bool | None = None,
-        barge_in: bool | None = None,
-        duration: float | None = None,
+        self, prompt_type: PromptType, text: str, **options: Unpack[PromptOptions]
     ) -> PromptResult:
-        """Speak ``text``, collect input and wait for the result.
+        """Speak ``text`` (in the options' ``language`` and ``gender``), collect input and wait
+        for the result.
 
-        Options as for :meth:`prompt_async`.
+        [Options][relaykit.client.PromptOptions] as for :meth:`prompt_async`.
         """
-        action = await self.prompt_tts_async(
-            prompt_type,
-            text,
-            language=language,
-            gender=gender,
-            volume=volume,
-            initial_timeout=initial_timeout,
-            digits_max=digits_max,
-            digits_terminators=digits_terminators,
-            digits_timeout=digits_timeout,
-            end_silence_timeout=end_silence_timeout,
-            speech_timeout=speech_timeout,
-            speech_language=speech_language,
-            speech_hints=speech_hints,
-            speech_min_confidence=speech_min_confidence,
-            speech_engine=speech_engine,
-            partial_results=partial_results,
-            send_start_of_input=send_start_of_input,
-            barge_in=barge_in,
-        )
-        return await action.wait()
+        return await (await self.prompt_tts_async(prompt_type, text, **options)).wait()
 
     async def prompt_ringtone_async(
-        self,
-        prompt_type: PromptType,
-        name: str,
-        *,
-        duration: float | None = None,
-        volume: float | None = None,
-        initial_timeout: float | None = None,
-        digits_max: int | None = None,
-        digits_terminators: str | None = None,
-        digits_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        speech_timeout: float | None = None,
-        speech_language: str | None = None,
-        speech_hints: list[str] | tuple[str, ...] | None = None,
-        speech_min_confidence: float | None = None,
-        speech_engine: SpeechEngine | None = None,
-        partial_results: bool | None = None,
-        send_start_of_input: bool | None = None,
-        barge_in: bool | None = None,
-        language: str | None = None,
-        gender: Gender | None = None,
+        self, prompt_type: PromptType, name: str, **options: Unpack[PromptOptions]
     ) -> PromptAction:
-        """Start playing the ringtone ``name`` and collecting input; returns at once.
+        """Start playing the ringtone ``name`` (for the options' ``duration`` in seconds) and
+        collecting input; returns at once.
 
-        Options as for :meth:`prompt_async`.
+        [Options][relaykit.client.PromptOptions] as for :meth:`prompt_async`.
         """
-        return await self.prompt_async(
-            prompt_type,
-            [_ringtone(name, duration, convert=False)],
-            volume=volume,
-            initial_timeout=initial_timeout,
-            digits_max=digits_max,
-            digits_terminators=digits_terminators,
-            digits_timeout=digits_timeout,
-            end_silence_timeout=end_silence_timeout,
-            speech_timeout=speech_timeout,
-            speech_language=speech_language,
-            speech_hints=speech_hints,
-            speech_min_confidence=speech_min_confidence,
-            speech_engine=speech_engine,
-            partial_results=partial_results,
-            send_start_of_input=send_start_of_input,
-            barge_in=barge_in,
-        )
+        media = [_ringtone(name, options.get("duration"), convert=False)]
+        return await self.prompt_async(prompt_type, media, **options)
 
     async def prompt_ringtone(
-        self,
-        prompt_type: PromptType,
-        name: str,
-        *,
-        duration: float | None = None,
-        volume: float | None = None,
-        initial_timeout: float | None = None,
-        digits_max: int | None = None,
-        digits_terminators: str | None = None,
-        digits_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        speech_timeout: float | None = None,
-        speech_language: str | None = None,
-        speech_hints: list[str] | tuple[str, ...] | None = None,
-        speech_min_confidence: float | None = None,
-        speech_engine: SpeechEngine | None = None,
-        partial_results: bool | None = None,
-        send_start_of_input: bool | None = None,
-        barge_in: bool | None = None,
-        language: str | None = None,
-        gender: Gender | None = None,
+        self, prompt_type: PromptType, name: str, **options: Unpack[PromptOptions]
     ) -> PromptResult:
-        """Play the ringtone ``name``, collect input and wait for the result.
+        """Play the ringtone ``name`` (for the options' ``duration`` in seconds), collect input
+        and wait for the result.
 
-        Options as for :meth:`prompt_async`.
+        [Options][relaykit.client.PromptOptions] as for :meth:`prompt_async`.
         """
-        action = await self.prompt_ringtone_async(
-            prompt_type,
-            name,
-            duration=duration,
-            volume=volume,
-            initial_timeout=initial_timeout,
-            digits_max=digits_max,
-            digits_terminators=digits_terminators,
-            digits_timeout=digits_timeout,
-            end_silence_timeout=end_silence_timeout,
-            speech_timeout=speech_timeout,
-            speech_language=speech_language,
-            speech_hints=speech_hints,
-            speech_min_confidence=speech_min_confidence,
-            speech_engine=speech_engine,
-            partial_results=partial_results,
-            send_start_of_input=send_start_of_input,
-            barge_in=barge_in,
-        )
-        return await action.wait()
+        return await (await self.prompt_ringtone_async(prompt_type, name, **options)).wait()
 
     # -- ask: a prompt with checks and retries (relaykit) -------------------------------------
     async def ask(
@@ -815,33 +643,24 @@ class Call:
         valid: str | re.Pattern[str] | Callable[[str], bool] | None = None,
         tries: int = 1,
         invalid: str | Sequence[Mapping[str, Any]] | None = None,
-        language: str | None = None,
-        gender: Gender | None = None,
-        volume: float | None = None,
-        initial_timeout: float | None = None,
-        digits_max: int | None = None,
-        digits_terminators: str | None = None,
-        digits_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        speech_timeout: float | None = None,
-        speech_language: str | None = None,
-        speech_hints: list[str] | tuple[str, ...] | None = None,
-        barge_in: bool | None = None,
+        **options: Unpack[PromptOptions],
     ) -> AskResult:
         """Prompt until the input is valid, at most ``tries`` times (FreeSWITCH's
         ``play_and_get_digits`` in one call; relaykit only).
 
         Args:
             prompt_type: ``"digits"``, ``"speech"`` or ``"both"``, as for :meth:`prompt`.
-            prompt: text to speak (TTS, in ``language``/``gender``) or a media list.
+            prompt: text to speak (TTS, in the options' ``language`` and ``gender``) or a
+                media list.
             min_digits: fewer keys than this are refused (``digits_max`` is the most).
             valid: a regular expression the whole input must match (digits or the recognised
                 text), or a function that returns True for valid input.
             tries: how many times to prompt in all.
             invalid: text or media played after a failed try (refused input, no input, no
                 match) when another try follows.
-
-        The other options are :meth:`prompt`'s.
+            **options: the [prompt options][relaykit.client.PromptOptions], as for
+                :meth:`prompt`; ``language`` and ``gender`` are those of ``prompt`` and
+                ``invalid`` given as text.
 
         Returns an :class:`AskResult`: successful with the valid input, or unsuccessful after
         the last try (``no_match`` with reason ``min_digits``/``invalid`` for refused input).
@@ -856,11 +675,13 @@ class Call:
                 raise ValueError(
                     f"min_digits must be a whole number of at least 1, not {min_digits!r}"
                 )
+            digits_max = options.get("digits_max")
             if digits_max is not None and min_digits > digits_max:
                 raise ValueError(
                     f"min_digits ({min_digits}) is more than digits_max ({digits_max})"
                 )
         check = _input_check(valid)
+        language, gender = options.get("language"), options.get("gender")
         media = [_tts(prompt, language, gender)] if isinstance(prompt, str) else list(prompt)
         retry = None
         if invalid is not None:
@@ -868,20 +689,7 @@ class Call:
             build_media_list(retry)  # a bad media list fails now, not after the first try
         attempts: list[PromptResult] = []
         while True:
-            result = await self.prompt(
-                prompt_type,
-                media,
-                volume=volume,
-                initial_timeout=initial_timeout,
-                digits_max=digits_max,
-                digits_terminators=digits_terminators,
-                digits_timeout=digits_timeout,
-                end_silence_timeout=end_silence_timeout,
-                speech_timeout=speech_timeout,
-                speech_language=speech_language,
-                speech_hints=speech_hints,
-                barge_in=barge_in,
-            )
+            result = await self.prompt(prompt_type, media, **options)
             attempts.append(result)
             refused = None
             if result.successful:
@@ -897,82 +705,39 @@ class Call:
             if len(attempts) >= tries or self.ended:
                 return AskResult(_outcome(result, refused), attempts)
             if retry is not None:
-                await self.play(retry, volume or 0)
+                await self.play(retry, options.get("volume") or 0)
                 if self.ended:
                     return AskResult(_outcome(result, refused), attempts)
 
     # -- record -------------------------------------------------------------------------------
     async def record_async(
-        self,
-        record_type: str = "audio",
-        *,
-        beep: bool | None = None,
-        record_format: RecordFormat | None = None,
-        stereo: bool | None = None,
-        direction: AudioDirection | None = None,
-        initial_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        terminators: str | None = None,
+        self, record_type: str = "audio", **options: Unpack[RecordOptions]
     ) -> RecordAction:
         """Start recording the call; returns a RecordAction at once (``action.url`` is set).
 
         Args:
             record_type: what to record; only ``"audio"``.
-            beep: play a beep to the caller first; recording starts after it.
-            record_format: ``"mp3"`` (the server's default where it can) or ``"wav"``.
-            stereo: two channels, the caller left and what the caller hears right.
-            direction: ``"speak"`` what the caller says (default), ``"listen"`` what the
-                caller hears, ``"both"``.
-            initial_timeout: seconds to wait for speech; none: the recording ends
-                ``no_input`` (0: wait for ever; default 5).
-            end_silence_timeout: seconds of silence after speech that end it (0: never;
-                default 1).
-            terminators: keys that end it (default ``"#*"``).
+            **options: the [record options][relaykit.client.RecordOptions] (``beep``,
+                ``record_format``, ``direction``, …).
 
-        An option left at None is not sent, so the server's default applies. The file is
+        An option left out or None is not sent, so the server's default applies. The file is
         fetched with an HTTP GET of the url once the recording has finished.
         """
         if record_type != "audio":
             raise ValueError(f"record_type must be 'audio', not {record_type!r}")
-        options = {
-            "beep": beep,
-            "format": record_format,
-            "stereo": stereo,
-            "direction": direction,
-            "initial_timeout": initial_timeout,
-            "end_silence_timeout": end_silence_timeout,
-            "terminators": terminators,
-        }
-        audio = {key: value for key, value in options.items() if value is not None}
+        audio = _given(options, _RECORD_OPTIONS, "record")
+        if "record_format" in audio:
+            audio["format"] = audio.pop("record_format")
         component = RecordComponent(self, {"record": {"audio": audio}})
         await component.execute()
         return RecordAction(component)
 
     async def record(
-        self,
-        record_type: str = "audio",
-        *,
-        beep: bool | None = None,
-        record_format: RecordFormat | None = None,
-        stereo: bool | None = None,
-        direction: AudioDirection | None = None,
-        initial_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        terminators: str | None = None,
+        self, record_type: str = "audio", **options: Unpack[RecordOptions]
     ) -> RecordResult:
-        """Record the call until it ends (see :meth:`record_async` for the options); the
-        result has the file's ``url``, ``duration`` and ``size``."""
-        action = await self.record_async(
-            record_type,
-            beep=beep,
-            record_format=record_format,
-            stereo=stereo,
-            direction=direction,
-            initial_timeout=initial_timeout,
-            end_silence_timeout=end_silence_timeout,
-            terminators=terminators,
-        )
-        return await action.wait()
+        """Record the call until it ends ([options][relaykit.client.RecordOptions] as for
+        :meth:`record_async`); the result has the file's ``url``, ``duration`` and ``size``."""
+        return await (await self.record_async(record_type, **options)).wait()
 
     # -- send digits --------------------------------------------------------------------------
     async def send_digits_async(self, digits: str) -> SendDigitsAction:
@@ -987,37 +752,38 @@ class Call:
         return await (await self.send_digits_async(digits)).wait()
 
     # -- detect -------------------------------------------------------------------------------
-    def _detect_component(
+    async def _start_detect(
         self,
         detect_type: DetectType,
+        options: Mapping[str, Any],
+        accepted: frozenset[str],
         *,
-        blocking: bool,
-        wait_for_beep: bool,
-        timeout: float | None,
-        params: Mapping[str, Any],
+        blocking: bool = False,
+        wait_for_beep: bool = False,
     ) -> DetectComponent:
-        payload: dict[str, Any] = {
-            "detect": {
-                "type": detect_type,
-                "params": {key: value for key, value in params.items() if value is not None},
-            }
-        }
-        if timeout is not None:
-            payload["timeout"] = timeout
-        return DetectComponent(self, payload, blocking=blocking, wait_for_beep=wait_for_beep)
+        params = _given(options, accepted, f"{detect_type} detection")
+        payload: dict[str, Any] = {"detect": {"type": detect_type}}
+        if "timeout" in params:
+            payload["timeout"] = params.pop("timeout")
+        payload["detect"]["params"] = params
+        component = DetectComponent(self, payload, blocking=blocking, wait_for_beep=wait_for_beep)
+        await component.execute()
+        return component
+
+    @staticmethod
+    async def _first_answer(component: DetectComponent, expect: str | None = None) -> DetectResult:
+        """Wait for a blocking detector's first answer, then stop it on the server."""
+        await component.wait()
+        if component.successful:  # answered: the detector would run on until its timeout
+            await component._subcommand("stop")
+        return DetectResult(component, expect=expect)
 
     async def detect_async(
         self,
         detect_type: DetectType,
         *,
         wait_for_beep: bool = False,
-        timeout: float | None = None,
-        initial_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        machine_voice_threshold: float | None = None,
-        machine_words_threshold: int | None = None,
-        tone: FaxTone | None = None,
-        digits: str | None = None,
+        **options: Unpack[DetectOptions],
     ) -> DetectAction:
         """Start a detector; returns a DetectAction at once. It completes when the detector
         ends (``timeout``, default 30 s; or ``stop()``), with every answer in ``result``.
@@ -1027,29 +793,12 @@ class Call:
                 (answering-machine detection: HUMAN, MACHINE or UNKNOWN, then READY when a
                 machine's greeting has ended, NOT_READY if it goes on after a pause).
             wait_for_beep: for the blocking :meth:`detect` only.
-            timeout: the most seconds the detector runs.
-            initial_timeout: machine: seconds to wait for the first speech (default 4.5).
-            end_silence_timeout: machine: silence that ends a greeting (default 1).
-            machine_voice_threshold: machine: a greeting this long (s) is a machine (1.25).
-            machine_words_threshold: machine: a greeting of this many words is a machine (6).
-            tone: fax: ``"CED"`` or ``"CNG"`` only (default: either).
-            digits: digit: the keys to report (default ``"0123456789#*"``).
+            **options: the [detect options][relaykit.client.DetectOptions] (``timeout``, the
+                machine detector's thresholds, ``tone``, ``digits``).
         """
-        component = self._detect_component(
-            detect_type,
-            blocking=False,
-            wait_for_beep=wait_for_beep,
-            timeout=timeout,
-            params={
-                "initial_timeout": initial_timeout,
-                "end_silence_timeout": end_silence_timeout,
-                "machine_voice_threshold": machine_voice_threshold,
-                "machine_words_threshold": machine_words_threshold,
-                "tone": tone,
-                "digits": digits,
-            },
+        component = await self._start_detect(
+            detect_type, options, _DETECT_OPTIONS, wait_for_beep=wait_for_beep
         )
-        await component.execute()
         return DetectAction(component)
 
     async def detect(
@@ -1057,142 +806,61 @@ class Call:
         detect_type: DetectType,
         *,
         wait_for_beep: bool = False,
-        timeout: float | None = None,
-        initial_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        machine_voice_threshold: float | None = None,
-        machine_words_threshold: int | None = None,
-        tone: FaxTone | None = None,
-        digits: str | None = None,
+        **options: Unpack[DetectOptions],
     ) -> DetectResult:
-        """Detect and wait for the first answer (options as for :meth:`detect_async`).
+        """Detect and wait for the first answer ([options][relaykit.client.DetectOptions] as
+        for :meth:`detect_async`).
 
         ``result`` is the key, ``CED``/``CNG``, ``HUMAN``, ``MACHINE`` or ``UNKNOWN``; with
         ``wait_for_beep`` a machine's answer comes once its greeting has ended (READY).
         ``successful`` is False when the detector ended without an answer. Unlike v2, the
         detector is then stopped on the server.
         """
-        component = self._detect_component(
-            detect_type,
-            blocking=True,
-            wait_for_beep=wait_for_beep,
-            timeout=timeout,
-            params={
-                "initial_timeout": initial_timeout,
-                "end_silence_timeout": end_silence_timeout,
-                "machine_voice_threshold": machine_voice_threshold,
-                "machine_words_threshold": machine_words_threshold,
-                "tone": tone,
-                "digits": digits,
-            },
+        component = await self._start_detect(
+            detect_type, options, _DETECT_OPTIONS, blocking=True, wait_for_beep=wait_for_beep
         )
-        return DetectResult(await self._run_detect(component))
-
-    @staticmethod
-    async def _run_detect(component: DetectComponent) -> DetectComponent:
-        """Run a blocking detector to its first answer, then stop it on the server."""
-        await component.execute()
-        await component.wait()
-        if component.successful:  # answered: the detector would run on until its timeout
-            await component._subcommand("stop")
-        return component
+        return await self._first_answer(component)
 
     async def detect_answering_machine(
-        self,
-        *,
-        wait_for_beep: bool = False,
-        timeout: float | None = None,
-        initial_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        machine_voice_threshold: float | None = None,
-        machine_words_threshold: int | None = None,
+        self, *, wait_for_beep: bool = False, **options: Unpack[MachineDetectOptions]
     ) -> DetectResult:
         """Answering-machine detection: ``result`` HUMAN, MACHINE or UNKNOWN (see
-        :meth:`detect_async` for the options)."""
-        return await self.detect(
-            "machine",
-            wait_for_beep=wait_for_beep,
-            timeout=timeout,
-            initial_timeout=initial_timeout,
-            end_silence_timeout=end_silence_timeout,
-            machine_voice_threshold=machine_voice_threshold,
-            machine_words_threshold=machine_words_threshold,
+        :meth:`detect_async`; [options][relaykit.client.MachineDetectOptions])."""
+        component = await self._start_detect(
+            "machine", options, _MACHINE_DETECT_OPTIONS, blocking=True, wait_for_beep=wait_for_beep
         )
+        return await self._first_answer(component)
 
     async def detect_answering_machine_async(
-        self,
-        *,
-        wait_for_beep: bool = False,
-        timeout: float | None = None,
-        initial_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        machine_voice_threshold: float | None = None,
-        machine_words_threshold: int | None = None,
+        self, *, wait_for_beep: bool = False, **options: Unpack[MachineDetectOptions]
     ) -> DetectAction:
-        """Start answering-machine detection; returns a DetectAction at once."""
-        return await self.detect_async(
-            "machine",
-            wait_for_beep=wait_for_beep,
-            timeout=timeout,
-            initial_timeout=initial_timeout,
-            end_silence_timeout=end_silence_timeout,
-            machine_voice_threshold=machine_voice_threshold,
-            machine_words_threshold=machine_words_threshold,
+        """Start answering-machine detection; returns a DetectAction at once
+        ([options][relaykit.client.MachineDetectOptions])."""
+        component = await self._start_detect(
+            "machine", options, _MACHINE_DETECT_OPTIONS, wait_for_beep=wait_for_beep
         )
+        return DetectAction(component)
 
     amd = detect_answering_machine
     amd_async = detect_answering_machine_async
 
-    async def detect_human(
-        self,
-        *,
-        timeout: float | None = None,
-        initial_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        machine_voice_threshold: float | None = None,
-        machine_words_threshold: int | None = None,
-    ) -> DetectResult:
+    async def detect_human(self, **options: Unpack[MachineDetectOptions]) -> DetectResult:
         """Answering-machine detection whose result is ``successful`` only for a HUMAN
-        (v2's earlier ``detectHuman``)."""
-        component = self._detect_component(
-            "machine",
-            blocking=True,
-            wait_for_beep=False,
-            timeout=timeout,
-            params={
-                "initial_timeout": initial_timeout,
-                "end_silence_timeout": end_silence_timeout,
-                "machine_voice_threshold": machine_voice_threshold,
-                "machine_words_threshold": machine_words_threshold,
-            },
+        (v2's earlier ``detectHuman``; [options][relaykit.client.MachineDetectOptions])."""
+        component = await self._start_detect(
+            "machine", options, _MACHINE_DETECT_OPTIONS, blocking=True
         )
-        return DetectResult(await self._run_detect(component), expect="HUMAN")
+        return await self._first_answer(component, expect="HUMAN")
 
     async def detect_machine(
-        self,
-        *,
-        wait_for_beep: bool = False,
-        timeout: float | None = None,
-        initial_timeout: float | None = None,
-        end_silence_timeout: float | None = None,
-        machine_voice_threshold: float | None = None,
-        machine_words_threshold: int | None = None,
+        self, *, wait_for_beep: bool = False, **options: Unpack[MachineDetectOptions]
     ) -> DetectResult:
         """Answering-machine detection whose result is ``successful`` only for a MACHINE
-        (v2's earlier ``detectMachine``)."""
-        component = self._detect_component(
-            "machine",
-            blocking=True,
-            wait_for_beep=wait_for_beep,
-            timeout=timeout,
-            params={
-                "initial_timeout": initial_timeout,
-                "end_silence_timeout": end_silence_timeout,
-                "machine_voice_threshold": machine_voice_threshold,
-                "machine_words_threshold": machine_words_threshold,
-            },
+        (v2's earlier ``detectMachine``; [options][relaykit.client.MachineDetectOptions])."""
+        component = await self._start_detect(
+            "machine", options, _MACHINE_DETECT_OPTIONS, blocking=True, wait_for_beep=wait_for_beep
         )
-        return DetectResult(await self._run_detect(component), expect="MACHINE")
+        return await self._first_answer(component, expect="MACHINE")
 
     async def detect_fax(
         self, tone: FaxTone | None = None, timeout: float | None = None
