@@ -309,7 +309,10 @@ async def fuzz(messages: int = 10_000, seed: int = 1, connections: int = 4) -> R
 
             async def on_incoming_call(self, call: Call) -> None:
                 await call.answer()
-                result = await call.prompt_tts("digits", "Enter two digits", digits_max=2)
+                # waits out the whole fuzz run (seconds on a loaded machine) for the keys
+                result = await call.prompt_tts(
+                    "digits", "Enter two digits", digits_max=2, initial_timeout=120
+                )
                 results.put_nowait(result.result)
 
         ivr = Ivr(project=HEALTH, token=HEALTH_TOKEN, url=server.url)
