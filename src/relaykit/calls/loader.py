@@ -137,7 +137,10 @@ class MediaLoader:
         ready: list[np.ndarray | None] = []
         for m in media:
             if isinstance(m, TtsMedia):
-                samples = self._cached_speech(m)
+                try:
+                    samples = self._cached_speech(m)
+                except Exception:  # load says what went wrong, on the item
+                    return False
                 if samples is None:
                     return False
                 ready.append(samples)
