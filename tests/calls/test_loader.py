@@ -79,3 +79,45 @@ async def test_items_released_while_loading_are_not_charged(tts: EspeakTts) -> N
         assert loader.budgets["p"].bytes_held == 0
     finally:
         await loader.close()
+
+
+async def test_media_ready_at_once_is_loaded_without_waiting(tts: EspeakTts) -> None:
+    """Speech already synthesised, silence and ringtones are loaded by load_now, charged as
+    load charges them; speech still to synthesise (or an audio URL) is left to load."""
+    cached = EspeakTts()  # with a cache
+    loader = MediaLoader(cached)
+    try:
+        cached.synthesize("Enter a digit")
+        media = [TtsMedia("Enter a digit"), SilenceMedia(1.0), RingtoneMedia("us", 2.0)]
+        items = loader.prepare(media)
+        assert loader.load_now(items, media, "p")
+        speech, silence, ring = items
+        assert speech.samples is not None and speech.samples.size > 0
+        assert loader.budgets["p"].bytes_held == speech.samples.nbytes
+        assert silence.source is not None and ring.source is not None
+        assert all(item.error is None for item in items)
+        speech.release()
+        assert loader.budgets["p"].bytes_held == 0
+
+        fresh = [TtsMedia("A sentence not yet spoken"), SilenceMedia(1.0)]
+        waiting = loader.prepare(fresh)
+        assert not loader.load_now(waiting, fresh, "p")
+        assert all(i.samples is None and i.source is None for i in waiting)  # nothing done
+        await loader.load(waiting, fresh, "p")
+        assert waiting[0].samples is not None and waiting[1].source is not None
+    finally:
+        await loader.close()
+
+
+async def test_media_ready_at_once_over_the_budget_fails_like_load(tts: EspeakTts) -> None:
+    cached = EspeakTts()
+    loader = MediaLoader(cached, limits=MediaLimits(max_bytes=1000))
+    try:
+        cached.synthesize("Enter a digit")
+        media = [TtsMedia("Enter a digit")]
+        items = loader.prepare(media)
+        assert loader.load_now(items, media, "p")
+        assert items[0].error is not None and "media budget exceeded" in items[0].error
+        assert items[0].samples is None and loader.budgets["p"].bytes_held == 0
+    finally:
+        await loader.close()

@@ -115,28 +115,46 @@ class MediaLoader:
                 return
             samples: np.ndarray | None = None
             try:
-                if isinstance(m, SilenceMedia):
-                    item.source = sources.silence_source(m.duration)
-                elif isinstance(m, RingtoneMedia):
-                    item.source = sources.ringtone_source(m.name.lower(), m.duration)
-                elif isinstance(m, TtsMedia):
+                if isinstance(m, TtsMedia):
                     speech = await self._speech(budget, m)
                     if isinstance(speech, _Charged):
                         speech.attach(item)
-                    else:
-                        samples = speech
+                        continue
+                    samples = speech
                 elif isinstance(m, AudioMedia):
                     samples = await self._audio(budget, m.url)
-                else:  # pragma: no cover - parse_media admits nothing else
-                    raise MediaError(f"unsupported media {m!r}")
-                if samples is not None and not item.released:
-                    item.on_release = budget.charge(samples)
-                    item.samples = samples
-            except MediaError as exc:
-                item.error = str(exc)
-            except Exception:  # never let a loader bug kill the call
-                log.exception("! media loading failed")
-                item.error = f"{item.kind} media could not be loaded"
+                elif not isinstance(m, SilenceMedia | RingtoneMedia):  # pragma: no cover
+                    raise MediaError(f"unsupported media {m!r}")  # parse_media admits no other
+                _fill(item, m, samples, budget)
+            except Exception as exc:
+                _failed(item, exc)
+
+    def load_now(
+        self, items: Sequence[MediaItem], media: Sequence[Media], project: str = ""
+    ) -> bool:
+        """:meth:`load` at once, when no item needs a worker or a fetch (silence, ringtones,
+        speech already synthesised): True. False, with nothing done, when one does."""
+        ready: list[np.ndarray | None] = []
+        for m in media:
+            if isinstance(m, TtsMedia):
+                try:
+                    samples = self._cached_speech(m)
+                except Exception:  # load says what went wrong, on the item
+                    return False
+                if samples is None:
+                    return False
+                ready.append(samples)
+            elif isinstance(m, SilenceMedia | RingtoneMedia):
+                ready.append(None)
+            else:
+                return False
+        budget = self.budgets[project]
+        for item, m, samples in zip(items, media, ready, strict=True):
+            try:
+                _fill(item, m, samples, budget)
+            except Exception as exc:
+                _failed(item, exc)
+        return True
 
     async def start(self) -> None:
         await self.fetcher.start()
@@ -146,12 +164,16 @@ class MediaLoader:
         await self.fetcher.close()
 
     # -- the kinds that cost something --------------------------------------------------------
-    async def _speech(self, budget: ProjectBudget, m: TtsMedia) -> np.ndarray | _Charged:
-        # A prompt already synthesised needs no trip to a worker thread.
+    def _cached_speech(self, m: TtsMedia) -> np.ndarray | None:
+        """A prompt already synthesised needs no trip to a worker thread."""
         peek = getattr(self.tts, "cached", None)
         samples = None if peek is None else peek(m.text, language=m.language, gender=m.gender)
+        return None if samples is None else np.asarray(samples, dtype=np.int16)
+
+    async def _speech(self, budget: ProjectBudget, m: TtsMedia) -> np.ndarray | _Charged:
+        samples = self._cached_speech(m)
         if samples is not None:
-            return np.asarray(samples, dtype=np.int16)
+            return samples
         needs = len(m.text) * _SPEECH_BYTES_PER_CHAR
         if needs > budget.bytes_left:  # refused before any CPU is spent on it
             raise BudgetExceeded(
@@ -315,3 +337,26 @@ class _AudioCache:
         entry = self._entries.pop(key, None)
         if entry is not None:
             self._bytes -= entry[0].nbytes
+
+
+def _fill(item: MediaItem, m: Media, samples: np.ndarray | None, budget: ProjectBudget) -> None:
+    """Give ``item`` what it plays: a source for silence and ringtones, else ``samples`` (held
+    against the project's budget), unless its playback has let it go."""
+    if item.released:
+        return
+    if isinstance(m, SilenceMedia):
+        item.source = sources.silence_source(m.duration)
+    elif isinstance(m, RingtoneMedia):
+        item.source = sources.ringtone_source(m.name.lower(), m.duration)
+    elif samples is not None:
+        item.on_release = budget.charge(samples)
+        item.samples = samples
+
+
+def _failed(item: MediaItem, exc: Exception) -> None:
+    """The item could not be loaded: a readable error on it (never a dead call)."""
+    if isinstance(exc, MediaError):
+        item.error = str(exc)
+    else:  # a loader bug
+        log.error("! media loading failed", exc_info=exc)
+        item.error = f"{item.kind} media could not be loaded"

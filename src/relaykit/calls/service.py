@@ -892,6 +892,8 @@ class CallService:
     def _load(self, call: Call, control_id: str, items: list[Any], media: Any) -> None:
         """Load the media within the call's project budget; the load is cancelled when the
         component's playback ends before it is done."""
+        if self.loader.load_now(items, media, call.project):
+            return  # nothing to wait for (speech already synthesised, silence, ringtones)
         task = self._spawn(call, self.loader.load(items, media, call.project))
         key = (call.call_id, control_id)
         self._loading[key] = task

@@ -34,12 +34,12 @@ __all__ = [
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import RelayError
 from ..protocol import calling
+from ..protocol.jsonrpc import new_id
 from .results import (
     ConnectResult,
     DetectResult,
@@ -93,7 +93,7 @@ class Component:
 
     def __init__(self, call: ComponentHost, payload: dict[str, Any]) -> None:
         self.call = call
-        self.control_id = str(uuid.uuid4())
+        self.control_id = new_id()  # a random v4 UUID, without uuid4's system call
         self.payload = {
             "node_id": call.node_id,
             "call_id": call.id,

@@ -871,7 +871,7 @@ class MediaEngine:
                 assert samples is not None
                 playing = True
                 call._fast_playback, call._fast_samples = playback, samples
-                call._fast_windows = sliding_window_view(samples, SAMPLES_PER_FRAME)
+                call._fast_windows = None  # made by _gather_out, if anyone takes the frames
                 self._pos[slot], self._end[slot] = playback.offset, len(samples)
                 self._gain[slot] = playback.gain
         self._fast[slot] = fast
@@ -883,8 +883,15 @@ class MediaEngine:
         groups: dict[int, tuple[np.ndarray, list[int]]] = {}  # by the samples' id
         for i, slot in enumerate(slots.tolist()):
             call = self._by_slot[slot]
-            assert call is not None and call._fast_windows is not None
-            groups.setdefault(id(call._fast_samples), (call._fast_windows, []))[1].append(i)
+            assert call is not None and call._fast_samples is not None
+            samples = call._fast_samples
+            group = groups.get(id(samples))
+            if group is None:
+                windows = call._fast_windows
+                if windows is None:
+                    windows = call._fast_windows = sliding_window_view(samples, SAMPLES_PER_FRAME)
+                group = groups[id(samples)] = (windows, [])
+            group[1].append(i)
         for windows, members in groups.values():
             idx = np.asarray(members, dtype=np.intp)
             out[idx] = windows[self._pos[slots[idx]]]

@@ -31,6 +31,7 @@ __all__ = [
     "bounded",
     "new_id",
     "parse_message",
+    "request_text",
     "serialize",
     "valid_id",
 ]
@@ -144,6 +145,11 @@ def loads(data: str | bytes) -> Any:
 
 def serialize(message: Message) -> str:
     return dumps(message.to_json())
+
+
+def request_text(method: str, params: dict[str, Any], request_id: str | int) -> str:
+    """``serialize(Request(method, params, request_id))`` without the Request (hot paths)."""
+    return dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
 
 
 def _depth_ok(value: Any, limit: int) -> bool:

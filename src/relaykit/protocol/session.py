@@ -20,6 +20,7 @@ from .jsonrpc import (
     Response,
     new_id,
     parse_message,
+    request_text,
     serialize,
     valid_id,
 )
@@ -103,7 +104,7 @@ class Peer:
         request_id = new_id()
         if expect_reply:
             self._pending[request_id] = method
-        return request_id, serialize(Request(method, params, request_id))
+        return request_id, request_text(method, params, request_id)
 
     def forget(self, request_id: str | int) -> None:
         """Stop waiting for a reply (timed out or cancelled); a late one becomes a StrayReply."""

@@ -41,7 +41,7 @@ from typing import Any, Protocol, runtime_checkable
 from ..calls import CallEvent, CallService
 from ..errors import LimitExceededError, ProtocolError, RelayTimeoutError
 from ..protocol import blade
-from ..protocol.jsonrpc import Request, new_id, serialize
+from ..protocol.jsonrpc import new_id, request_text
 from .auth import AuthThrottle, Credentials, Logins, Visitor
 from .relay_events import to_relay
 
@@ -168,7 +168,7 @@ class ServerSession:
             space_id=self.space_id,
             context=context,
         )
-        text = serialize(Request(blade.BROADCAST, payload, new_id()))
+        text = request_text(blade.BROADCAST, payload, new_id())
         if self.link is not None and self.subscribed and not self.backlog:
             self._send(text)
         else:
@@ -177,8 +177,10 @@ class ServerSession:
     def _send(self, text: str) -> None:
         link = self.link
         assert link is not None
-        if not isinstance(link, SessionLink):
-            link(text)
+        # (not isinstance(link, SessionLink): a runtime protocol check costs more than the send)
+        send_event = getattr(link, "send_event", None)
+        if send_event is None:
+            link(text)  # type: ignore[operator]
             return
         generation = self._generation
         self.unwritten.append(text)
@@ -187,7 +189,7 @@ class ServerSession:
             if self._generation == generation and self.unwritten and self.unwritten[0] is text:
                 self.unwritten.popleft()
 
-        if not link.send_event(text, written):
+        if not send_event(text, written):
             # The connection is going (too slow, or closed): keep this and the rest for the next
             # one. The event was the backlog's head (or the backlog was empty).
             self.unwritten.pop()
