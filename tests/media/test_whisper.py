@@ -32,7 +32,7 @@ from tests.media.test_asr_trust import telephone
 from tests.synthetic_speech import synthesize_elsewhere
 
 needs_whisper = pytest.mark.skipif(not whisper_available(), reason="relaykit[whisper] missing")
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 @pytest.fixture(scope="module")
