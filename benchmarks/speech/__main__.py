@@ -1,4 +1,4 @@
-"""``python -m benchmarks.speech [--quick] [--voices ...] [--engines ...] [--json FILE]``.
+"""``python -m benchmarks.speech [--quick] [--voices/--kinds/--paths …] [--json FILE]``.
 
 Scores each engine on the test set of :mod:`benchmarks.speech.dataset` (and Debian's
 ``pocketsphinx-testdata`` human recordings when installed) and prints, per engine: menu
@@ -12,7 +12,9 @@ sentences only, as a server in ``auto`` mode sends it only prompts without hints
 (what a server does by default, run on the hinted items: pocketsphinx, with Whisper's second
 opinion on digit answers it is unsure of when the extra is installed; its open sentences are
 Whisper's). A result counts only at or above the server's default ``min_confidence``.
-``--voices`` picks voices by name (e.g. a held-out subset while tuning).
+``--voices`` picks voices by name (e.g. a held-out subset while tuning); ``--kinds`` and
+``--paths`` pick item kinds and sample paths (``--kinds open --engines whisper``: open speech
+alone).
 """
 
 from __future__ import annotations
@@ -190,6 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--voices", help=f"comma-separated, of {', '.join(v.name for v in dataset.VOICES)}"
     )
+    parser.add_argument(
+        "--kinds", default="menu,reject,digits,open", help="comma-separated synthetic item kinds"
+    )
+    parser.add_argument("--paths", default=",".join(dataset.PATHS), help="comma-separated")
     parser.add_argument("--no-human", action="store_true", help="skip pocketsphinx-testdata")
     parser.add_argument("--processes", type=int, default=2, help="worker processes for latency")
     parser.add_argument("--json", help="write every figure here too")
@@ -209,12 +215,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unknown voices: {', '.join(sorted(unknown))}")
         voices = tuple(v for v in dataset.VOICES if v.name in names)
     noises = (None, 10.0) if args.quick else dataset.NOISES
-    synthetic = list(dataset.synthetic(voices=voices, noises=noises))
-    human = [] if args.no_human else dataset.human()
+    kinds = [k for k in args.kinds.split(",") if k]
+    paths = [p for p in args.paths.split(",") if p]
+    if set(kinds) - {"menu", "reject", "digits", "open"} or set(paths) - set(dataset.PATHS):
+        parser.error(f"unknown kinds or paths: {args.kinds!r}, {args.paths!r}")
+    synthetic = list(dataset.synthetic(voices=voices, paths=paths, noises=noises, kinds=kinds))
+    human = [
+        i for i in ([] if args.no_human else dataset.human()) if i.path in paths and i.kind in kinds
+    ]
     print(f"# relaykit speech benchmark{' (quick)' if args.quick else ''}\n")
     missing = ": skipped" if args.no_human else ": not installed"
     print(
-        f"{len(synthetic)} synthetic utterances ({len(voices)} voices × paths 16k, 8k-ulaw × "
+        f"{len(synthetic)} synthetic utterances ({len(voices)} voices × paths {', '.join(paths)} × "
         f"noise {', '.join('clean' if n is None else f'{n:g} dB' for n in noises)}), "
         f"{len(human)} human (pocketsphinx-testdata{'' if human else missing}); "
         f"min_confidence {DEFAULT_MIN_CONFIDENCE:g}\n"
@@ -246,18 +258,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     lat: dict[str, Any] = {}
     menu = [i for i in synthetic if i.kind == "menu"]
     sentences = [i for i in synthetic if i.kind == "open"]
-    if "pocketsphinx" in wanted:
-        lat["pocketsphinx (menu)"] = asyncio.run(latency("pocketsphinx", menu, args.processes))
-    if "auto" in wanted:
-        digits = [i for i in synthetic if i.kind == "digits"]
-        lat["auto (menu)"] = asyncio.run(latency("auto", menu, args.processes))
-        lat["auto (digits)"] = asyncio.run(latency("auto", digits, args.processes))
-    if "whisper" in wanted:
-        lat["whisper (sentences)"] = asyncio.run(latency("whisper", sentences, args.processes))
-    if "pocketsphinx" in wanted:
-        lat["pocketsphinx (sentences)"] = asyncio.run(
-            latency("pocketsphinx", sentences, args.processes)
-        )
+    digits = [i for i in synthetic if i.kind == "digits"]
+    runs = [
+        ("pocketsphinx", "menu", menu),
+        ("auto", "menu", menu),
+        ("auto", "digits", digits),
+        ("whisper", "sentences", sentences),
+        ("pocketsphinx", "sentences", sentences),
+    ]
+    for engine, what, subset in runs:
+        if engine in wanted and subset:  # --kinds may leave a set out
+            lat[f"{engine} ({what})"] = asyncio.run(latency(engine, subset, args.processes))
     print(f"## End of speech → result, {CONCURRENT} concurrent decodes, ", end="")
     print(f"{args.processes} worker processes\n")
     print("| engine | p50 ms | p95 ms | max ms | worker CPU ms/utterance | longest queue |")
