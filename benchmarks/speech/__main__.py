@@ -12,7 +12,8 @@ sentences only, as a server in ``auto`` mode sends it only prompts without hints
 (what a server does by default, run on the hinted items: pocketsphinx, with Whisper's second
 opinion on digit answers it is unsure of when the extra is installed; its open sentences are
 Whisper's). A result counts only at or above the server's default ``min_confidence``.
-``--voices`` picks voices by name (e.g. a held-out subset while tuning).
+``--voices`` picks voices by name (e.g. a held-out subset while tuning); ``--kinds`` and
+``--paths`` pick item kinds and sample paths (e.g. ``--kinds digits --paths 16k``).
 """
 
 from __future__ import annotations
@@ -190,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--voices", help=f"comma-separated, of {', '.join(v.name for v in dataset.VOICES)}"
     )
+    parser.add_argument(
+        "--kinds", help="comma-separated, of menu, reject, digits, open (default: all)"
+    )
+    parser.add_argument("--paths", help=f"comma-separated, of {', '.join(dataset.PATHS)}")
     parser.add_argument("--no-human", action="store_true", help="skip pocketsphinx-testdata")
     parser.add_argument("--processes", type=int, default=2, help="worker processes for latency")
     parser.add_argument("--json", help="write every figure here too")
@@ -208,13 +213,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown voices: {', '.join(sorted(unknown))}")
         voices = tuple(v for v in dataset.VOICES if v.name in names)
+    kinds = tuple(args.kinds.split(",")) if args.kinds else ("menu", "reject", "digits", "open")
+    unknown = set(kinds) - {"menu", "reject", "digits", "open"}
+    if unknown:
+        parser.error(f"unknown kinds: {', '.join(sorted(unknown))}")
+    paths = tuple(args.paths.split(",")) if args.paths else dataset.PATHS
+    if set(paths) - set(dataset.PATHS):
+        parser.error(f"unknown paths: {', '.join(sorted(set(paths) - set(dataset.PATHS)))}")
     noises = (None, 10.0) if args.quick else dataset.NOISES
-    synthetic = list(dataset.synthetic(voices=voices, noises=noises))
-    human = [] if args.no_human else dataset.human()
+    synthetic = list(dataset.synthetic(voices=voices, paths=paths, noises=noises, kinds=kinds))
+    human = [] if args.no_human else [i for i in dataset.human() if i.kind in kinds]
     print(f"# relaykit speech benchmark{' (quick)' if args.quick else ''}\n")
     missing = ": skipped" if args.no_human else ": not installed"
     print(
-        f"{len(synthetic)} synthetic utterances ({len(voices)} voices × paths 16k, 8k-ulaw × "
+        f"{len(synthetic)} synthetic utterances ({len(voices)} voices × paths "
+        f"{', '.join(paths)} × "
         f"noise {', '.join('clean' if n is None else f'{n:g} dB' for n in noises)}), "
         f"{len(human)} human (pocketsphinx-testdata{'' if human else missing}); "
         f"min_confidence {DEFAULT_MIN_CONFIDENCE:g}\n"
@@ -245,19 +258,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_engine(name, results[name])
     lat: dict[str, Any] = {}
     menu = [i for i in synthetic if i.kind == "menu"]
+    digits = [i for i in synthetic if i.kind == "digits"]
     sentences = [i for i in synthetic if i.kind == "open"]
-    if "pocketsphinx" in wanted:
-        lat["pocketsphinx (menu)"] = asyncio.run(latency("pocketsphinx", menu, args.processes))
-    if "auto" in wanted:
-        digits = [i for i in synthetic if i.kind == "digits"]
-        lat["auto (menu)"] = asyncio.run(latency("auto", menu, args.processes))
-        lat["auto (digits)"] = asyncio.run(latency("auto", digits, args.processes))
-    if "whisper" in wanted:
-        lat["whisper (sentences)"] = asyncio.run(latency("whisper", sentences, args.processes))
-    if "pocketsphinx" in wanted:
-        lat["pocketsphinx (sentences)"] = asyncio.run(
-            latency("pocketsphinx", sentences, args.processes)
-        )
+    runs = [
+        ("pocketsphinx (menu)", "pocketsphinx", menu),
+        ("auto (menu)", "auto", menu),
+        ("auto (digits)", "auto", digits),
+        ("whisper (sentences)", "whisper", sentences),
+        ("pocketsphinx (sentences)", "pocketsphinx", sentences),
+    ]
+    for label, engine, batch in runs:
+        if engine in wanted and batch:  # kinds left out by --kinds have no latency row
+            lat[label] = asyncio.run(latency(engine, batch, args.processes))
     print(f"## End of speech → result, {CONCURRENT} concurrent decodes, ", end="")
     print(f"{args.processes} worker processes\n")
     print("| engine | p50 ms | p95 ms | max ms | worker CPU ms/utterance | longest queue |")
