@@ -26,7 +26,9 @@ Method (:class:`PocketsphinxRecognizer`)
        noise) goes through :func:`suppress_noise`, a Wiener filter, first and then gets a
        floor 20 dB under it (menu words at 10 dB SNR: 28 % → 100 % at 16 kHz, 17 % → 78 % at
        8 kHz, on held-out voices). A buffer with no loud frame (silence, steady noise) gives
-       ``None`` without decoding.
+       ``None`` without decoding. Under a grammar of digit strings alone the floor is pink
+       noise, not white: white noise sounds like the "f" of "five", and the grammar took the
+       floor before the first digit for it ("eight one four seven" → "5147").
     2. The grammar (see below) is decoded with a word insertion penalty of 0.01 (pocketsphinx's
        0.65 appends stray digits: digit strings went from 47 % to 65 % right), from a freshly
        reset front end, so a result depends only on its own audio (the cepstral-mean and noise
@@ -67,7 +69,8 @@ Limits
     dropped: a phone loop either beat every real word or never fired, and common English
     filler words as an alternative took the menu words too (31 % right). Digit strings are
     weak ("eight", "six"), and so is 8 kHz audio; with the whisper extra, a server has Whisper
-    check the answers this recogniser is unsure of (:mod:`relaykit.media.engines`); see
+    check the menu answers this recogniser is unsure of and hear every digit answer too
+    (:mod:`relaykit.media.engines`); see
     docs/speech.md for the figures. The decoder holds the GIL while
     decoding, so one decoder per recognizer behind a lock is all that pays off.
 """
