@@ -220,14 +220,22 @@ class WhisperRecognizer:
         return self._model
 
     def _digit_suppression(self, model: Any) -> list[int]:
-        """Token ids that are not digits or digit punctuation (caller holds the lock)."""
+        """Token ids other than one digit or digit punctuation (caller holds the lock).
+
+        Tokens of several digits ("35", "00") are suppressed too: with them tiny.en wrote
+        numbers ("3500" for "three three six zero"); digit by digit it read 16 kHz digit
+        strings right 81 % of the time on the benchmark, against 78 % (tuning voices
+        81 → 85 %, held-out 75 → 78 %).
+        """
         if self._non_digit_tokens is None:
             tokenizer = model.hf_tokenizer
             end = tokenizer.token_to_id("<|endoftext|>")
             self._non_digit_tokens = [
                 i
                 for i in range(end)
-                if not (text := tokenizer.decode([i])).strip() or not set(text) <= _DIGIT_CHARS
+                if not (text := tokenizer.decode([i])).strip()
+                or not set(text) <= _DIGIT_CHARS
+                or sum(c.isdigit() for c in text) > 1
             ]
         return self._non_digit_tokens
 
