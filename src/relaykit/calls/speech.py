@@ -752,12 +752,12 @@ class SpeechRecognition:
     def _second_opinion(self, language: str, hints: tuple[str, ...]) -> bool:
         """Whether a hinted ``auto`` decode may get Whisper's second opinion."""
         engines = self.engines
-        return (
-            engines is not None
-            and engines.config.engine == "auto"
-            and engines.whisper_installed
-            and engines.choose("auto", language, hints) == "pocketsphinx"
-        )
+        if engines is None or engines.config.engine != "auto" or not engines.whisper_installed:
+            return False
+        try:
+            return engines.choose("auto", language, hints) == "pocketsphinx"
+        except MediaError:  # e.g. a language no engine has: the worker reports it
+            return False
 
     def prepare(self) -> None:
         """Start the worker processes now (a speech prompt began), not at its first utterance.
