@@ -13,8 +13,8 @@ sentences only, as a server in ``auto`` mode sends it only prompts without hints
 opinion on digit answers it is unsure of when the extra is installed; its open sentences are
 Whisper's). A result counts only at or above the server's default ``min_confidence``.
 ``--voices`` picks voices by name (e.g. a held-out subset while tuning); ``--kinds`` and
-``--paths`` pick item kinds and sample paths (``--kinds open --engines whisper``: open speech
-alone).
+``--paths`` pick item kinds and sample paths (e.g. ``--kinds digits --paths 16k``;
+``--kinds open --engines whisper``: open speech alone).
 """
 
 from __future__ import annotations
@@ -193,9 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--voices", help=f"comma-separated, of {', '.join(v.name for v in dataset.VOICES)}"
     )
     parser.add_argument(
-        "--kinds", default="menu,reject,digits,open", help="comma-separated synthetic item kinds"
+        "--kinds", help="comma-separated, of menu, reject, digits, open (default: all)"
     )
-    parser.add_argument("--paths", default=",".join(dataset.PATHS), help="comma-separated")
+    parser.add_argument("--paths", help=f"comma-separated, of {', '.join(dataset.PATHS)}")
     parser.add_argument("--no-human", action="store_true", help="skip pocketsphinx-testdata")
     parser.add_argument("--processes", type=int, default=2, help="worker processes for latency")
     parser.add_argument("--json", help="write every figure here too")
@@ -214,11 +214,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown voices: {', '.join(sorted(unknown))}")
         voices = tuple(v for v in dataset.VOICES if v.name in names)
+    kinds = tuple(args.kinds.split(",")) if args.kinds else ("menu", "reject", "digits", "open")
+    unknown = set(kinds) - {"menu", "reject", "digits", "open"}
+    if unknown:
+        parser.error(f"unknown kinds: {', '.join(sorted(unknown))}")
+    paths = tuple(args.paths.split(",")) if args.paths else dataset.PATHS
+    if set(paths) - set(dataset.PATHS):
+        parser.error(f"unknown paths: {', '.join(sorted(set(paths) - set(dataset.PATHS)))}")
     noises = (None, 10.0) if args.quick else dataset.NOISES
-    kinds = [k for k in args.kinds.split(",") if k]
-    paths = [p for p in args.paths.split(",") if p]
-    if set(kinds) - {"menu", "reject", "digits", "open"} or set(paths) - set(dataset.PATHS):
-        parser.error(f"unknown kinds or paths: {args.kinds!r}, {args.paths!r}")
     synthetic = list(dataset.synthetic(voices=voices, paths=paths, noises=noises, kinds=kinds))
     human = [
         i for i in ([] if args.no_human else dataset.human()) if i.path in paths and i.kind in kinds
@@ -226,7 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"# relaykit speech benchmark{' (quick)' if args.quick else ''}\n")
     missing = ": skipped" if args.no_human else ": not installed"
     print(
-        f"{len(synthetic)} synthetic utterances ({len(voices)} voices × paths {', '.join(paths)} × "
+        f"{len(synthetic)} synthetic utterances ({len(voices)} voices × paths "
+        f"{', '.join(paths)} × "
         f"noise {', '.join('clean' if n is None else f'{n:g} dB' for n in noises)}), "
         f"{len(human)} human (pocketsphinx-testdata{'' if human else missing}); "
         f"min_confidence {DEFAULT_MIN_CONFIDENCE:g}\n"
@@ -257,18 +261,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_engine(name, results[name])
     lat: dict[str, Any] = {}
     menu = [i for i in synthetic if i.kind == "menu"]
-    sentences = [i for i in synthetic if i.kind == "open"]
     digits = [i for i in synthetic if i.kind == "digits"]
+    sentences = [i for i in synthetic if i.kind == "open"]
     runs = [
-        ("pocketsphinx", "menu", menu),
-        ("auto", "menu", menu),
-        ("auto", "digits", digits),
-        ("whisper", "sentences", sentences),
-        ("pocketsphinx", "sentences", sentences),
+        ("pocketsphinx (menu)", "pocketsphinx", menu),
+        ("auto (menu)", "auto", menu),
+        ("auto (digits)", "auto", digits),
+        ("whisper (sentences)", "whisper", sentences),
+        ("pocketsphinx (sentences)", "pocketsphinx", sentences),
     ]
-    for engine, what, subset in runs:
-        if engine in wanted and subset:  # --kinds may leave a set out
-            lat[f"{engine} ({what})"] = asyncio.run(latency(engine, subset, args.processes))
+    for label, engine, batch in runs:
+        if engine in wanted and batch:  # kinds left out by --kinds have no latency row
+            lat[label] = asyncio.run(latency(engine, batch, args.processes))
     print(f"## End of speech → result, {CONCURRENT} concurrent decodes, ", end="")
     print(f"{args.processes} worker processes\n")
     print("| engine | p50 ms | p95 ms | max ms | worker CPU ms/utterance | longest queue |")

@@ -363,6 +363,8 @@ class _Job:
     payload: bytes
     future: asyncio.Future[Decoded]
     submitted: float = field(default_factory=time.monotonic)
+    # a hinted ``auto`` decode: may go without Whisper's second opinion if the queue is long
+    sheddable: bool = False
 
     def resolve(self, result: Decoded) -> None:
         if not self.future.done():
@@ -399,12 +401,14 @@ class _WorkerPool:
             for i in range(size)
         ]
 
-    def submit(self, meta: dict[str, Any], payload: bytes) -> asyncio.Future[Decoded]:
+    def submit(
+        self, meta: dict[str, Any], payload: bytes, *, sheddable: bool = False
+    ) -> asyncio.Future[Decoded]:
         future: asyncio.Future[Decoded] = self.loop.create_future()
         if self.closed:
             future.set_result(NOTHING)
         else:
-            self.queue.put_nowait(_Job(meta, payload, future))
+            self.queue.put_nowait(_Job(meta, payload, future, sheddable=sheddable))
             self.stats.queued = self.queue.qsize()
             self.stats.max_queued = max(self.stats.max_queued, self.stats.queued)
         return future
@@ -429,6 +433,11 @@ class _WorkerPool:
             self.stats.queued = self.queue.qsize()
             if job.future.done():  # its caller gave up while it waited
                 continue
+            if job.sheddable and self.queue.qsize() >= len(self.workers):
+                # a burst came in after it: as at submission (SpeechRecognition._decode), the
+                # grammar alone answers, so the requests behind it do not wait for Whisper
+                job.meta["engine"] = "pocketsphinx"
+                self.stats.second_opinions_skipped += 1
             waited = time.monotonic() - job.submitted
             self.stats.wait_total += waited
             self.stats.wait_max = max(self.stats.wait_max, waited)
@@ -718,15 +727,15 @@ class SpeechRecognition:
             raise TypeError(f"expected int16 samples, got {pcm.dtype}")
         pool = self._workers()
         engine = engine or "auto"
-        if (
-            final
-            and hints
-            and engine == "auto"
-            and self._shed_second_opinion(pool, language, hints)
-        ):
+        sheddable = bool(
+            final and hints and engine == "auto" and self._second_opinion(language, hints)
+        )
+        if sheddable and pool.queue.qsize() >= self.processes:
             # as many requests waiting as there are workers: Whisper's ~0.5 s second opinion
-            # would hold every answer behind it up, so this one is the grammar's alone
+            # would hold every answer behind it up, so this one is the grammar's alone (and a
+            # request still waiting with as many behind it when its turn comes, likewise)
             engine = "pocketsphinx"
+            sheddable = False
             pool.stats.second_opinions_skipped += 1
         meta = {
             "type": "decode",
@@ -738,19 +747,17 @@ class SpeechRecognition:
         payload = pcm.astype("<i2", copy=False).tobytes()
         if len(payload) > MAX_PAYLOAD:
             raise MediaError(f"utterance of {len(pcm) / 16000:.0f} s is too long to decode")
-        return await pool.submit(meta, payload)
+        return await pool.submit(meta, payload, sheddable=sheddable)
 
-    def _shed_second_opinion(
-        self, pool: _WorkerPool, language: str, hints: tuple[str, ...]
-    ) -> bool:
-        """Whether a hinted ``auto`` decode should skip Whisper's second opinion (busy pool)."""
+    def _second_opinion(self, language: str, hints: tuple[str, ...]) -> bool:
+        """Whether a hinted ``auto`` decode may get Whisper's second opinion."""
         engines = self.engines
-        return (
-            engines is not None
-            and engines.whisper_installed
-            and pool.queue.qsize() >= self.processes
-            and engines.choose("auto", language, hints) == "pocketsphinx"
-        )
+        if engines is None or engines.config.engine != "auto" or not engines.whisper_installed:
+            return False
+        try:
+            return engines.choose("auto", language, hints) == "pocketsphinx"
+        except MediaError:  # e.g. a language no engine has: the worker reports it
+            return False
 
     def prepare(self) -> None:
         """Start the worker processes now (a speech prompt began), not at its first utterance.

@@ -8,8 +8,8 @@ itself when it decodes in threads) and picks one per utterance:
 * ``"whisper"``: a free transcript (the optional ``relaykit[whisper]`` extra);
 * ``"auto"`` (the default): pocketsphinx when the prompt has hints, Whisper when it has none
   and the extra is installed, pocketsphinx otherwise. With the extra, a hinted answer that
-  pocketsphinx is not sure of (confidence under :data:`SECOND_OPINION_BELOW`) gets Whisper's
-  second opinion (see :class:`SecondOpinion`).
+  pocketsphinx is not sure of (confidence under :data:`SECOND_OPINION_BELOW`), and every
+  answer to a digit prompt, gets Whisper's second opinion (see :class:`SecondOpinion`).
 
 :class:`SpeechConfig` says which engines and models a server uses; it is plain data, handed to
 the worker processes as JSON. ``models`` maps a language tag to a pocketsphinx model directory
@@ -206,16 +206,18 @@ class SecondOpinion:
     """A hinted utterance: pocketsphinx's grammar first, Whisper when it is unsure.
 
     Whisper costs ~30 times pocketsphinx's CPU, so it runs only on answers under
-    :data:`SECOND_OPINION_BELOW` (or none, on a digit prompt):
+    :data:`SECOND_OPINION_BELOW`, and on every answer to a prompt whose hints are all digit
+    strings (rarer than menus, and where the grammar is often wrong with a high confidence):
 
     * a phrase (a menu word) that pocketsphinx gave at least :data:`SECOND_OPINION_FROM`:
       Whisper scores the phrase against what it would write itself (``check_phrase``); the
       answer takes that confidence if it is 50 or more, else the lower of the two;
     * a digit string, or nothing, on a digit prompt: pocketsphinx hears "eight" and "six" as
       "five" and "three" in many voices; Whisper, allowed to write nothing but digits
-      (``digits``), reads them better. Its answer wins if it is a digit string the hints
-      allow; when the two agree the confidence is 1 − (1 − a)(1 − b), the chance that not
-      both are wrong.
+      (``digits``), reads them better but drops some. A Whisper answer the hints allow is
+      merged with the grammar's (:func:`_fuse_digits`: Whisper's digits, the grammar's in
+      Whisper's gaps); when the two agree the confidence is 1 − (1 − a)(1 − b), the chance
+      that not both are wrong.
     """
 
     def __init__(
@@ -229,6 +231,10 @@ class SecondOpinion:
         self._grammar = grammar
         self._phrase = phrase
         self._digits = digits
+        spec = grammar.grammar
+        # a prompt whose hints are all digit strings: Whisper hears every answer
+        self._digit_prompt = digits is not None and spec.digits is not None and not spec.phrases
+        self._max_digits = spec.digits[1] if spec.digits else 0
         self.min_confidence = min_confidence
         self._done = False
         self._result: RecognitionResult | None = None
@@ -243,7 +249,9 @@ class SecondOpinion:
         if not self._done:
             audio = self._grammar.audio()  # before finish() lets the grammar's buffer go
             first = self._grammar.finish()
-            if audio.size and (first is None or first.confidence < SECOND_OPINION_BELOW):
+            if audio.size and (
+                first is None or first.confidence < SECOND_OPINION_BELOW or self._digit_prompt
+            ):
                 first = self._judge(audio, first)
             if first is not None and first.confidence < self.min_confidence:
                 first = None
@@ -258,10 +266,12 @@ class SecondOpinion:
             second = self._digits(audio)
             if second is None:
                 return first
-            if first is not None and second.text == first.text:
+            if first is None:
+                return second
+            if second.text == first.text:
                 doubt = (1 - first.confidence / 100) * (1 - second.confidence / 100)
                 return RecognitionResult(first.text, round(100 * (1 - doubt), 1))
-            return second
+            return _fuse_digits(first, second, self._max_digits)
         if first is None or first.confidence < SECOND_OPINION_FROM:
             return first
         check = self._phrase(audio, first.text)
@@ -280,3 +290,45 @@ class SecondOpinion:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _aligned(a: str, b: str) -> list[tuple[str, str]]:
+    """The two strings aligned by fewest edits: (char of a or "", char of b or "") pairs."""
+    cost = [[i + j if not i or not j else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            cost[i][j] = min(
+                cost[i - 1][j] + 1, cost[i][j - 1] + 1, cost[i - 1][j - 1] + (a[i - 1] != b[j - 1])
+            )
+    pairs: list[tuple[str, str]] = []
+    i, j = len(a), len(b)
+    while i or j:
+        if i and j and cost[i][j] == cost[i - 1][j - 1] + (a[i - 1] != b[j - 1]):
+            pairs.append((a[i - 1], b[j - 1]))
+            i, j = i - 1, j - 1
+        elif i and cost[i][j] == cost[i - 1][j] + 1:
+            pairs.append((a[i - 1], ""))
+            i -= 1
+        else:
+            pairs.append(("", b[j - 1]))
+            j -= 1
+    return pairs[::-1]
+
+
+def _fuse_digits(
+    grammar: RecognitionResult, whisper: RecognitionResult, max_digits: int
+) -> RecognitionResult:
+    """One digit string from two that differ: Whisper's digits, the grammar's where it has none.
+
+    The two err differently: pocketsphinx hears a digit for every digit said but mistakes
+    some ("eight" → "five", "six" → "three"); Whisper reads the digits it writes better but
+    drops some, in noise most. Aligned, Whisper's digit wins a disagreement and the grammar's
+    fills Whisper's gaps. On the benchmark (16 kHz) this read 89 % of digit strings right
+    (tuning voices 88 %, held-out 90 %), against 73 % (pocketsphinx) and 81 % (Whisper)
+    alone; letting a confident grammar (≥ 50 … 90) win disagreements instead read fewer.
+    The confidence of a string mixed from both is the higher of the two.
+    """
+    fused = "".join(w or g for g, w in _aligned(grammar.text, whisper.text))
+    if fused == whisper.text or len(fused) > max_digits:
+        return whisper
+    return RecognitionResult(fused, max(grammar.confidence, whisper.confidence))
