@@ -14,7 +14,6 @@ grammar, "go forward ten meters", a TIDIGITS digit string) when it is installed.
 
 from __future__ import annotations
 
-import random
 import wave
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -143,7 +142,6 @@ def synthetic(
             scripts.append(("digits", spoken_digits(d), (hint,), d))
     if "open" in kinds:
         scripts += [("open", s, (), s.lower()) for s in SENTENCES]
-    order = random.Random(seed)
     for voice in voices:
         for kind, said, hints, expected in scripts:
             speech = speak(tts, said, voice)
@@ -153,7 +151,6 @@ def synthetic(
                 for snr in noises:
                     audio = with_noise(base, snr, rng)
                     yield Item(kind, said, hints, expected, voice.name, path, snr, audio)
-        order.random()
 
 
 # -- human recordings -----------------------------------------------------------------------------

@@ -245,7 +245,8 @@ class WhisperRecognizer:
                 or not set(text) <= _DIGIT_CHARS
                 or sum(c.isdigit() for c in text) > 1
             ]
-        return self._non_digit_tokens
+        # a copy: faster-whisper appends its own suppressed ids to the list it is given
+        return list(self._non_digit_tokens)
 
     def transcribe(
         self, pcm: np.ndarray, language: str, *, max_digits: int | None = None
