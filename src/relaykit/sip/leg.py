@@ -11,8 +11,9 @@ Outbound
 
 Sockets
     Each leg has its own non-blocking UDP socket, but no asyncio transport: the hub reads
-    every leg's socket in one pass at the start of each media tick (one ``epoll`` poll says
-    which have packets; a leg's packets are read one per round until no socket has more), and
+    every leg's socket in one pass at the start of each media tick (one poll of a
+    ``selectors`` selector, epoll on Linux, says which have packets; a leg's packets are read
+    one per round until no socket has more), and
     sends each tick's packets right after it. Inbound audio is consumed only at a tick's start
     anyway, so this adds no delay, and it costs one wake-up of the event loop per tick instead
     of one per packet (50,000 a second at 1000 calls).
@@ -54,7 +55,7 @@ import asyncio
 import ipaddress
 import logging
 import secrets
-import select
+import selectors
 import socket
 import struct
 from collections.abc import Callable
@@ -289,8 +290,9 @@ class RtpHub:
         self._out: list[tuple[RtpLeg, np.ndarray, int]] = []
         self._in: list[tuple[RtpLeg, JitterFrame, bool]] = []  # (leg, frame, muted)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._poll = select.epoll()
-        self._by_fd: dict[int, RtpLeg] = {}
+        # epoll on Linux, kqueue on macOS: one poll says which legs' sockets have packets
+        self._poll = selectors.DefaultSelector()
+        self._closed = False
         self._free: list[int] = []  # rows of closed legs, to reuse
         self._rows = 0  # rows handed out
         self._down = np.zeros((0, HISTORY), dtype=np.float32)  # downsampler histories
@@ -313,8 +315,9 @@ class RtpHub:
 
     async def stop(self) -> None:
         self._unhook()
-        for leg in list(self._by_fd.values()):
-            leg.close()
+        for key in list(self._poll.get_map().values()):
+            key.data.close()
+        self._closed = True
         self._poll.close()
 
     def watch(self, leg: RtpLeg) -> None:
@@ -334,9 +337,7 @@ class RtpHub:
         self._ssrc[slot] = secrets.randbits(32)
         self._last[slot] = -2
         leg.slot = slot
-        fd = leg.sock.fileno()
-        self._by_fd[fd] = leg
-        self._poll.register(fd, select.EPOLLIN)
+        self._poll.register(leg.sock, selectors.EVENT_READ, leg)
 
     def _grow(self, rows: int) -> None:
         def grown(a: np.ndarray) -> np.ndarray:
@@ -350,11 +351,13 @@ class RtpHub:
 
     def unwatch(self, leg: RtpLeg) -> None:
         assert leg.sock is not None
-        fd = leg.sock.fileno()
-        if self._by_fd.pop(fd, None) is not None:
-            self._free.append(leg.slot)
-            if not self._poll.closed:
-                self._poll.unregister(fd)
+        if self._closed:
+            return
+        try:
+            self._poll.unregister(leg.sock)
+        except KeyError:  # not watched
+            return
+        self._free.append(leg.slot)
 
     def _on_tick(self) -> None:
         now = self.loop_time()
@@ -368,14 +371,14 @@ class RtpHub:
     def _read(self, now: float) -> None:
         """Every packet waiting on any leg's socket: each round reads one packet from each
         socket the poll says has some, until none has (or ``_READ_ROUNDS``: a flood waits)."""
-        by_fd, poll = self._by_fd, self._poll
+        poll = self._poll
         for _ in range(_READ_ROUNDS):
-            ready = poll.poll(0, len(by_fd) or 1)
+            ready = poll.select(0)
             if not ready:
                 return
-            for fd, _ in ready:
-                leg = by_fd.get(fd)
-                if leg is not None and leg.sock is not None:  # not closed by a key's handler
+            for key, _ in ready:
+                leg: RtpLeg = key.data
+                if leg.sock is not None:  # not closed by a key's handler
                     leg.read(now)
 
     # -- outbound ----------------------------------------------------------------------------
