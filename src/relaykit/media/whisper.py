@@ -353,7 +353,7 @@ class WhisperRecognizer:
             segments, _ = model.transcribe(
                 audio,
                 language=language,
-                beam_size=5,
+                beam_size=_BEAM_SIZE,
                 temperature=0.0,
                 condition_on_previous_text=False,
                 without_timestamps=True,
