@@ -95,7 +95,6 @@ class Dialer(Protocol):
 
     async def begin(
         self,
-        service: CallService,
         project: str,
         owner: EventSink,
         tag: str | None,
@@ -387,7 +386,7 @@ class CallService:
         self._dial_event(owner, tag, "dialing")
 
         def place(device: calling.Device) -> Awaitable[Call]:
-            return self.dialer(device).begin(self, project, owner, tag, device, context=context)
+            return self.dialer(device).begin(project, owner, tag, device, context=context)
 
         try:
             outcome = await ring_groups(groups, place, self.end_call, [])
@@ -476,9 +475,7 @@ class CallService:
 
         def place(device: calling.Device) -> Awaitable[Call]:
             dialer = self.dialer(device)
-            return dialer.begin(
-                self, call.project, owner, None, device, context=call.context, peer=call
-            )
+            return dialer.begin(call.project, owner, None, device, context=call.context, peer=call)
 
         try:
             outcome = await ring_groups(groups, place, self.end_call, connect.legs)

@@ -343,7 +343,6 @@ class SipGateway:
 
     async def begin(
         self,
-        service: CallService,
         project: str,
         owner: EventSink,
         tag: str | None,

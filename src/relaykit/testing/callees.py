@@ -134,7 +134,6 @@ class VirtualCallees:
 
     async def begin(
         self,
-        service: CallService,
         project: str,
         owner: EventSink,
         tag: str | None,

@@ -26,7 +26,7 @@ async def begin(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     dialer.check(begin.device)
     ctx.sessions.check_capacity(ctx.session)
     call = await dialer.begin(
-        ctx.calls, ctx.project, ctx.session, begin.tag, begin.device, context=_context(ctx)
+        ctx.project, ctx.session, begin.tag, begin.device, context=_context(ctx)
     )
     result = blade.relay_result(200, "Trying")
     result.update(call_id=call.call_id, node_id=call.node_id)
