@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.compat, pytest.mark.asyncio]
 
 AUDIO = object()  # stands for the audio URL in the expected payloads
 SAY = object()  # the caller speaks instead of pressing keys
+SAID = "I would like to pay my bill"
 RINGTONE_US_10 = [{"type": "ringtone", "params": {"name": "us", "duration": 10}}]
 
 # row (see apps/prompt_rows.py), params.play, params.collect, keys the caller presses (or SAY)
@@ -74,7 +75,9 @@ async def test_spec_row_payload_and_result(
 
     await wire.wait_event("calling.call.play", control_id=params["control_id"], state="playing")
     if caller_does == SAY:
-        await caller.say("hello")
+        # a sentence, the answer an open prompt expects: Whisper tiny.en is unsure of one
+        # isolated word ("hello" came back right at confidence 38, under the default 50)
+        await caller.say(SAID)
     else:
         await caller.press(caller_does)
     result = await app.wait_event("result")
@@ -89,7 +92,9 @@ async def test_spec_row_payload_and_result(
     if caller_does == SAY:
         assert result["successful"] is True
         assert result["prompt_type"] == "speech"
-        assert isinstance(result["result"], str) and result["result"]
+        assert isinstance(result["result"], str)
+        heard = set(result["result"].split())
+        assert len(heard & set(SAID.lower().split())) >= 4, result["result"]
         assert isinstance(result["confidence"], int | float)
         assert result["terminator"] is None
     else:
