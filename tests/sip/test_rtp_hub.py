@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import select
 import socket
 from collections.abc import AsyncIterator, Callable
 
@@ -14,8 +15,9 @@ import pytest_asyncio
 
 from relaykit.media.engine import MediaEngine
 from relaykit.sip.g711 import ULAW, ulaw_encode
+from relaykit.sip.jitter import JitterBuffer, JitterRun
 from relaykit.sip.leg import RtpHub, RtpLeg
-from relaykit.sip.rtp import RtpPacket, rtp_header
+from relaykit.sip.rtp import DtmfEvent, RtpPacket, rtp_header
 from tests.helpers import WAIT
 from tests.sip.peers import LOOPBACK
 
@@ -114,3 +116,98 @@ async def test_a_call_on_a_reused_row_starts_a_new_stream(hub):
         assert [(b.sequence_number - a.sequence_number) & 0xFFFF for a, b in pairs] == [1, 1]
         assert [(b.timestamp - a.timestamp) & 0xFFFFFFFF for a, b in pairs] == [160, 160]
     assert before[0].ssrc != after[0].ssrc
+
+
+class _PerPacketBuffer(JitterBuffer):
+    """A jitter buffer that never hands its packets over: its leg stays off the hub's
+    steady path, so every packet goes through ``RtpLeg.datagram_received`` one by one."""
+
+    def hand_over(self, payload_size: int) -> JitterRun | None:
+        return None
+
+
+def _rough_stream(seed: int) -> list[list[bytes]]:
+    """A phone's packets tick by tick: 20 ms PCMU of random codes across the sequence number
+    and timestamp wrap-around, two key presses as RFC 4733 events (the in-band audio goes on
+    under them), and a network that loses, repeats, reorders, bunches and pauses."""
+    rng = np.random.default_rng(seed)
+    packets: list[bytes] = []
+    seq, ts = 65_400, 0xFFFF_FFFF - 16_000
+    event_start = 0
+    for n in range(260):
+        codes = rng.integers(0, 256, 160, dtype=np.uint8).tobytes()
+        packets.append(rtp_header(0, seq, ts, 0xFACE, n == 0) + codes)
+        seq += 1
+        for first, key in ((70, 5), (170, 11)):
+            if first <= n < first + 6:
+                event_start = ts if n == first else event_start
+                end = n >= first + 3
+                duration = 4 * 160 if end else (n - first + 1) * 160
+                event = DtmfEvent(key, end=end, duration=duration).serialize()
+                packets.append(rtp_header(101, seq, event_start, 0xFACE, n == first) + event)
+                seq += 1
+        ts += 160
+    ticks: list[list[bytes]] = []
+    i = 0
+    paused = False
+    while i < len(packets):
+        roll = rng.random()
+        if i >= 120 and not paused:  # the phone pauses (longer than the idle flush)
+            ticks += [[] for _ in range(6)]
+            paused = True
+        if roll < 0.04:
+            i += 1  # lost
+        elif roll < 0.08 and i + 1 < len(packets):
+            ticks.append([packets[i + 1], packets[i]])  # reordered
+            i += 2
+        elif roll < 0.11:
+            ticks.append([packets[i], packets[i]])  # repeated
+            i += 1
+        elif roll < 0.15:
+            ticks.append([])
+            ticks.append(packets[i : i + 3])  # held up, then bunched
+            i += 3
+        else:
+            ticks.append([packets[i]])
+            i += 1
+    return ticks
+
+
+@pytest.mark.looptime
+async def test_the_steady_path_hears_what_the_per_packet_path_hears(hub):
+    """Two calls get the same rough stream: one leg takes its in-sequence packets on the hub's
+    steady path (array operations over all legs), the other every packet one by one. The
+    engine hears the same audio on both, sample for sample, and the same keys."""
+    engine, rtp = hub
+    phones = [phone_socket(), phone_socket()]
+    legs: list[RtpLeg] = []
+    medias = []
+    try:
+        for name, phone in zip(("steady", "per-packet"), phones, strict=True):
+            media = engine.add_call(name, record=True)
+            leg = await RtpLeg.open(rtp, LOOPBACK)
+            if name == "per-packet":
+                leg.jitter = _PerPacketBuffer()
+            leg.start(media, ULAW, 101, phone.getsockname())
+            legs.append(leg)
+            medias.append(media)
+        for tick in _rough_stream(seed=17):
+            for packet in tick:
+                for phone, leg in zip(phones, legs, strict=True):
+                    phone.sendto(packet, (LOOPBACK, leg.port))
+            if tick:  # (loopback delivers at once; this only guards a slow machine)
+                select.select([leg.sock for leg in legs], [], [], WAIT)
+            engine.tick()
+            await asyncio.sleep(0.02)  # the loop's clock: 20 ms a tick, on looptime
+        for _ in range(10):  # what the buffers still hold, and the engine's queue
+            engine.tick()
+            await asyncio.sleep(0.02)
+    finally:
+        for phone in phones:
+            phone.close()
+    steady, per_packet = (media.recording()[:, 0] for media in medias)
+    assert np.abs(per_packet.astype(np.int32)).max() > 1000  # random codes: loud audio
+    np.testing.assert_array_equal(steady, per_packet)
+    assert legs[0].keys_received == legs[1].keys_received == ["5", "#"]
+    assert legs[0].received == legs[1].received
+    assert rtp.steady_packets > 150  # most of the steady leg's packets went the array way
