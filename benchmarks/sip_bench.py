@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -136,6 +137,15 @@ def ivr_process(url: str, hold: float, results: mp.Queue, ready: mp.Event) -> No
             await call.hangup()
 
     Ivr(project=PROJECT, token=TOKEN, url=url).run()
+
+
+def cpu_per_call_second(timeline: list[tuple[float, int, int, float]]) -> float:
+    """The server's CPU seconds per second of a call being up, from a run's timeline of
+    (seconds, calls up, late ticks, CPU seconds) samples: set-up and tear-down included."""
+    call_seconds = sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in itertools.pairwise(timeline))
+    if len(timeline) < 2 or call_seconds <= 0:
+        return float("nan")
+    return (timeline[-1][3] - timeline[0][3]) / call_seconds
 
 
 # -- the probe call ----------------------------------------------------------------------------
@@ -383,6 +393,8 @@ async def run_once(n: int, hold: float, rate: float) -> dict[str, object]:
                 prompts.append(results.get(timeout=0.5))
         lateness = [x * 1000 for x in server.lateness]
         ticks = len(lateness)
+        assert server.sip is not None
+        hub = server.sip.hub
         return {
             "calls": n,
             "peak": peak,
@@ -400,6 +412,9 @@ async def run_once(n: int, hold: float, rate: float) -> dict[str, object]:
             "sipp_cpu_share": sipp_cpu / wall,
             "other_cpu_share": max(0.0, busy - (cpu + ivr_cpu + sipp_cpu) / wall),
             "pacing": probe.pacing(),
+            "cpu_per_call_second_ms": 1000 * cpu_per_call_second(timeline),
+            "rtp_packets": hub.packets,
+            "rtp_steady_share": hub.steady_packets / max(1, hub.packets),
             "timeline": timeline,
             "sipp_rc": proc.returncode,
         }
@@ -464,6 +479,11 @@ def main() -> None:
             f"{p.get('max', float('nan')):>8.1f} {p.get('rfc3550_ms', float('nan')):>9.2f} "
             f"{'yes' if held else 'NO':>5} "
             f"{r['sipp_cpu_share']:>8.0%} {r['other_cpu_share']:>6.0%}",
+            flush=True,
+        )
+        print(
+            f"      server CPU per call-second {r['cpu_per_call_second_ms']:.2f} ms; "
+            f"RTP packets read {r['rtp_packets']}, {r['rtp_steady_share']:.0%} on the steady path",
             flush=True,
         )
         if r["other_results"]:
