@@ -685,7 +685,13 @@ class RtpHub:
         at = self._leg_at
         legs = [leg for slot in rows.tolist() if (leg := at[slot]) is not None and leg.active]
         if len(legs) < len(rows):  # closed since
-            keep = [i for i, slot in enumerate(rows.tolist()) if at[slot] in legs]
+            if not legs:
+                return
+            keep = [
+                i
+                for i, slot in enumerate(rows.tolist())
+                if (leg := at[slot]) is not None and leg.active
+            ]
             rows, codes, stamps = rows[keep], codes[keep], stamps[keep]
         # what RtpLeg.muted says, for every row at once
         start = self._mute_start[rows]
@@ -695,14 +701,20 @@ class RtpHub:
             (start - stamps) & _U32 < SAMPLES_8K,  # the frame overlaps the event's start
             since < self._mute_len[rows],
         )
-        samples = np.zeros(codes.shape, dtype=np.int16)
         pt = self._pt[rows]
-        for code in np.unique(pt).tolist():
-            heard = np.flatnonzero((pt == code) & ~muted)
-            if len(heard):
-                codec = legs[int(heard[0])].codec
-                assert codec is not None
-                samples[heard] = codec.decode(codes[heard])
+        if (pt == pt[0]).all():  # one codec (as usual): decode all rows, then mute
+            codec = legs[0].codec
+            assert codec is not None
+            samples = codec.decode(codes)
+            samples[muted] = 0
+        else:
+            samples = np.zeros(codes.shape, dtype=np.int16)
+            for code in np.unique(pt).tolist():
+                heard = np.flatnonzero((pt == code) & ~muted)
+                if len(heard):
+                    codec = legs[int(heard[0])].codec
+                    assert codec is not None
+                    samples[heard] = codec.decode(codes[heard])
         self._upsample(legs, rows, samples)
 
     @staticmethod
