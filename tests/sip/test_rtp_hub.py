@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 
 from relaykit.media.engine import MediaEngine
-from relaykit.sip.g711 import ULAW, ulaw_encode
+from relaykit.sip.g711 import ALAW, ULAW, ulaw_encode
 from relaykit.sip.jitter import JitterBuffer, JitterRun
 from relaykit.sip.leg import RtpHub, RtpLeg
 from relaykit.sip.rtp import DtmfEvent, RtpPacket, rtp_header
@@ -176,30 +176,40 @@ def _rough_stream(seed: int) -> list[list[bytes]]:
     return ticks
 
 
+def _as_pcma(packet: bytes) -> bytes:
+    """The same packet with PCMA's payload type where it has PCMU's."""
+    if packet[1] & 0x7F:
+        return packet
+    return packet[:1] + bytes([packet[1] | 8]) + packet[2:]
+
+
 @pytest.mark.looptime
 async def test_the_steady_path_hears_what_the_per_packet_path_hears(
     hub: tuple[MediaEngine, RtpHub],
 ) -> None:
-    """Two calls get the same rough stream: one leg takes its in-sequence packets on the hub's
-    steady path (array operations over all legs), the other every packet one by one. The
-    engine hears the same audio on both, sample for sample, and the same keys."""
+    """Calls get the same rough stream, in PCMU and in PCMA: one leg of each codec takes its
+    in-sequence packets on the hub's steady path (array operations over all legs), the other
+    every packet one by one. The engine hears the same audio from both legs of a codec,
+    sample for sample, and they hear the same keys."""
     engine, rtp = hub
-    phones = [phone_socket(), phone_socket()]
+    kinds = [(ULAW, False), (ULAW, True), (ALAW, False), (ALAW, True)]  # (codec, per packet)
+    phones = [phone_socket() for _ in kinds]
     legs: list[RtpLeg] = []
     medias = []
     try:
-        for name, phone in zip(("steady", "per-packet"), phones, strict=True):
-            media = engine.add_call(name, record=True)
+        for i, ((codec, per_packet), phone) in enumerate(zip(kinds, phones, strict=True)):
+            media = engine.add_call(f"call-{i}", record=True)
             leg = await RtpLeg.open(rtp, LOOPBACK)
-            if name == "per-packet":
+            if per_packet:
                 leg.jitter = _PerPacketBuffer()
-            leg.start(media, ULAW, 101, phone.getsockname())
+            leg.start(media, codec, 101, phone.getsockname())
             legs.append(leg)
             medias.append(media)
         for tick in _rough_stream(seed=17):
             for packet in tick:
-                for phone, leg in zip(phones, legs, strict=True):
-                    phone.sendto(packet, (LOOPBACK, leg.port))
+                for (codec, _), phone, leg in zip(kinds, phones, legs, strict=True):
+                    data = packet if codec is ULAW else _as_pcma(packet)
+                    phone.sendto(data, (LOOPBACK, leg.port))
             if tick:  # (loopback delivers at once; this only guards a slow machine)
                 select.select([leg.sock for leg in legs if leg.sock], [], [], WAIT)
             engine.tick()
@@ -210,9 +220,11 @@ async def test_the_steady_path_hears_what_the_per_packet_path_hears(
     finally:
         for phone in phones:
             phone.close()
-    steady, per_packet = (media.recording()[:, 0] for media in medias)
-    assert np.abs(per_packet.astype(np.int32)).max() > 1000  # random codes: loud audio
-    np.testing.assert_array_equal(steady, per_packet)
-    assert legs[0].keys_received == legs[1].keys_received == ["5", "#"]
-    assert legs[0].received == legs[1].received
-    assert rtp.steady_packets > 150  # most of the steady leg's packets went the array way
+    heard = [media.recording()[:, 0] for media in medias]
+    for steady, per_packet in (heard[0:2], heard[2:4]):
+        assert np.abs(per_packet.astype(np.int32)).max() > 1000  # random codes: loud audio
+        np.testing.assert_array_equal(steady, per_packet)
+    assert not np.array_equal(heard[0], heard[2])  # the codecs differ
+    assert all(leg.keys_received == ["5", "#"] for leg in legs)
+    assert len({leg.received for leg in legs}) == 1
+    assert rtp.steady_packets > 300  # most of the steady legs' packets went the array way

@@ -625,11 +625,15 @@ class RtpHub:
         k = len(legs)
         pt = self._pt[slots]
         packets = np.empty((k, 12 + out.shape[1]), dtype=np.uint8)
-        for code in np.unique(pt).tolist():
-            rows = np.flatnonzero(pt == code)
-            codec = legs[int(rows[0])].codec
-            assert codec is not None
-            packets[rows, 12:] = codec.encode(out[rows])
+        if (pt == pt[0]).all():  # one codec (as usual)
+            assert legs[0].codec is not None
+            packets[:, 12:] = legs[0].codec.encode(out)
+        else:
+            for code in np.unique(pt).tolist():
+                rows = np.flatnonzero(pt == code)
+                codec = legs[int(rows[0])].codec
+                assert codec is not None
+                packets[rows, 12:] = codec.encode(out[rows])
         # the 12-byte headers (RFC 3550 §5.1), every packet's at once
         sequence = self._sequence[slots]
         marker = frame_index != self._last[slots] + 1  # a new talkspurt
