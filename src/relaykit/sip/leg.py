@@ -22,7 +22,10 @@ Inbound
     Packets go through a per-leg :class:`JitterBuffer`; what it releases waits for the next
     media tick, at whose start (``MediaEngine.on_tick_start``) every leg's frames are decoded
     with one table lookup per codec and length, upsampled to 16 kHz in one batch, and queued
-    with ``MediaEngine.push_frames``, so the engine reads them as one array. A backlog beyond
+    with ``MediaEngine.push_frames``, so the engine reads them as one array. On the steady
+    path (in-sequence 20 ms audio from the latched address, see :class:`RtpHub`) the hub
+    keeps the buffer itself, in arrays over all legs, and does the same with no Python per
+    packet beyond its ``recvfrom``. A backlog beyond
     ``max_backlog`` seconds (a sender whose clock runs fast) is dropped. RFC 4733 telephone
     events become keys once two packets of the event agree (:class:`TelephoneEvents`: event
     0-15, one key per event timestamp, junk and lone packets ignored), and the in-band audio
