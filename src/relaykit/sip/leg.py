@@ -178,15 +178,6 @@ class RtpLeg:
             self.sock.close()
             self.sock = None
 
-    def read(self, now: float) -> None:
-        """Take one datagram from the socket (the hub's poll said there is one)."""
-        assert self.sock is not None
-        try:
-            data, addr = self.sock.recvfrom(_MAX_DATAGRAM)
-        except OSError:  # nothing after all, or an ICMP error left by an earlier send
-            return
-        self.datagram_received(data, addr, now)
-
     # -- outbound ----------------------------------------------------------------------------
     def _probe(self, index: int) -> bool:
         """Before latching: whether frame ``index`` goes out (as a probe, see the module)."""
@@ -289,12 +280,13 @@ class RtpHub:
 
     The steady path: a leg whose jitter buffer holds a gapless run of 20 ms audio packets
     (:meth:`JitterBuffer.hand_over`) keeps it in the hub's ring arrays instead. A tick's
-    packets that are each the only one of their leg, from the latched address, plain RTP of
-    the audio payload type and the next sequence number, are then checked, buffered and
-    released for all legs at once, with no Python per packet beyond its ``recvfrom``. Any
-    other packet (the first ones, events, a loss, reordering, another source) gives the leg's
-    run back to its :class:`JitterBuffer` and goes through :meth:`RtpLeg.datagram_received`;
-    the leg comes back to the steady path as soon as its buffer is a gapless run again.
+    packets from the latched address, plain RTP of the audio payload type and the next
+    sequence number are then checked, buffered and released for all legs at once, round by
+    round, with no Python per packet beyond its ``recvfrom``. Any other packet (the first
+    ones, events, a loss, reordering, another source) gives the leg's run back to its
+    :class:`JitterBuffer` and goes through :meth:`RtpLeg.datagram_received`, as do the leg's
+    later packets of the tick; the leg comes back to the steady path as soon as its buffer is
+    a gapless run again.
 
     Args:
         engine: the server's media engine (its frame counter gives RTP timestamps).
