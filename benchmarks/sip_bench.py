@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -136,6 +137,15 @@ def ivr_process(url: str, hold: float, results: mp.Queue, ready: mp.Event) -> No
             await call.hangup()
 
     Ivr(project=PROJECT, token=TOKEN, url=url).run()
+
+
+def cpu_per_call_second(timeline: list[tuple[float, int, int, float]]) -> float:
+    """The server's CPU seconds per second of a call being up, from a run's timeline of
+    (seconds, calls up, late ticks, CPU seconds) samples: set-up and tear-down included."""
+    call_seconds = sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in itertools.pairwise(timeline))
+    if len(timeline) < 2 or call_seconds <= 0:
+        return float("nan")
+    return (timeline[-1][3] - timeline[0][3]) / call_seconds
 
 
 # -- the probe call ----------------------------------------------------------------------------
@@ -247,8 +257,24 @@ class Probe:
 
 
 # -- the RTP hub alone -------------------------------------------------------------------------
+def _timed(obj: object, name: str, totals: dict[str, float], label: str) -> None:
+    """Wrap method ``name`` of ``obj`` to add its CPU time to ``totals[label]``."""
+    method = getattr(obj, name)
+
+    def timed(*args: object, **kwargs: object) -> object:
+        start = time.process_time()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            totals[label] = totals.get(label, 0.0) + time.process_time() - start
+
+    setattr(obj, name, timed)
+
+
 async def hub_bench(n: int, ticks: int = 150) -> dict[str, float]:
-    """CPU seconds per tick (median, p90) of the hub with ``n`` legs and their phones."""
+    """CPU seconds per tick (median, p90) of the hub with ``n`` legs and their phones, and
+    its split: the hub's steps (timers around its private methods), the engine's own tick,
+    the phones."""
     import numpy as np
 
     from relaykit.media.engine import MediaEngine
@@ -258,6 +284,11 @@ async def hub_bench(n: int, ticks: int = 150) -> dict[str, float]:
     engine = MediaEngine()
     hub = RtpHub(engine)
     await hub.start()
+    split: dict[str, float] = {}
+    _timed(hub, "_read", split, "read")
+    _timed(hub, "_flush_in", split, "decode, upsample, push")
+    _timed(engine, "push_frames", split, "  of which push_frames")
+    _timed(hub, "_flush_out", split, "out")
     phones: list[socket.socket] = []
     legs: list[RtpLeg] = []
     try:
@@ -275,25 +306,41 @@ async def hub_bench(n: int, ticks: int = 150) -> dict[str, float]:
         frame = (rng.standard_normal(320) * 3000).astype(np.int16)
         cpu: list[float] = []
         for t in range(ticks):
+            if t == 10:
+                split.clear()
             start = time.process_time()
             for k, (phone, leg) in enumerate(zip(phones, legs, strict=True)):
                 header = struct.pack("!BBHII", 0x80, 8, t & 0xFFFF, t * 160, k)
                 phone.sendto(header + payload, (LOOPBACK, leg.port))
+            sent = time.process_time()
             await asyncio.sleep(0.003)
+            ticked = time.process_time()
             engine.tick()
+            split["tick"] = split.get("tick", 0.0) + time.process_time() - ticked
             for leg in legs:
                 hub.queue_out(leg, frame)
             await asyncio.sleep(0)  # the outbound batch goes right after the tick
+            received = time.process_time()
             for phone in phones:
                 with contextlib.suppress(BlockingIOError):
                     while True:
                         phone.recv(2048)
-            cpu.append(time.process_time() - start)
+            now = time.process_time()
+            if t >= 10:
+                split["phones"] = split.get("phones", 0.0) + (sent - start) + (now - received)
+            cpu.append(now - start)
         heard = sum(leg.received for leg in legs)
         if heard != n * ticks:
             raise SystemExit(f"the hub heard {heard} of {n * ticks} packets")
         steady = cpu[10:]
-        return {"median": percentile(steady, 50), "p90": percentile(steady, 90)}
+        split["engine's own tick"] = split["tick"] - split["read"] - split["decode, upsample, push"]
+        order = ["read", "decode, upsample, push", "  of which push_frames"]
+        order += ["engine's own tick", "out", "phones"]
+        return {
+            "median": percentile(steady, 50),
+            "p90": percentile(steady, 90),
+            **{f"split: {k}": split[k] / len(steady) for k in order},
+        }
     finally:
         for phone in phones:
             phone.close()
@@ -383,6 +430,8 @@ async def run_once(n: int, hold: float, rate: float) -> dict[str, object]:
                 prompts.append(results.get(timeout=0.5))
         lateness = [x * 1000 for x in server.lateness]
         ticks = len(lateness)
+        assert server.sip is not None
+        hub = server.sip.hub
         return {
             "calls": n,
             "peak": peak,
@@ -400,6 +449,9 @@ async def run_once(n: int, hold: float, rate: float) -> dict[str, object]:
             "sipp_cpu_share": sipp_cpu / wall,
             "other_cpu_share": max(0.0, busy - (cpu + ivr_cpu + sipp_cpu) / wall),
             "pacing": probe.pacing(),
+            "cpu_per_call_second_ms": 1000 * cpu_per_call_second(timeline),
+            "rtp_packets": hub.packets,
+            "rtp_steady_share": hub.steady_packets / max(1, hub.packets),
             "timeline": timeline,
             "sipp_rc": proc.returncode,
         }
@@ -433,6 +485,9 @@ def main() -> None:
                 f"(p90 {cpu['p90'] * 1000:.2f} ms), phones included",
                 flush=True,
             )
+            for key, value in cpu.items():
+                if key.startswith("split: "):
+                    print(f"  {key[7:]:<28} {value * 1000:6.2f} ms per tick (mean)", flush=True)
         return
     rows = []
     print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}  hold: {args.hold:g}s")
@@ -464,6 +519,11 @@ def main() -> None:
             f"{p.get('max', float('nan')):>8.1f} {p.get('rfc3550_ms', float('nan')):>9.2f} "
             f"{'yes' if held else 'NO':>5} "
             f"{r['sipp_cpu_share']:>8.0%} {r['other_cpu_share']:>6.0%}",
+            flush=True,
+        )
+        print(
+            f"      server CPU per call-second {r['cpu_per_call_second_ms']:.2f} ms; "
+            f"RTP packets read {r['rtp_packets']}, {r['rtp_steady_share']:.0%} on the steady path",
             flush=True,
         )
         if r["other_results"]:

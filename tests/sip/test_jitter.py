@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relaykit.sip.jitter import JitterBuffer, JitterFrame
+from relaykit.sip.jitter import JitterBuffer, JitterFrame, JitterRun
 
 
 def packet(seq: int, size: int = 160) -> tuple[int, int, bytes]:
@@ -85,3 +85,32 @@ def test_a_lost_packet_whose_timestamps_show_no_gap_conceals_nothing():
     buffer = JitterBuffer(depth=1)
     frames = buffer.add(0, 0, b"a" * 160) + buffer.add(2, 160, b"b" * 160) + buffer.flush()
     assert [f.payload[:1] if f.payload else None for f in frames] == [b"a", b"b"]
+
+
+def test_a_gapless_run_is_handed_over_and_taken_back_unchanged():
+    """A holder that takes the run, adds the next packet and releases the oldest, as the RTP
+    hub's steady path does, then gives it back: the buffer goes on as if it had kept it."""
+    kept, handed = JitterBuffer(depth=3), JitterBuffer(depth=3)
+    assert feed(kept, [0, 1, 2, 3]) == feed(handed, [0, 1, 2, 3])
+    run = handed.hand_over(160)
+    assert run is not None and len(handed) == 0
+    assert [payload[0] for _, payload in run.packets] == [1, 2, 3]
+    # the holder: packet 4 in, packet 1 out
+    (released_ts, _), *held = run.packets
+    _, ts, payload = packet(4)
+    handed.take_back(
+        JitterRun(run.next_sequence + 1, (released_ts + 160) & 0xFFFFFFFF, [*held, (ts, payload)])
+    )
+    assert labels(feed(kept, [4])) == [1]
+    later = [5, 7, 6, 9, 8, 12]  # reordering and a loss: the buffers must agree on both
+    assert feed(kept, later) + kept.flush() == feed(handed, later) + handed.flush()
+
+
+def test_a_buffer_with_a_gap_or_another_size_keeps_its_packets():
+    gap = JitterBuffer(depth=3)
+    feed(gap, [0, 2])
+    assert gap.hand_over(160) is None and len(gap) == 2
+    short = JitterBuffer(depth=3)
+    short.add(*packet(0, size=80))
+    assert short.hand_over(160) is None and len(short) == 1
+    assert JitterBuffer().hand_over(160) is None  # nothing heard yet: no sequence to follow

@@ -2,8 +2,9 @@
 
 The tables are built once from the reference algorithms that ``audioop`` uses (Sun's g711.c):
 µ-law encodes the 14-bit value ``x >> 2`` (bias 33, clip 8159), A-law the 13-bit value
-``x >> 3``. Encoding is one 64 K-entry table lookup per sample, decoding a 256-entry one; both
-take whole arrays (one RTP payload or a batch of calls). ``audioop`` is not used: it is gone in
+``x >> 3``. Encoding is one 64 K-entry table lookup per sample (indexed by the sample's bits
+read as uint16, so no conversion pass), decoding a 256-entry one; both take whole arrays (one
+RTP payload or a batch of calls). ``audioop`` is not used: it is gone in
 Python 3.13.
 """
 
@@ -57,39 +58,48 @@ def _build_alaw_decode() -> np.ndarray:
     return np.where(a & 0x80, t, -t).astype(np.int16)
 
 
-_ULAW_ENC = _build_ulaw_encode()
+# The encoders' tables are indexed by the int16 sample's bits as uint16 (0..32767, then the
+# negatives from -32768): the reference tables (indexed by sample + 32768) rotated half way.
+_ULAW_ENC = np.roll(_build_ulaw_encode(), 32768)
 _ULAW_DEC = _build_ulaw_decode()
-_ALAW_ENC = _build_alaw_encode()
+_ALAW_ENC = np.roll(_build_alaw_encode(), 32768)
 _ALAW_DEC = _build_alaw_decode()
 for _table in (_ULAW_ENC, _ULAW_DEC, _ALAW_ENC, _ALAW_DEC):
     _table.flags.writeable = False
 
 
+def _bits(samples: np.ndarray) -> np.ndarray:
+    """int16 samples' bits as uint16 (the encoders' table index)."""
+    return np.ascontiguousarray(samples, dtype=np.int16).view(np.uint16)
+
+
+def _codes(codes: bytes | np.ndarray) -> np.ndarray:
+    if isinstance(codes, bytes | bytearray | memoryview):
+        return np.frombuffer(codes, dtype=np.uint8)
+    return np.asarray(codes, dtype=np.uint8)
+
+
 def ulaw_encode(samples: np.ndarray) -> np.ndarray:
     """int16 samples (any shape) → µ-law codes (uint8, same shape)."""
-    codes: np.ndarray = _ULAW_ENC[np.asarray(samples, dtype=np.int16).astype(np.int32) + 32768]
+    codes: np.ndarray = np.take(_ULAW_ENC, _bits(samples))
     return codes
 
 
 def ulaw_decode(codes: bytes | np.ndarray) -> np.ndarray:
     """µ-law codes (bytes or uint8 array) → int16 samples."""
-    if isinstance(codes, bytes | bytearray | memoryview):
-        codes = np.frombuffer(codes, dtype=np.uint8)
-    samples: np.ndarray = _ULAW_DEC[codes]
+    samples: np.ndarray = np.take(_ULAW_DEC, _codes(codes).astype(np.intp))
     return samples
 
 
 def alaw_encode(samples: np.ndarray) -> np.ndarray:
     """int16 samples (any shape) → A-law codes (uint8, same shape)."""
-    codes: np.ndarray = _ALAW_ENC[np.asarray(samples, dtype=np.int16).astype(np.int32) + 32768]
+    codes: np.ndarray = np.take(_ALAW_ENC, _bits(samples))
     return codes
 
 
 def alaw_decode(codes: bytes | np.ndarray) -> np.ndarray:
     """A-law codes (bytes or uint8 array) → int16 samples."""
-    if isinstance(codes, bytes | bytearray | memoryview):
-        codes = np.frombuffer(codes, dtype=np.uint8)
-    samples: np.ndarray = _ALAW_DEC[codes]
+    samples: np.ndarray = np.take(_ALAW_DEC, _codes(codes).astype(np.intp))
     return samples
 
 

@@ -9,12 +9,13 @@ timestamps). Late and duplicate packets are dropped and counted. A jump of more 
 ``capacity`` packets (a new stream, a sender restart) releases what is held and restarts.
 :meth:`skip` marks a sequence number used by another payload type of the same stream
 (RFC 4733 events), so it is not taken for a loss. :meth:`flush` releases everything (the
-sender went quiet).
+sender went quiet). :meth:`hand_over` and :meth:`take_back` let a caller keep a gapless run of
+packets in its own arrays (the RTP hub does, for all its streams at once) and give it back.
 """
 
 from __future__ import annotations
 
-__all__ = ["JitterBuffer", "JitterFrame"]
+__all__ = ["JitterBuffer", "JitterFrame", "JitterRun"]
 
 from dataclasses import dataclass
 
@@ -26,6 +27,17 @@ class JitterFrame:
     timestamp: int
     payload: bytes | None
     samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class JitterRun:
+    """What a buffer holding a gapless run of audio packets is: the extended sequence number
+    released next, the RTP timestamp expected next (None before the first release), and the
+    held packets' (timestamp, payload) from that sequence number on."""
+
+    next_sequence: int
+    expected_timestamp: int | None
+    packets: list[tuple[int, bytes]]
 
 
 class JitterBuffer:
@@ -100,6 +112,30 @@ class JitterBuffer:
             if frame is not None:
                 out.append(frame)
         return out
+
+    def hand_over(self, payload_size: int) -> JitterRun | None:
+        """If every held packet is audio of ``payload_size`` bytes, in sequence from the next
+        one to release, and the last frame was that long too: the buffer's state, which it
+        gives up (it is left empty until :meth:`take_back`). Otherwise None, and no change.
+        A holder that adds the next sequence number's packet and releases the oldest once
+        more than ``depth`` are held does exactly what :meth:`add` would."""
+        samples = payload_size // self.bytes_per_sample
+        if self._next is None or self._last_samples != samples:
+            return None
+        run: list[tuple[int, bytes]] = []
+        for ext in range(self._next, self._next + len(self._packets)):
+            item = self._packets.get(ext)
+            if item is None or len(item[1]) != payload_size:
+                return None
+            run.append(item)
+        self._packets = {}
+        return JitterRun(self._next, self._expected_ts, run)
+
+    def take_back(self, run: JitterRun) -> None:
+        """Hold ``run`` again (from :meth:`hand_over`, as its holder left it)."""
+        self._next = run.next_sequence
+        self._expected_ts = run.expected_timestamp
+        self._packets = {run.next_sequence + i: item for i, item in enumerate(run.packets)}
 
     def flush(self) -> list[JitterFrame]:
         """Release everything held, in order (with losses reported)."""

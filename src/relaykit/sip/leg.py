@@ -22,7 +22,10 @@ Inbound
     Packets go through a per-leg :class:`JitterBuffer`; what it releases waits for the next
     media tick, at whose start (``MediaEngine.on_tick_start``) every leg's frames are decoded
     with one table lookup per codec and length, upsampled to 16 kHz in one batch, and queued
-    with ``MediaEngine.push_frames``, so the engine reads them as one array. A backlog beyond
+    with ``MediaEngine.push_frames``, so the engine reads them as one array. On the steady
+    path (in-sequence 20 ms audio from the latched address, see :class:`RtpHub`) the hub
+    keeps the buffer itself, in arrays over all legs, and does the same with no Python per
+    packet beyond its ``recvfrom``. A backlog beyond
     ``max_backlog`` seconds (a sender whose clock runs fast) is dropped. RFC 4733 telephone
     events become keys once two packets of the event agree (:class:`TelephoneEvents`: event
     0-15, one key per event timestamp, junk and lone packets ignored), and the in-band audio
@@ -53,6 +56,7 @@ __all__ = ["RtpHub", "RtpLeg"]
 
 import asyncio
 import ipaddress
+import itertools
 import logging
 import secrets
 import selectors
@@ -65,7 +69,7 @@ import numpy as np
 
 from ..media.engine import CallMedia, MediaEngine
 from .g711 import Codec
-from .jitter import JitterBuffer, JitterFrame
+from .jitter import JitterBuffer, JitterFrame, JitterRun
 from .resample import HISTORY, UP_HISTORY, downsample2, upsample2
 from .rtp import DtmfEvent, RtpPacket, TelephoneEvents, is_rtcp
 
@@ -80,6 +84,10 @@ _PROBES = 25  # …and this many in all (5 s); then nothing until the peer's fir
 _READ_ROUNDS = 8  # packets read per socket per tick at most (a flood waits in the kernel)
 _IDLE_EVERY = 3  # ticks between checks for legs that went quiet
 _MAX_DATAGRAM = 2048
+_DEPTH = 3  # the jitter depth of the steady path (JitterBuffer's default)
+_RING = _DEPTH + 1  # packets a steady stream's ring holds: the depth and the one arriving
+_PACKET = 12 + SAMPLES_8K  # a steady packet: plain header, 20 ms of G.711
+_U32 = 0xFFFFFFFF
 
 
 class RtpLeg:
@@ -101,7 +109,6 @@ class RtpLeg:
         self.active = False
         self.latched = False
         self.locked = False
-        self.last_rx = 0.0
         self.probes = 0
         self.received = 0
         self.ignored = 0
@@ -157,6 +164,7 @@ class RtpLeg:
         self.on_key = on_key
         self.active = True
         self.hub.legs.add(self)
+        self.hub.started(self)
         hub = self.hub
         media.on_outbound = lambda frame: hub.queue_out(self, frame)
 
@@ -169,15 +177,6 @@ class RtpLeg:
             self.hub.unwatch(self)
             self.sock.close()
             self.sock = None
-
-    def read(self, now: float) -> None:
-        """Take one datagram from the socket (the hub's poll said there is one)."""
-        assert self.sock is not None
-        try:
-            data, addr = self.sock.recvfrom(_MAX_DATAGRAM)
-        except OSError:  # nothing after all, or an ICMP error left by an earlier send
-            return
-        self.datagram_received(data, addr, now)
 
     # -- outbound ----------------------------------------------------------------------------
     def _probe(self, index: int) -> bool:
@@ -209,7 +208,7 @@ class RtpLeg:
             self.ignored += 1
             return
         self.received += 1
-        self.last_rx = now
+        self.hub.heard(self, now)
         if pt == self.codec.payload_type:
             for frame in self.jitter.add(sequence, timestamp, payload):
                 self.hub.queue_in(self, frame)
@@ -247,6 +246,7 @@ class RtpLeg:
             self._mute_end = None
         if event.end and ts == self._mute_start:
             self._mute_end = (ts + event.duration + _MUTE_TAIL) & 0xFFFFFFFF
+        self.hub.mute(self, self._mute_start, self._mute_end)
         if key is not None:
             self.keys_received.append(key)
             if self.on_key is not None:
@@ -264,18 +264,29 @@ class RtpLeg:
             return since < 8000 * 5  # event still running (at most 5 s)
         return since < (self._mute_end - self._mute_start) & 0xFFFFFFFF
 
-    def flush_idle(self, now: float) -> None:
-        if len(self.jitter) and now - self.last_rx > _IDLE_FLUSH:
-            for frame in self.jitter.flush():
-                self.hub.queue_in(self, frame)
+    def flush_idle(self) -> None:
+        """The peer went quiet: release what the jitter buffer holds."""
+        for frame in self.jitter.flush():
+            self.hub.queue_in(self, frame)
 
 
 class RtpHub:
     """Does the RTP work of every leg in batches, once per media tick.
 
     What the batches need of each stream (the resamplers' filter histories, the outbound RTP
-    header's sequence number, timestamp base, SSRC and last frame) lives in arrays with one
-    row per leg (``RtpLeg.slot``), so a tick gathers and updates them with one indexing each.
+    header's sequence number, timestamp base, SSRC and last frame, the jitter buffer of a
+    steady stream) lives in arrays with one row per leg (``RtpLeg.slot``), so a tick gathers
+    and updates them with one indexing each.
+
+    The steady path: a leg whose jitter buffer holds a gapless run of 20 ms audio packets
+    (:meth:`JitterBuffer.hand_over`) keeps it in the hub's ring arrays instead. A tick's
+    packets from the latched address, plain RTP of the audio payload type and the next
+    sequence number are then checked, buffered and released for all legs at once, round by
+    round, with no Python per packet beyond its ``recvfrom``. Any other packet (the first
+    ones, events, a loss, reordering, another source) gives the leg's run back to its
+    :class:`JitterBuffer` and goes through :meth:`RtpLeg.datagram_received`, as do the leg's
+    later packets of the tick; the leg comes back to the steady path as soon as its buffer is
+    a gapless run again.
 
     Args:
         engine: the server's media engine (its frame counter gives RTP timestamps).
@@ -287,22 +298,39 @@ class RtpHub:
         self.engine = engine
         self.max_backlog = max_backlog
         self.legs: set[RtpLeg] = set()
-        self._out: list[tuple[RtpLeg, np.ndarray, int]] = []
+        self._out_legs: list[RtpLeg] = []
+        self._out_frames: list[np.ndarray] = []
+        self._out_index: list[int] = []  # the engine frame each was rendered in
         self._in: list[tuple[RtpLeg, JitterFrame, bool]] = []  # (leg, frame, muted)
+        self._steady_in: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         # epoll on Linux, kqueue on macOS: one poll says which legs' sockets have packets
         self._poll = selectors.DefaultSelector()
         self._closed = False
         self._free: list[int] = []  # rows of closed legs, to reuse
         self._rows = 0  # rows handed out
+        self._leg_at: list[RtpLeg | None] = []
         self._down = np.zeros((0, HISTORY), dtype=np.float32)  # downsampler histories
         self._up = np.zeros((0, UP_HISTORY), dtype=np.float32)  # upsampler histories
         self._sequence = np.zeros(0, dtype=np.int64)  # the next packet's sequence number
         self._ts_base = np.zeros(0, dtype=np.int64)  # RTP timestamp of engine frame 0
         self._ssrc = np.zeros(0, dtype=np.int64)
         self._last = np.zeros(0, dtype=np.int64)  # engine frame of the last packet sent (-2)
+        self._pt = np.zeros(0, dtype=np.int64)  # the audio payload type (-1: not started)
+        self._last_rx = np.zeros(0, dtype=np.float64)  # loop time of the last packet taken
+        self._mute_start = np.zeros(0, dtype=np.int64)  # RFC 4733 event's timestamp (-1: none)
+        self._mute_len = np.zeros(0, dtype=np.int64)  # ... and how long its audio is muted
+        # the steady path's jitter buffers: a ring of packets per row
+        self._steady = np.zeros(0, dtype=bool)
+        self._jb_next = np.zeros(0, dtype=np.int64)  # extended sequence number released next
+        self._jb_held = np.zeros(0, dtype=np.int64)  # packets held from there on
+        self._jb_expected = np.zeros(0, dtype=np.int64)  # RTP timestamp expected next (-1)
+        self._ring = np.zeros((0, _RING, SAMPLES_8K), dtype=np.uint8)
+        self._ring_ts = np.zeros((0, _RING), dtype=np.int64)
         self._ticks = 0
         self.batches = 0
+        self.packets = 0  # packets read (for benchmarks)
+        self.steady_packets = 0  # ... and of them, taken on the steady path
         self._unhook = engine.on_tick_start(self._on_tick)
 
     def loop_time(self) -> float:
@@ -336,7 +364,13 @@ class RtpHub:
         self._ts_base[slot] = secrets.randbits(32)
         self._ssrc[slot] = secrets.randbits(32)
         self._last[slot] = -2
+        self._pt[slot] = -1
+        self._last_rx[slot] = -_IDLE_FLUSH
+        self._mute_start[slot] = -1
+        self._steady[slot] = False
+        self._jb_held[slot] = 0
         leg.slot = slot
+        self._leg_at[slot] = leg
         self._poll.register(leg.sock, selectors.EVENT_READ, leg)
 
     def _grow(self, rows: int) -> None:
@@ -345,9 +379,9 @@ class RtpHub:
             b[: len(a)] = a
             return b
 
-        self._down, self._up = grown(self._down), grown(self._up)
-        self._sequence, self._ts_base = grown(self._sequence), grown(self._ts_base)
-        self._ssrc, self._last = grown(self._ssrc), grown(self._last)
+        for name in _ROW_ARRAYS:
+            setattr(self, name, grown(getattr(self, name)))
+        self._leg_at += [None] * (rows - len(self._leg_at))
 
     def unwatch(self, leg: RtpLeg) -> None:
         assert leg.sock is not None
@@ -357,76 +391,254 @@ class RtpHub:
             self._poll.unregister(leg.sock)
         except KeyError:  # not watched
             return
+        self._steady[leg.slot] = False
+        self._leg_at[leg.slot] = None
         self._free.append(leg.slot)
 
+    # -- what legs tell the hub --------------------------------------------------------------
+    def started(self, leg: RtpLeg) -> None:
+        """``leg`` starts (or restarts) media with its codec."""
+        assert leg.codec is not None
+        self._spill(leg)
+        self._pt[leg.slot] = leg.codec.payload_type
+
+    def heard(self, leg: RtpLeg, now: float) -> None:
+        """``leg`` took a packet at loop time ``now`` (its jitter buffer is flushed once it
+        has been quiet for a while)."""
+        self._last_rx[leg.slot] = now
+
+    def mute(self, leg: RtpLeg, start: int | None, end: int | None) -> None:
+        """The RFC 4733 event whose audio is muted on ``leg`` (see :meth:`RtpLeg.muted`)."""
+        self._mute_start[leg.slot] = -1 if start is None else start
+        if start is not None:
+            self._mute_len[leg.slot] = 8000 * 5 if end is None else (end - start) & _U32
+
+    def _spill(self, leg: RtpLeg) -> None:
+        """Give a steady leg's run back to its jitter buffer (for a packet off the steady
+        path)."""
+        slot = leg.slot
+        if not self._steady[slot]:
+            return
+        self._steady[slot] = False
+        first, held = int(self._jb_next[slot]), int(self._jb_held[slot])
+        rows = [(first + i) % _RING for i in range(held)]
+        packets = [(int(self._ring_ts[slot, r]), self._ring[slot, r].tobytes()) for r in rows]
+        expected = int(self._jb_expected[slot])
+        leg.jitter.take_back(JitterRun(first, None if expected < 0 else expected, packets))
+        self._jb_held[slot] = 0
+
+    def _settle(self, leg: RtpLeg) -> None:
+        """Take ``leg``'s jitter buffer onto the steady path if it holds a gapless run."""
+        slot = leg.slot
+        if self._steady[slot] or not leg.active or leg.jitter.depth != _DEPTH:
+            return
+        run = leg.jitter.hand_over(SAMPLES_8K)
+        if run is None:
+            return
+        first = run.next_sequence
+        for i, (ts, payload) in enumerate(run.packets):
+            self._ring[slot, (first + i) % _RING] = np.frombuffer(payload, dtype=np.uint8)
+            self._ring_ts[slot, (first + i) % _RING] = ts
+        self._jb_next[slot] = first
+        self._jb_held[slot] = len(run.packets)
+        expected = run.expected_timestamp
+        self._jb_expected[slot] = -1 if expected is None else expected
+        self._steady[slot] = True
+
+    # -- the tick ----------------------------------------------------------------------------
     def _on_tick(self) -> None:
         now = self.loop_time()
         self._read(now)
         self._ticks += 1
         if self._ticks % _IDLE_EVERY == 0:
-            for leg in self.legs:
-                leg.flush_idle(now)
+            self._flush_idle(now)
         self._flush_in()
 
     def _read(self, now: float) -> None:
         """Every packet waiting on any leg's socket: each round reads one packet from each
         socket the poll says has some, until none has (or ``_READ_ROUNDS``: a flood waits)."""
         poll = self._poll
+        legs: list[RtpLeg] = []
+        datas: list[bytes] = []
+        sources: list[Any] = []
+        slots: list[int] = []
+        latched: list[bool] = []  # from the address the leg latched to
+        rounds = [0]  # where each round's packets start
         for _ in range(_READ_ROUNDS):
             ready = poll.select(0)
             if not ready:
-                return
+                break
             for key, _ in ready:
                 leg: RtpLeg = key.data
-                if leg.sock is not None:  # not closed by a key's handler
-                    leg.read(now)
+                try:
+                    data, addr = leg.sock.recvfrom(_MAX_DATAGRAM)  # type: ignore[union-attr]
+                except OSError:  # nothing after all, or an ICMP error left by an earlier send
+                    continue
+                legs.append(leg)
+                datas.append(data)
+                sources.append(addr)
+                slots.append(leg.slot)
+                latched.append(leg.latched and addr == leg.remote)
+            rounds.append(len(legs))
+        if legs:
+            self.packets += len(legs)
+            self._take(legs, datas, sources, slots, latched, rounds, now)
+
+    def _take(
+        self,
+        legs: list[RtpLeg],
+        datas: list[bytes],
+        sources: list[Any],
+        slot_list: list[int],
+        latched: list[bool],
+        rounds: list[int],
+        now: float,
+    ) -> None:
+        """One tick's packets: the steady ones in arrays, round by round (a round has at most
+        one packet per leg), then the others one by one. Once a leg has a packet off the
+        steady path, its later packets of the tick are off it too, so each leg's packets are
+        taken in the order they came."""
+        n = len(legs)
+        slots = np.array(slot_list, dtype=np.intp)
+        maybe = np.array(latched, dtype=bool)
+        maybe &= np.fromiter(map(len, datas), dtype=np.intp, count=n) == _PACKET
+        steady = np.zeros(n, dtype=bool)
+        off = np.zeros(self._rows, dtype=bool)  # legs with a packet off the steady path
+        for lo, hi in itertools.pairwise(rounds):
+            if lo == hi:
+                continue
+            rows = slots[lo:hi]
+            ok = maybe[lo:hi] & self._steady[rows] & ~off[rows]
+            chosen = np.flatnonzero(ok)
+            if len(chosen):
+                part = datas[lo:hi] if len(chosen) == hi - lo else [datas[lo + i] for i in chosen]
+                raw = np.frombuffer(b"".join(part), dtype=np.uint8).reshape(-1, _PACKET)
+                at = rows[chosen]
+                sequence = raw[:, 2].astype(np.int64) << 8 | raw[:, 3]
+                fits = (
+                    (raw[:, 0] == 0x80)
+                    & ((raw[:, 1] & 0x7F) == self._pt[at])
+                    & (sequence == (self._jb_next[at] + self._jb_held[at]) & 0xFFFF)
+                )
+                ok[chosen[~fits]] = False
+                if fits.any():
+                    self._buffer(at[fits], raw[fits], now)
+            off[rows[~ok]] = True
+            steady[lo:hi] = ok
+        taken = np.flatnonzero(steady).tolist()
+        self.steady_packets += len(taken)
+        for i in taken:
+            leg = legs[i]
+            leg.received += 1
+            leg.jitter.received += 1
+        if len(taken) == n:
+            return
+        touched: dict[RtpLeg, None] = {}
+        for i in np.flatnonzero(~steady).tolist():
+            leg = legs[i]
+            if leg.sock is None:  # closed by an earlier packet's key handler
+                continue
+            self._spill(leg)
+            leg.datagram_received(datas[i], sources[i], now)
+            touched[leg] = None
+        for leg in touched:
+            self._settle(leg)
+
+    def _buffer(self, rows: np.ndarray, packets: np.ndarray, now: float) -> None:
+        """Steady packets (one per row, each the next of its stream) into the rows' rings;
+        the oldest of a ring holding more than the jitter depth is released."""
+        stamps = (
+            packets[:, 4].astype(np.int64) << 24
+            | packets[:, 5].astype(np.int64) << 16
+            | packets[:, 6].astype(np.int64) << 8
+            | packets[:, 7]
+        )
+        at = (self._jb_next[rows] + self._jb_held[rows]) % _RING
+        self._ring[rows, at] = packets[:, 12:]
+        self._ring_ts[rows, at] = stamps
+        self._last_rx[rows] = now
+        held = self._jb_held[rows] + 1
+        full = held > _DEPTH
+        self._jb_held[rows] = held - full
+        out = rows[full]
+        if not len(out):
+            return
+        oldest = self._jb_next[out] % _RING
+        codes, released = self._ring[out, oldest], self._ring_ts[out, oldest]
+        self._jb_next[out] += 1
+        self._jb_expected[out] = (released + SAMPLES_8K) & _U32
+        self._steady_in.append((out, codes, released))
+
+    def _flush_idle(self, now: float) -> None:
+        """Release what the jitter buffers of legs that went quiet hold."""
+        rows = self._rows
+        quiet = now - self._last_rx[:rows] > _IDLE_FLUSH
+        quiet &= ~(self._steady[:rows] & (self._jb_held[:rows] == 0))
+        for slot in np.flatnonzero(quiet).tolist():
+            leg = self._leg_at[slot]
+            if leg is None or not leg.active:
+                continue
+            self._spill(leg)
+            if len(leg.jitter):
+                leg.flush_idle()
+            self._settle(leg)
 
     # -- outbound ----------------------------------------------------------------------------
     def queue_out(self, leg: RtpLeg, frame: np.ndarray) -> None:
         """Called from inside the engine tick; the batch is sent right after it."""
-        if not self._out:
+        if not self._out_legs:
             asyncio.get_running_loop().call_soon(self._flush_out)
-        self._out.append((leg, frame, self.engine.frame))
+        self._out_legs.append(leg)
+        self._out_frames.append(frame)
+        self._out_index.append(self.engine.frame)
 
     def _flush_out(self) -> None:
-        batch, self._out = self._out, []
-        batch = [
-            b for b in batch if b[0].active and b[0].sock is not None and b[0].remote is not None
+        legs, frames, index = self._out_legs, self._out_frames, self._out_index
+        self._out_legs, self._out_frames, self._out_index = [], [], []
+        live = [
+            i
+            for i, leg in enumerate(legs)
+            if leg.active and leg.sock is not None and leg.remote is not None
         ]
-        if not batch:
+        if not live:
             return
+        if len(live) < len(legs):
+            legs = [legs[i] for i in live]
+            frames = [frames[i] for i in live]
+            index = [index[i] for i in live]
         self.batches += 1
-        k = len(batch)
-        legs = [leg for leg, _, _ in batch]
-        slots = np.fromiter((leg.slot for leg in legs), np.intp, k)
-        frames = np.stack([frame for _, frame, _ in batch])
-        out, self._down[slots] = downsample2(frames, self._down[slots])
-        sending = [i for i, (leg, _, n) in enumerate(batch) if leg.latched or leg._probe(n)]
-        index = np.fromiter((n for _, _, n in batch), np.int64, k)
-        if len(sending) < k:
-            if not sending:
-                return
+        slots = np.array([leg.slot for leg in legs], dtype=np.intp)
+        out, self._down[slots] = downsample2(np.stack(frames), self._down[slots])
+        # before latching, only a probe now and then (see the module)
+        sending = [i for i, leg in enumerate(legs) if leg.latched or leg._probe(index[i])]
+        if not sending:
+            return
+        frame_index = np.array(index, dtype=np.int64)
+        if len(sending) < len(legs):
             legs = [legs[i] for i in sending]
-            out, slots, index = out[sending], slots[sending], index[sending]
-            k = len(sending)
-        codecs = [leg.codec for leg in legs]
-        pt = np.fromiter((c.payload_type for c in codecs), np.uint8, k)  # type: ignore[union-attr]
+            out, slots, frame_index = out[sending], slots[sending], frame_index[sending]
+        k = len(legs)
+        pt = self._pt[slots]
         packets = np.empty((k, 12 + out.shape[1]), dtype=np.uint8)
-        for code in np.unique(pt).tolist():
-            rows = np.flatnonzero(pt == code)
-            codec = codecs[int(rows[0])]
-            assert codec is not None
-            packets[rows, 12:] = codec.encode(out[rows])
+        if (pt == pt[0]).all():  # one codec (as usual)
+            assert legs[0].codec is not None
+            packets[:, 12:] = legs[0].codec.encode(out)
+        else:
+            for code in np.unique(pt).tolist():
+                rows = np.flatnonzero(pt == code)
+                codec = legs[int(rows[0])].codec
+                assert codec is not None
+                packets[rows, 12:] = codec.encode(out[rows])
         # the 12-byte headers (RFC 3550 §5.1), every packet's at once
         sequence = self._sequence[slots]
-        marker = index != self._last[slots] + 1  # a new talkspurt
+        marker = frame_index != self._last[slots] + 1  # a new talkspurt
         packets[:, 0] = 0x80
-        packets[:, 1] = pt | (marker << 7).astype(np.uint8)
+        packets[:, 1] = pt | marker << 7
         packets[:, 2:4] = sequence.astype(">u2").view(np.uint8).reshape(k, 2)
-        stamp = (self._ts_base[slots] + index * SAMPLES_8K) & 0xFFFFFFFF
+        stamp = (self._ts_base[slots] + frame_index * SAMPLES_8K) & _U32
         packets[:, 4:8] = stamp.astype(">u4").view(np.uint8).reshape(k, 4)
         packets[:, 8:12] = self._ssrc[slots].astype(">u4").view(np.uint8).reshape(k, 4)
-        self._last[slots] = index
+        self._last[slots] = frame_index
         self._sequence[slots] = (sequence + 1) & 0xFFFF
         data = packets.tobytes()
         size = packets.shape[1]
@@ -442,6 +654,9 @@ class RtpHub:
         self._in.append((leg, frame, frame.payload is None or leg.muted(frame)))
 
     def _flush_in(self) -> None:
+        steady, self._steady_in = self._steady_in, []
+        for released in steady:
+            self._decode_steady(*released)
         batch, self._in = self._in, []
         by_kind: dict[tuple[int, int], list[tuple[RtpLeg, JitterFrame, bool]]] = {}
         for leg, frame, silent in batch:
@@ -459,8 +674,47 @@ class RtpHub:
                 for i in rows:
                     (later if id(group[i][0]) in seen else now_rows).append(i)
                     seen.add(id(group[i][0]))
-                self._upsample([group[i][0] for i in now_rows], samples[now_rows])
+                legs = [group[i][0] for i in now_rows]
+                slots = np.array([leg.slot for leg in legs], dtype=np.intp)
+                self._upsample(legs, slots, samples[now_rows])
                 rows = later
+
+    def _decode_steady(self, rows: np.ndarray, codes: np.ndarray, stamps: np.ndarray) -> None:
+        """Frames released on the steady path: one per row, 20 ms each."""
+        at = self._leg_at
+        legs = [leg for slot in rows.tolist() if (leg := at[slot]) is not None and leg.active]
+        if len(legs) < len(rows):  # closed since
+            if not legs:
+                return
+            keep = [
+                i
+                for i, slot in enumerate(rows.tolist())
+                if (leg := at[slot]) is not None and leg.active
+            ]
+            rows, codes, stamps = rows[keep], codes[keep], stamps[keep]
+        # what RtpLeg.muted says, for every row at once
+        start = self._mute_start[rows]
+        since = (stamps - start) & _U32
+        muted = (start >= 0) & np.where(
+            since >= 0x80000000,
+            (start - stamps) & _U32 < SAMPLES_8K,  # the frame overlaps the event's start
+            since < self._mute_len[rows],
+        )
+        pt = self._pt[rows]
+        if (pt == pt[0]).all():  # one codec (as usual): decode all rows, then mute
+            codec = legs[0].codec
+            assert codec is not None
+            samples = codec.decode(codes)
+            samples[muted] = 0
+        else:
+            samples = np.zeros(codes.shape, dtype=np.int16)
+            for code in np.unique(pt).tolist():
+                heard = np.flatnonzero((pt == code) & ~muted)
+                if len(heard):
+                    codec = legs[int(heard[0])].codec
+                    assert codec is not None
+                    samples[heard] = codec.decode(codes[heard])
+        self._upsample(legs, rows, samples)
 
     @staticmethod
     def _decode(group: list[tuple[RtpLeg, JitterFrame, bool]], size: int) -> np.ndarray:
@@ -479,9 +733,9 @@ class RtpHub:
             samples[heard] = codec.decode(payloads).reshape(len(heard), size)
         return samples
 
-    def _upsample(self, legs: list[RtpLeg], chunks: np.ndarray) -> None:
-        """``chunks`` row i (8 kHz) is the next audio of ``legs[i]`` (each leg once)."""
-        slots = np.fromiter((leg.slot for leg in legs), np.intp, len(legs))
+    def _upsample(self, legs: list[RtpLeg], slots: np.ndarray, chunks: np.ndarray) -> None:
+        """``chunks`` row i (8 kHz) is the next audio of ``legs[i]`` (row ``slots[i]``; each
+        leg once)."""
         out, self._up[slots] = upsample2(chunks, self._up[slots])
         keep: list[int] = []
         medias: list[CallMedia] = []
@@ -496,3 +750,11 @@ class RtpHub:
             medias.append(media)
         if medias:
             self.engine.push_frames(medias, out if len(keep) == len(legs) else out[keep])
+
+
+# RtpHub's arrays with one row per leg (grown together)
+_ROW_ARRAYS = (
+    "_down", "_up", "_sequence", "_ts_base", "_ssrc", "_last", "_pt", "_last_rx",
+    "_mute_start", "_mute_len", "_steady", "_jb_next", "_jb_held", "_jb_expected", "_ring",
+    "_ring_ts",
+)  # fmt: skip
