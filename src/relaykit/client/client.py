@@ -31,6 +31,7 @@ from ..errors import (
 )
 from ..protocol import Malformed, Peer, ReplyReceived, RequestReceived, StrayReply, blade
 from .call import Calling
+from .wire import RelayConnection, send_text
 
 log = logging.getLogger("relaykit.client")
 
@@ -161,9 +162,15 @@ class Client:
         while not self._closing:
             try:
                 async with connect(
-                    self.url, max_size=1 << 22, compression=None, open_timeout=self.request_timeout
+                    self.url,
+                    max_size=1 << 22,
+                    compression=None,
+                    open_timeout=self.request_timeout,
+                    create_connection=RelayConnection,
                 ) as ws:
                     self._ws = ws
+                    if isinstance(ws, RelayConnection):
+                        ws.deliver_to(self._on_frame)
                     reader = asyncio.create_task(self._read(ws))
                     try:
                         await self._handshake()
@@ -306,7 +313,7 @@ class Client:
     def _on_request(self, method: str, params: dict[str, Any], incoming: RequestReceived) -> None:
         request = incoming.request
         if method == blade.BROADCAST:
-            self._peer.respond(request, {})  # v2 clients never reply to a broadcast (§3.1)
+            self._peer.settle(request)  # v2 clients never reply to a broadcast (§3.1)
             try:
                 event = blade.parse_broadcast(params)
             except RelayError as exc:
@@ -334,7 +341,8 @@ class Client:
     def _send_nowait(self, text: str | None) -> None:
         if text is None or self._ws is None:
             return
-        self._spawn(self._ws.send(text))
+        if not send_text(self._ws, text):
+            self._spawn(self._ws.send(text))
 
     # -- frames out ---------------------------------------------------------------------------
     async def request(
@@ -358,7 +366,8 @@ class Client:
         # one timer per request rather than wait_for's task around the future
         timer = loop.call_later(timeout or self.request_timeout, _expire, future)
         try:
-            await ws.send(text)
+            if not send_text(ws, text):
+                await ws.send(text)
             return await future
         except TimeoutError:
             raise RelayTimeoutError(
