@@ -354,7 +354,7 @@ class Client:
         ready: bool = True,
     ) -> dict[str, Any]:
         """Send one request and return its ``result``; raises on error, timeout or drop."""
-        if ready:
+        if ready and not self._ready.is_set():
             await self._wait_ready(timeout)
         ws = self._ws
         if ws is None:
@@ -383,8 +383,6 @@ class Client:
                 future.exception()  # retrieved: a drop may have failed it while we sent
 
     async def _wait_ready(self, timeout: float | None) -> None:
-        if self._ready.is_set():
-            return  # the common case: no wait_for task
         try:
             await asyncio.wait_for(self._ready.wait(), timeout or self.request_timeout)
         except TimeoutError:
@@ -394,7 +392,8 @@ class Client:
         self, method: str, params: dict[str, Any], *, timeout: float | None = None
     ) -> dict[str, Any]:
         """Run a RELAY command through ``blade.execute``; returns the inner result (§1.4)."""
-        await self._wait_ready(timeout)
+        if not self._ready.is_set():
+            await self._wait_ready(timeout)
         assert self.protocol is not None
         outer = await self.request(
             blade.EXECUTE, blade.execute_params(self.protocol, method, params), timeout=timeout
