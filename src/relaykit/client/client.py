@@ -103,6 +103,7 @@ class Client:
         self._ready_callbacks: list[Callable[[Client], Any]] = []
         self._runner: asyncio.Task[None] | None = None
         self._first_attempt: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # while connecting or connected
 
     @property
     def connected(self) -> bool:
@@ -158,6 +159,13 @@ class Client:
                 await asyncio.shield(self._runner)
 
     async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()  # (get_running_loop() is a getpid system call)
+        try:
+            await self._connections()
+        finally:
+            self._loop = None
+
+    async def _connections(self) -> None:
         backoff = 0.5
         while not self._closing:
             try:
@@ -360,7 +368,7 @@ class Client:
         if ws is None:
             raise RelayConnectionError("not connected to the RELAY server")
         request_id, text = self._peer.request(method, params)
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._replies[request_id] = future
         # one timer per request rather than wait_for's task around the future
@@ -418,6 +426,6 @@ class Client:
                 log.exception("! background task failed")
 
         coro: Coroutine[Any, Any, None] = run()
-        task = asyncio.get_running_loop().create_task(coro)
+        task = (self._loop or asyncio.get_running_loop()).create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
