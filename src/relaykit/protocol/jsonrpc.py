@@ -64,10 +64,13 @@ def bounded(text: str, limit: int = MAX_ERROR_MESSAGE) -> str:
     return f"{text[:head]}…[{len(text) - head - tail:,} characters]…{text[-tail:]}"
 
 
+_UUID4_KEEP = ~(0xF000 << 64) & ~(0xC000 << 48) & ((1 << 128) - 1)
+_UUID4_SET = 4 << 76 | 0x8000 << 48
+
+
 def new_id() -> str:
     """A request id: a random version-4 UUID (unique, not secret: no system call for it)."""
-    bits = random.getrandbits(128) & ~(0xC000 << 48) & ~(0xF000 << 64)
-    h = f"{bits | 0x8000 << 48 | 4 << 76:032x}"
+    h = f"{random.getrandbits(128) & _UUID4_KEEP | _UUID4_SET:032x}"  # version 4, variant 1
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 

@@ -30,6 +30,7 @@ __all__ = [
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import uuid
@@ -99,6 +100,7 @@ class ServerSession:
     detached_at: float | None = None  # loop time the last connection went away
     expiry: asyncio.TimerHandle | None = None
     _generation: int = 0  # bumped at every attach and detach: stale links' reports are ignored
+    _report: Callable[[], None] | None = field(default=None, repr=False)  # this generation's
 
     @property
     def attached(self) -> bool:
@@ -126,6 +128,7 @@ class ServerSession:
         self.subscribed = False
 
     def _take_back_unwritten(self) -> None:
+        self._report = None
         """The link is going: what it did not write goes back to the head of the backlog."""
         self._generation += 1
         if self.unwritten:
@@ -182,14 +185,13 @@ class ServerSession:
         if send_event is None:
             link(text)  # type: ignore[operator]
             return
-        generation = self._generation
+        # One report for every event of this generation, not a closure per event: the link
+        # reports its events written in the order it took them, oldest unwritten first.
+        report = self._report
+        if report is None:
+            report = self._report = functools.partial(self._written, self._generation)
         self.unwritten.append(text)
-
-        def written() -> None:
-            if self._generation == generation and self.unwritten and self.unwritten[0] is text:
-                self.unwritten.popleft()
-
-        if not send_event(text, written):
+        if not send_event(text, report):
             # The connection is going (too slow, or closed): keep this and the rest for the next
             # one. The event was the backlog's head (or the backlog was empty).
             self.unwritten.pop()
@@ -197,6 +199,10 @@ class ServerSession:
             self.backlog.appendleft(text)
             self.backlog_bytes += len(text)
             self._trim()
+
+    def _written(self, generation: int) -> None:
+        if self._generation == generation and self.unwritten:
+            self.unwritten.popleft()
 
     def keep(self, texts: Iterable[str]) -> None:
         """Queue frames for the client's return, after those already waiting (events handed
@@ -217,6 +223,8 @@ class ServerSession:
             self.dropped += 1
 
     def forget_events(self) -> None:
+        self._generation += 1  # reports for the events forgotten are stale
+        self._report = None
         self.backlog.clear()
         self.unwritten.clear()
         self.backlog_bytes = 0
