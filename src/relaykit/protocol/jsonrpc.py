@@ -129,13 +129,22 @@ _ORJSON_OPTIONS = (
 
 def dumps(value: Any) -> str:
     """Compact JSON, as ``json.dumps(value, separators=(",", ":"))`` writes it."""
+    text = dumps_ascii(value)
+    if text is None:  # json escapes non-ASCII and DEL as it always has, or says what is wrong
+        return json.dumps(value, separators=(",", ":"))
+    return text
+
+
+def dumps_ascii(value: Any) -> str | None:
+    """``dumps(value)`` when orjson writes it in plain ASCII, else None (``dumps`` then falls
+    back to ``json``, whose numbers may be written differently: ``1e-07`` for ``1e-7``)."""
     try:
         data = orjson.dumps(value, option=_ORJSON_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError: json accepts it, or says why not
-        return json.dumps(value, separators=(",", ":"))
+        return None
     if data.isascii() and b"\x7f" not in data:
         return data.decode("ascii")
-    return json.dumps(value, separators=(",", ":"))  # escapes them as it always has
+    return None
 
 
 def loads(data: str | bytes) -> Any:

@@ -42,7 +42,7 @@ from typing import Any, Protocol, runtime_checkable
 from ..calls import CallEvent, CallService
 from ..errors import LimitExceededError, ProtocolError, RelayTimeoutError
 from ..protocol import blade
-from ..protocol.jsonrpc import new_id, request_text
+from ..protocol.jsonrpc import new_id
 from .auth import AuthThrottle, Credentials, Logins, Visitor
 from .relay_events import to_relay
 
@@ -101,6 +101,7 @@ class ServerSession:
     expiry: asyncio.TimerHandle | None = None
     _generation: int = 0  # bumped at every attach and detach: stale links' reports are ignored
     _report: Callable[[], None] | None = field(default=None, repr=False)  # this generation's
+    _envelope: blade.BroadcastEnvelope | None = field(default=None, repr=False)
 
     @property
     def attached(self) -> bool:
@@ -162,16 +163,20 @@ class ServerSession:
         """Send one RELAY event, or keep it for the client's return."""
         if self.protocol is None:
             return
-        payload = blade.broadcast_params(
-            protocol=self.protocol,
-            event_type=event_type,
-            params=params,
-            broadcaster_nodeid=self.nodeid,
-            project_id=self.project,
-            space_id=self.space_id,
-            context=context,
-        )
-        text = request_text(blade.BROADCAST, payload, new_id())
+        envelope = self._envelope
+        if envelope is None or envelope.key != (
+            self.protocol,
+            self.nodeid,
+            self.project,
+            self.space_id,
+        ):
+            envelope = self._envelope = blade.BroadcastEnvelope(
+                protocol=self.protocol,
+                broadcaster_nodeid=self.nodeid,
+                project_id=self.project,
+                space_id=self.space_id,
+            )
+        text = envelope.frame(new_id(), event_type, params, context=context)
         if self.link is not None and self.subscribed and not self.backlog:
             self._send(text)
         else:
