@@ -10,7 +10,7 @@ import pytest
 
 from relaykit.errors import CommandError, ProtocolError
 from relaykit.protocol import blade
-from relaykit.protocol.jsonrpc import Request, parse_message
+from relaykit.protocol.jsonrpc import Request, parse_message, request_text
 
 # The exact frames signalwire 2.1.1 sent (§0.1 item 1), ids filled in.
 CONNECT_FRAME_2_1_1 = (
@@ -370,3 +370,44 @@ def test_broadcast_params_round_trips_through_parse_broadcast() -> None:
         None,
     )
     assert parsed.params == {"control_id": "c", "event_type": "calling.call.collect"}
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [
+        {"protocol": "signalwire_abc_1f", "broadcaster_nodeid": "node-1", "project_id": "p"},
+        {"protocol": "signalwire_é", "broadcaster_nodeid": 'n"1', "project_id": "p\x7f"},
+    ],
+)
+@pytest.mark.parametrize(
+    ("params", "context", "timestamp"),
+    [
+        ({"call_id": "c", "control_id": "d", "state": "playing"}, None, 1765146000.123456),
+        ({"result": {"type": "digit", "params": {"digits": "1"}}}, "office", 0.1),
+        ({"text": "é"}, None, 1e-7),  # json writes 1e-07 where orjson writes 1e-7
+        ({"n": [1, 2.5, None, {"a": True}], "big": 2**70}, 'q"uote', 1.5e16),
+        ({}, "bureau é", 3.0),
+    ],
+)
+def test_broadcast_envelope_frames_are_the_general_frames_character_for_character(
+    identity, params, context, timestamp
+):
+    """The per-session envelope writes exactly what broadcast_params + request_text write."""
+    envelope = blade.BroadcastEnvelope(space_id="space", **identity)
+    expected = request_text(
+        blade.BROADCAST,
+        blade.broadcast_params(
+            event_type="calling.call.collect",
+            params=params,
+            context=context,
+            timestamp=timestamp,
+            space_id="space",
+            **identity,
+        ),
+        "id-1",
+    )
+    frame = envelope.frame(
+        "id-1", "calling.call.collect", params, context=context, timestamp=timestamp
+    )
+    assert frame == expected
+    assert json.loads(frame)["params"]["params"]["params"] == params

@@ -165,11 +165,11 @@ class CallLog:
 
     def __init__(self) -> None:
         self._events: list[CallEvent] = []
-        self._listeners: list[Listener] = []
+        self._listeners: tuple[Listener, ...] = ()  # replaced, never changed: no copy per event
 
     def append(self, event: CallEvent) -> None:
         self._events.append(event)
-        for listener in list(self._listeners):
+        for listener in self._listeners:
             listener(event)
 
     def subscribe(self, listener: Listener, *, replay: bool = False) -> Callable[[], None]:
@@ -178,11 +178,13 @@ class CallLog:
         if replay:
             for event in list(self._events):
                 listener(event)
-        self._listeners.append(listener)
+        self._listeners = (*self._listeners, listener)
 
         def unsubscribe() -> None:
+            listeners = list(self._listeners)
             with contextlib.suppress(ValueError):
-                self._listeners.remove(listener)
+                listeners.remove(listener)
+                self._listeners = tuple(listeners)
 
         return unsubscribe
 

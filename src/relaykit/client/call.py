@@ -307,7 +307,10 @@ class Call:
         return self
 
     def _fire(self, name: str, params: dict[str, Any]) -> None:
-        for callback in list(self._handlers.get(name, [])):
+        callbacks = self._handlers.get(name)
+        if not callbacks:
+            return
+        for callback in list(callbacks):
             try:
                 outcome = callback(params)
                 if inspect.isawaitable(outcome):

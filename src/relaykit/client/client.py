@@ -31,6 +31,7 @@ from ..errors import (
 )
 from ..protocol import Malformed, Peer, ReplyReceived, RequestReceived, StrayReply, blade
 from .call import Calling
+from .wire import RelayConnection, send_text
 
 log = logging.getLogger("relaykit.client")
 
@@ -102,6 +103,7 @@ class Client:
         self._ready_callbacks: list[Callable[[Client], Any]] = []
         self._runner: asyncio.Task[None] | None = None
         self._first_attempt: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # while connecting or connected
 
     @property
     def connected(self) -> bool:
@@ -157,13 +159,26 @@ class Client:
                 await asyncio.shield(self._runner)
 
     async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()  # (get_running_loop() is a getpid system call)
+        try:
+            await self._connections()
+        finally:
+            self._loop = None
+
+    async def _connections(self) -> None:
         backoff = 0.5
         while not self._closing:
             try:
                 async with connect(
-                    self.url, max_size=1 << 22, compression=None, open_timeout=self.request_timeout
+                    self.url,
+                    max_size=1 << 22,
+                    compression=None,
+                    open_timeout=self.request_timeout,
+                    create_connection=RelayConnection,
                 ) as ws:
                     self._ws = ws
+                    if isinstance(ws, RelayConnection):
+                        ws.deliver_to(self._on_frame)
                     reader = asyncio.create_task(self._read(ws))
                     try:
                         await self._handshake()
@@ -306,7 +321,7 @@ class Client:
     def _on_request(self, method: str, params: dict[str, Any], incoming: RequestReceived) -> None:
         request = incoming.request
         if method == blade.BROADCAST:
-            self._peer.respond(request, {})  # v2 clients never reply to a broadcast (§3.1)
+            self._peer.settle(request)  # v2 clients never reply to a broadcast (§3.1)
             try:
                 event = blade.parse_broadcast(params)
             except RelayError as exc:
@@ -334,7 +349,8 @@ class Client:
     def _send_nowait(self, text: str | None) -> None:
         if text is None or self._ws is None:
             return
-        self._spawn(self._ws.send(text))
+        if not send_text(self._ws, text):
+            self._spawn(self._ws.send(text))
 
     # -- frames out ---------------------------------------------------------------------------
     async def request(
@@ -346,19 +362,20 @@ class Client:
         ready: bool = True,
     ) -> dict[str, Any]:
         """Send one request and return its ``result``; raises on error, timeout or drop."""
-        if ready:
+        if ready and not self._ready.is_set():
             await self._wait_ready(timeout)
         ws = self._ws
         if ws is None:
             raise RelayConnectionError("not connected to the RELAY server")
         request_id, text = self._peer.request(method, params)
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._replies[request_id] = future
         # one timer per request rather than wait_for's task around the future
         timer = loop.call_later(timeout or self.request_timeout, _expire, future)
         try:
-            await ws.send(text)
+            if not send_text(ws, text):
+                await ws.send(text)
             return await future
         except TimeoutError:
             raise RelayTimeoutError(
@@ -374,8 +391,6 @@ class Client:
                 future.exception()  # retrieved: a drop may have failed it while we sent
 
     async def _wait_ready(self, timeout: float | None) -> None:
-        if self._ready.is_set():
-            return  # the common case: no wait_for task
         try:
             await asyncio.wait_for(self._ready.wait(), timeout or self.request_timeout)
         except TimeoutError:
@@ -385,7 +400,8 @@ class Client:
         self, method: str, params: dict[str, Any], *, timeout: float | None = None
     ) -> dict[str, Any]:
         """Run a RELAY command through ``blade.execute``; returns the inner result (§1.4)."""
-        await self._wait_ready(timeout)
+        if not self._ready.is_set():
+            await self._wait_ready(timeout)
         assert self.protocol is not None
         outer = await self.request(
             blade.EXECUTE, blade.execute_params(self.protocol, method, params), timeout=timeout
@@ -410,6 +426,6 @@ class Client:
                 log.exception("! background task failed")
 
         coro: Coroutine[Any, Any, None] = run()
-        task = asyncio.get_running_loop().create_task(coro)
+        task = (self._loop or asyncio.get_running_loop()).create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

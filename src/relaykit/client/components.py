@@ -121,7 +121,12 @@ class Component:
             self.terminate(error=str(exc))
 
     async def wait(self, timeout: float | None = None) -> None:
-        await asyncio.wait_for(asyncio.shield(self._done), timeout)
+        if self._done.done():
+            return
+        if timeout is None:  # shielded: a cancelled waiter leaves the component running
+            await asyncio.shield(self._done)
+        else:
+            await asyncio.wait_for(asyncio.shield(self._done), timeout)
 
     def on_event(self, params: dict[str, Any]) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -192,8 +197,26 @@ class PromptComponent(Component):
         self.terminator: str | None = None
         self.confidence: float | None = None
         self.reason: str | None = None
-        self.partials: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.on_partial: Callable[[dict[str, Any]], Any] | None = None
+        # interim results, then None; a queue only once someone reads them (most never do)
+        self._early: list[dict[str, Any] | None] = []
+        self._partials: asyncio.Queue[dict[str, Any] | None] | None = None
+
+    @property
+    def partials(self) -> asyncio.Queue[dict[str, Any] | None]:
+        """Interim results in order, then None once the prompt has completed."""
+        if self._partials is None:
+            self._partials = asyncio.Queue()
+            for item in self._early:
+                self._partials.put_nowait(item)
+            self._early.clear()
+        return self._partials
+
+    def _put_partial(self, item: dict[str, Any] | None) -> None:
+        if self._partials is None:
+            self._early.append(item)
+        else:
+            self._partials.put_nowait(item)
 
     def on_event(self, params: dict[str, Any]) -> None:
         result = params.get("result")
@@ -201,7 +224,7 @@ class PromptComponent(Component):
             log.warning("! collect event without a result object: %r", params)
             return
         if not calling.is_terminal_collect(params):
-            self.partials.put_nowait(result)
+            self._put_partial(result)
             if self.on_partial is not None:
                 try:
                     self.on_partial(result)
@@ -224,7 +247,7 @@ class PromptComponent(Component):
             self.confidence = float(conf) if isinstance(conf, int | float) else None
         self.prompt_type = kind
         successful = kind in ("digit", "speech")
-        self.partials.put_nowait(None)
+        self._put_partial(None)
         self.complete(
             state="successful" if successful else kind,
             successful=successful,
@@ -236,7 +259,7 @@ class PromptComponent(Component):
     ) -> None:
         if not self.completed:
             self.reason = self.reason or ("hangup" if call_state is not None else "error")
-            self.partials.put_nowait(None)
+            self._put_partial(None)
         super().terminate(call_state, error=error)
 
 

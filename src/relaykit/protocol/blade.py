@@ -19,6 +19,7 @@ __all__ = [
     "SETUP_PROTOCOL",
     "SUBSCRIPTION",
     "Broadcast",
+    "BroadcastEnvelope",
     "ConnectParams",
     "ExecuteParams",
     "SubscriptionParams",
@@ -39,6 +40,7 @@ from typing import Any
 
 from ..errors import CommandError, ProtocolError
 from ._validate import opt_str, req_obj, req_str, req_str_list
+from .jsonrpc import dumps_ascii, request_text
 
 CONNECT = "blade.connect"
 EXECUTE = "blade.execute"
@@ -225,6 +227,71 @@ def broadcast_params(
         "event": RELAY_EVENTS,
         "params": inner,
     }
+
+
+class BroadcastEnvelope:
+    """One sender's ``blade.broadcast`` frames, their constant parts serialised once.
+
+    ``frame(...)`` is, character for character, ``request_text(BROADCAST,
+    broadcast_params(...), request_id)``: the same keys in the same order, each part written by
+    orjson as :func:`~relaykit.protocol.jsonrpc.dumps` writes it. A frame with a part orjson
+    cannot write in plain ASCII is built the general way (``dumps`` then writes all of it with
+    ``json``).
+    """
+
+    def __init__(
+        self, *, protocol: str, broadcaster_nodeid: str, project_id: str, space_id: str
+    ) -> None:
+        self.key = (protocol, broadcaster_nodeid, project_id, space_id)
+        head = dumps_ascii({"broadcaster_nodeid": broadcaster_nodeid, "protocol": protocol})
+        channel = dumps_ascii(protocol)
+        ids = dumps_ascii({"project_id": project_id, "space_id": space_id})
+        self._plain = head is not None and channel is not None and ids is not None
+        self._head = (
+            f',"method":"{BROADCAST}","params":{(head or "")[:-1]},"channel":"{NOTIFICATIONS}"'
+            f',"event":"{RELAY_EVENTS}","params":{{"event_type":'
+        )
+        self._channel = f',"event_channel":{channel},"timestamp":'
+        self._ids = f',{(ids or "")[1:-1]},"params":'
+
+    def frame(
+        self,
+        request_id: str,
+        event_type: str,
+        params: Mapping[str, Any],
+        *,
+        context: str | None = None,
+        timestamp: float | None = None,
+    ) -> str:
+        """The JSON-RPC request text of one RELAY event."""
+        when = time.time() if timestamp is None else timestamp
+        if self._plain:
+            parts = (
+                dumps_ascii(request_id),
+                dumps_ascii(event_type),
+                dumps_ascii(when),
+                dumps_ascii(params),
+                "" if context is None else dumps_ascii(context),
+            )
+            if None not in parts:
+                rid, etype, ts, body, ctx = parts
+                tail = "}}}" if context is None else f',"context":{ctx}}}}}}}'
+                return (
+                    f'{{"jsonrpc":"2.0","id":{rid}{self._head}{etype}{self._channel}{ts}'
+                    f"{self._ids}{body}{tail}"
+                )
+        protocol, nodeid, project_id, space_id = self.key
+        payload = broadcast_params(
+            protocol=protocol,
+            event_type=event_type,
+            params=params,
+            broadcaster_nodeid=nodeid,
+            project_id=project_id,
+            space_id=space_id,
+            context=context,
+            timestamp=when,
+        )
+        return request_text(BROADCAST, payload, request_id)
 
 
 # -- client-side readers ----------------------------------------------------------------------

@@ -64,10 +64,13 @@ def bounded(text: str, limit: int = MAX_ERROR_MESSAGE) -> str:
     return f"{text[:head]}…[{len(text) - head - tail:,} characters]…{text[-tail:]}"
 
 
+_UUID4_KEEP = ~(0xF000 << 64) & ~(0xC000 << 48) & ((1 << 128) - 1)
+_UUID4_SET = 4 << 76 | 0x8000 << 48
+
+
 def new_id() -> str:
     """A request id: a random version-4 UUID (unique, not secret: no system call for it)."""
-    bits = random.getrandbits(128) & ~(0xC000 << 48) & ~(0xF000 << 64)
-    h = f"{bits | 0x8000 << 48 | 4 << 76:032x}"
+    h = f"{random.getrandbits(128) & _UUID4_KEEP | _UUID4_SET:032x}"  # version 4, variant 1
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
@@ -126,13 +129,22 @@ _ORJSON_OPTIONS = (
 
 def dumps(value: Any) -> str:
     """Compact JSON, as ``json.dumps(value, separators=(",", ":"))`` writes it."""
+    text = dumps_ascii(value)
+    if text is None:  # json escapes non-ASCII and DEL as it always has, or says what is wrong
+        return json.dumps(value, separators=(",", ":"))
+    return text
+
+
+def dumps_ascii(value: Any) -> str | None:
+    """``dumps(value)`` when orjson writes it in plain ASCII, else None (``dumps`` then falls
+    back to ``json``, whose numbers may be written differently: ``1e-07`` for ``1e-7``)."""
     try:
         data = orjson.dumps(value, option=_ORJSON_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError: json accepts it, or says why not
-        return json.dumps(value, separators=(",", ":"))
+        return None
     if data.isascii() and b"\x7f" not in data:
         return data.decode("ascii")
-    return json.dumps(value, separators=(",", ":"))  # escapes them as it always has
+    return None
 
 
 def loads(data: str | bytes) -> Any:

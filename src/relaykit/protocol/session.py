@@ -116,6 +116,10 @@ class Peer:
             return None
         return serialize(Response(request.id, result))  # type: ignore[arg-type]
 
+    def settle(self, request: Request) -> None:
+        """Count ``request`` as answered without a reply (a broadcast, which gets none)."""
+        self._claim(request)
+
     def respond_error(
         self, request: Request, code: int, message: str, data: dict[str, Any] | None = None
     ) -> str | None:

@@ -82,8 +82,9 @@ class Connection:
             max_bytes=min(limits.max_outbox_bytes, LOGIN_OUTBOX_BYTES),
             on_overflow=self._too_slow,
         )
+        self._loop = asyncio.get_running_loop()
         self._tokens = float(limits.max_request_burst)
-        self._tokens_at = asyncio.get_running_loop().time()
+        self._tokens_at = self._loop.time()
         self._visitor: Visitor | None = None
         self._closing: asyncio.Task[None] | None = None  # a close started from outside the reader
         self._close_with: tuple[int, str] = (1000, "")  # how the reader closes, when it stops
@@ -248,7 +249,7 @@ class Connection:
             self.send(reply)
 
     def _take_token(self) -> bool:
-        now = asyncio.get_running_loop().time()
+        now = self._loop.time()  # (asyncio.get_running_loop() is a getpid system call)
         rate = self.limits.max_request_rate
         self._tokens = min(
             float(self.limits.max_request_burst), self._tokens + (now - self._tokens_at) * rate

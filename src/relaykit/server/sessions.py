@@ -30,6 +30,7 @@ __all__ = [
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import uuid
@@ -41,7 +42,7 @@ from typing import Any, Protocol, runtime_checkable
 from ..calls import CallEvent, CallService
 from ..errors import LimitExceededError, ProtocolError, RelayTimeoutError
 from ..protocol import blade
-from ..protocol.jsonrpc import new_id, request_text
+from ..protocol.jsonrpc import new_id
 from .auth import AuthThrottle, Credentials, Logins, Visitor
 from .relay_events import to_relay
 
@@ -99,6 +100,8 @@ class ServerSession:
     detached_at: float | None = None  # loop time the last connection went away
     expiry: asyncio.TimerHandle | None = None
     _generation: int = 0  # bumped at every attach and detach: stale links' reports are ignored
+    _report: Callable[[], None] | None = field(default=None, repr=False)  # this generation's
+    _envelope: blade.BroadcastEnvelope | None = field(default=None, repr=False)
 
     @property
     def attached(self) -> bool:
@@ -126,6 +129,7 @@ class ServerSession:
         self.subscribed = False
 
     def _take_back_unwritten(self) -> None:
+        self._report = None
         """The link is going: what it did not write goes back to the head of the backlog."""
         self._generation += 1
         if self.unwritten:
@@ -159,16 +163,20 @@ class ServerSession:
         """Send one RELAY event, or keep it for the client's return."""
         if self.protocol is None:
             return
-        payload = blade.broadcast_params(
-            protocol=self.protocol,
-            event_type=event_type,
-            params=params,
-            broadcaster_nodeid=self.nodeid,
-            project_id=self.project,
-            space_id=self.space_id,
-            context=context,
-        )
-        text = request_text(blade.BROADCAST, payload, new_id())
+        envelope = self._envelope
+        if envelope is None or envelope.key != (
+            self.protocol,
+            self.nodeid,
+            self.project,
+            self.space_id,
+        ):
+            envelope = self._envelope = blade.BroadcastEnvelope(
+                protocol=self.protocol,
+                broadcaster_nodeid=self.nodeid,
+                project_id=self.project,
+                space_id=self.space_id,
+            )
+        text = envelope.frame(new_id(), event_type, params, context=context)
         if self.link is not None and self.subscribed and not self.backlog:
             self._send(text)
         else:
@@ -182,14 +190,13 @@ class ServerSession:
         if send_event is None:
             link(text)  # type: ignore[operator]
             return
-        generation = self._generation
+        # One report for every event of this generation, not a closure per event: the link
+        # reports its events written in the order it took them, oldest unwritten first.
+        report = self._report
+        if report is None:
+            report = self._report = functools.partial(self._written, self._generation)
         self.unwritten.append(text)
-
-        def written() -> None:
-            if self._generation == generation and self.unwritten and self.unwritten[0] is text:
-                self.unwritten.popleft()
-
-        if not send_event(text, written):
+        if not send_event(text, report):
             # The connection is going (too slow, or closed): keep this and the rest for the next
             # one. The event was the backlog's head (or the backlog was empty).
             self.unwritten.pop()
@@ -197,6 +204,10 @@ class ServerSession:
             self.backlog.appendleft(text)
             self.backlog_bytes += len(text)
             self._trim()
+
+    def _written(self, generation: int) -> None:
+        if self._generation == generation and self.unwritten:
+            self.unwritten.popleft()
 
     def keep(self, texts: Iterable[str]) -> None:
         """Queue frames for the client's return, after those already waiting (events handed
@@ -217,6 +228,8 @@ class ServerSession:
             self.dropped += 1
 
     def forget_events(self) -> None:
+        self._generation += 1  # reports for the events forgotten are stale
+        self._report = None
         self.backlog.clear()
         self.unwritten.clear()
         self.backlog_bytes = 0
