@@ -46,7 +46,14 @@ from relaykit.media.asr import (
     RecognitionResult,
     Utterance,
 )
-from relaykit.media.whisper import EXTRA_HINT, WhisperRecognizer, whisper_available
+from relaykit.media.whisper import (
+    BUNDLED_MODELS,
+    EXTRA_HINT,
+    TINY_EN,
+    WhisperRecognizer,
+    model_installed,
+    whisper_available,
+)
 from relaykit.protocol.calling import SPEECH_ENGINES as ENGINES
 
 
@@ -101,7 +108,10 @@ class SpeechEngines:
 
     @property
     def whisper_installed(self) -> bool:
-        return self.config.whisper_model is not None or whisper_available()
+        chosen = self.config.whisper_model
+        if chosen is None:
+            return whisper_available()
+        return model_installed(chosen) if chosen in BUNDLED_MODELS else True
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -170,8 +180,11 @@ class SpeechEngines:
     def whisper(self) -> WhisperRecognizer:
         with self._lock:
             if self._whisper is None:
+                chosen = self.config.whisper_model
+                bundled = chosen in BUNDLED_MODELS
                 self._whisper = WhisperRecognizer(
-                    model_dir=self.config.whisper_model,
+                    model_dir=None if bundled else chosen,
+                    model=chosen if chosen is not None and bundled else TINY_EN,
                     languages=self.config.whisper_languages,
                     min_confidence=self.min_confidence,
                 )

