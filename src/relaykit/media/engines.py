@@ -23,6 +23,7 @@ __all__ = [
     "ENGINES",
     "SECOND_OPINION_BELOW",
     "SECOND_OPINION_FROM",
+    "WHISPER_MODELS",
     "SecondOpinion",
     "SpeechConfig",
     "SpeechEngines",
@@ -47,6 +48,7 @@ from relaykit.media.asr import (
     Utterance,
 )
 from relaykit.media.whisper import (
+    BASE,
     BUNDLED_MODELS,
     EXTRA_HINT,
     TINY_EN,
@@ -102,7 +104,7 @@ class SpeechEngines:
             self.pocketsphinx[_tag(language)] = PocketsphinxRecognizer(
                 min_confidence=min_confidence, model=model, languages=(language,)
             )
-        self._whisper: WhisperRecognizer | None = None
+        self._whisper: dict[str, WhisperRecognizer] = {}  # by model name or directory
 
     # -- what exists
 
@@ -152,7 +154,7 @@ class SpeechEngines:
     ) -> Utterance:
         chosen = self.choose(engine, language, hints)
         if chosen == "whisper":
-            return self.whisper().open(language=language, hints=hints)
+            return self.whisper("open").open(language=language, hints=hints)
         recognizer = self._pocketsphinx_for(language)
         assert recognizer is not None  # choose() checked
         if (
@@ -164,31 +166,52 @@ class SpeechEngines:
         ):
             # every grammar answer, however unsure, goes to the second opinion
             utterance = recognizer.open(language=language, hints=hints, min_confidence=0.0)
-            whisper = self.whisper()
             code = _tag(language).split("-")[0]
             digits = utterance.grammar.digits
+            phrases = self.whisper("phrase")
             return SecondOpinion(
                 utterance,
-                phrase=lambda audio, text: whisper.check_phrase(audio, code, text),
+                phrase=lambda audio, text: phrases.check_phrase(audio, code, text),
                 digits=None
                 if digits is None
-                else functools.partial(whisper.transcribe, language=code, max_digits=digits[1]),
+                else functools.partial(
+                    self.whisper("digits").transcribe, language=code, max_digits=digits[1]
+                ),
                 min_confidence=recognizer.min_confidence,
             )
         return recognizer.open(language=language, hints=hints)
 
-    def whisper(self) -> WhisperRecognizer:
+    def whisper_model(self, purpose: str) -> str:
+        """The Whisper model that does ``purpose`` (open, digits, phrase): a name or a directory.
+
+        ``SpeechConfig.whisper_model`` (a bundled name or a directory) does all three; without
+        it base transcribes open prompts and reads digit answers when its extra is installed
+        (:data:`WHISPER_MODELS`), tiny.en checks menu words, either one standing in for the
+        other when it alone is installed.
+        """
+        if purpose not in WHISPER_MODELS:
+            raise ValueError(f"Whisper purposes are {', '.join(WHISPER_MODELS)}; not {purpose!r}")
+        if self.config.whisper_model is not None:
+            return self.config.whisper_model
+        wanted = WHISPER_MODELS[purpose]
+        if model_installed(wanted):
+            return wanted
+        return next((m for m in BUNDLED_MODELS if model_installed(m)), wanted)
+
+    def whisper(self, purpose: str = "open") -> WhisperRecognizer:
+        """The Whisper recogniser for ``purpose`` (see :meth:`whisper_model`), made once."""
+        chosen = self.whisper_model(purpose)
         with self._lock:
-            if self._whisper is None:
-                chosen = self.config.whisper_model
+            recognizer = self._whisper.get(chosen)
+            if recognizer is None:
                 bundled = chosen in BUNDLED_MODELS
-                self._whisper = WhisperRecognizer(
+                recognizer = self._whisper[chosen] = WhisperRecognizer(
                     model_dir=None if bundled else chosen,
-                    model=chosen if chosen is not None and bundled else TINY_EN,
+                    model=chosen if bundled else TINY_EN,
                     languages=self.config.whisper_languages,
                     min_confidence=self.min_confidence,
                 )
-            return self._whisper
+            return recognizer
 
     def warm_up(self) -> None:
         """Load pocketsphinx's US-English model now (Whisper loads on its first utterance)."""
@@ -208,6 +231,9 @@ class SpeechEngines:
             for lang in self.config.whisper_languages
         )
 
+
+#: Which bundled Whisper model does what when the server names none (``whisper_model=None``).
+WHISPER_MODELS: Mapping[str, str] = {"open": BASE, "digits": BASE, "phrase": TINY_EN}
 
 #: A hinted answer from pocketsphinx under this confidence is checked by Whisper …
 SECOND_OPINION_BELOW = 50.0
