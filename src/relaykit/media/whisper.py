@@ -175,7 +175,7 @@ def base_model_files() -> dict[str, bytes]:
 
 
 def verify_files(files: Mapping[str, bytes], digests: Mapping[str, str]) -> None:
-    """Raise :class:`MediaError` unless every file of ``digests`` is in ``files``, with that SHA-256."""
+    """Raise :class:`MediaError` unless ``files`` holds every file of ``digests``, unaltered."""
     for name, want in digests.items():
         if name not in files:
             raise MediaError(f"Whisper model file {name!r} is missing")
