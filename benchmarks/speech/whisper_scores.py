@@ -49,9 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             stopped = sum(r[0] < t for r in bad) / max(1, len(bad))
             scored = sum(e if c >= t else w for c, e, w in rows) / max(1, sum(w for *_, w in rows))
             print(f"  {t}: {100 * kept:.0f} % / {100 * stopped:.0f} % / {100 * scored:.1f} %")
-        print(
-            f"  (every transcript kept: {100 * sum(e for _, e, _ in rows) / sum(w for *_, w in rows):.1f} %)\n"
-        )
+        every = sum(e for _, e, _ in rows) / max(1, sum(w for *_, w in rows))
+        print(f"  (every transcript kept: {100 * every:.1f} %)\n")
     if "digits" in kinds:
         right: list[float] = []  # raw of digit strings read right
         wrong: list[float] = []  # raw of digit strings read wrong
