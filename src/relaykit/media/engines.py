@@ -13,8 +13,12 @@ itself when it decodes in threads) and picks one per utterance:
 
 :class:`SpeechConfig` says which engines and models a server uses; it is plain data, handed to
 the worker processes as JSON. ``models`` maps a language tag to a pocketsphinx model directory
-of one's own (see :class:`~relaykit.media.asr.PocketsphinxModel`); ``whisper_model`` replaces
-the bundled tiny.en by another CTranslate2 Whisper directory, for ``whisper_languages``.
+of one's own (see :class:`~relaykit.media.asr.PocketsphinxModel`). Whisper: with
+``whisper_model`` left None, Whisper base (the ``relaykit[whisper-base]`` extra) transcribes
+open prompts and reads digit answers, tiny.en checks doubtful menu words
+(:data:`WHISPER_MODELS`), either one doing all three when it alone is installed;
+``whisper_model`` names one bundled model (``"tiny.en"``, ``"base"``) or a CTranslate2
+Whisper directory of one's own for everything, for ``whisper_languages``.
 """
 
 from __future__ import annotations

