@@ -23,7 +23,9 @@ from relaykit.media.whisper import (
     BASE_SHA256,
     TINY_EN,
     WhisperRecognizer,
+    base_model_dir,
     base_model_files,
+    memfd_available,
     model_installed,
     verify_files,
 )
@@ -55,6 +57,21 @@ def test_base_is_joined_from_its_two_wheels_in_memory_and_matches_upstream() -> 
     assert set(files) == set(BASE_SHA256)
     assert len(files["model.bin"]) == 145_217_532
     assert hashlib.sha256(files["model.bin"]).hexdigest() == BASE_SHA256["model.bin"]
+
+
+@needs_base
+@pytest.mark.skipif(not memfd_available(), reason="no memfd here")
+def test_base_is_a_directory_of_links_to_sealed_memory_while_it_loads() -> None:
+    with base_model_dir() as directory:
+        entries = sorted(directory.iterdir())
+        assert [e.name for e in entries] == sorted(BASE_SHA256)
+        assert all(e.is_symlink() for e in entries)  # nothing of the weights written to disk
+        weights = directory / "model.bin"
+        assert weights.stat().st_size == 145_217_532
+        assert hashlib.sha256(weights.read_bytes()).hexdigest() == BASE_SHA256["model.bin"]
+        with pytest.raises(PermissionError), weights.open("r+b") as f:
+            f.write(b"x")  # sealed: what was verified is what loads
+    assert not directory.exists()
 
 
 def test_base_files_with_another_digest_are_refused() -> None:
