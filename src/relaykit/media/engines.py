@@ -13,12 +13,10 @@ itself when it decodes in threads) and picks one per utterance:
 
 :class:`SpeechConfig` says which engines and models a server uses; it is plain data, handed to
 the worker processes as JSON. ``models`` maps a language tag to a pocketsphinx model directory
-of one's own (see :class:`~relaykit.media.asr.PocketsphinxModel`). Whisper: with
-``whisper_model`` left None, Whisper base (the ``relaykit[whisper-base]`` extra) transcribes
-open prompts and reads digit answers, tiny.en checks doubtful menu words
-(:data:`WHISPER_MODELS`), either one doing all three when it alone is installed;
-``whisper_model`` names one bundled model (``"tiny.en"``, ``"base"``) or a CTranslate2
-Whisper directory of one's own for everything, for ``whisper_languages``.
+of one's own (see :class:`~relaykit.media.asr.PocketsphinxModel`). ``whisper_model`` names
+the Whisper that does everything, for ``whisper_languages``: a bundled model (``"tiny.en"``,
+the default; ``"base"``, the ``relaykit[whisper-base]`` extra, used by default only when it
+alone is installed) or a CTranslate2 Whisper directory of one's own.
 """
 
 from __future__ import annotations
@@ -27,7 +25,6 @@ __all__ = [
     "ENGINES",
     "SECOND_OPINION_BELOW",
     "SECOND_OPINION_FROM",
-    "WHISPER_MODELS",
     "SecondOpinion",
     "SpeechConfig",
     "SpeechEngines",
@@ -109,7 +106,7 @@ class SpeechEngines:
             self.pocketsphinx[_tag(language)] = PocketsphinxRecognizer(
                 min_confidence=min_confidence, model=model, languages=(language,)
             )
-        self._whisper: dict[str, WhisperRecognizer] = {}  # by model name or directory
+        self._whisper: WhisperRecognizer | None = None
 
     # -- what exists
 
@@ -160,7 +157,7 @@ class SpeechEngines:
     ) -> Utterance:
         chosen = self.choose(engine, language, hints)
         if chosen == "whisper":
-            return self.whisper("open").open(language=language, hints=hints)
+            return self.whisper().open(language=language, hints=hints)
         recognizer = self._pocketsphinx_for(language)
         assert recognizer is not None  # choose() checked
         if (
@@ -172,52 +169,40 @@ class SpeechEngines:
         ):
             # every grammar answer, however unsure, goes to the second opinion
             utterance = recognizer.open(language=language, hints=hints, min_confidence=0.0)
+            whisper = self.whisper()
             code = _tag(language).split("-")[0]
             digits = utterance.grammar.digits
-            phrases = self.whisper("phrase")
             return SecondOpinion(
                 utterance,
-                phrase=lambda audio, text: phrases.check_phrase(audio, code, text),
+                phrase=lambda audio, text: whisper.check_phrase(audio, code, text),
                 digits=None
                 if digits is None
-                else functools.partial(
-                    self.whisper("digits").transcribe, language=code, max_digits=digits[1]
-                ),
+                else functools.partial(whisper.transcribe, language=code, max_digits=digits[1]),
                 min_confidence=recognizer.min_confidence,
             )
         return recognizer.open(language=language, hints=hints)
 
-    def whisper_model(self, purpose: str) -> str:
-        """The Whisper model that does ``purpose`` (open, digits, phrase): a name or a directory.
-
-        ``SpeechConfig.whisper_model`` (a bundled name or a directory) does all three; without
-        it base transcribes open prompts and reads digit answers when its extra is installed
-        (:data:`WHISPER_MODELS`), tiny.en checks menu words, either one standing in for the
-        other when it alone is installed.
-        """
-        if purpose not in WHISPER_MODELS:
-            raise ValueError(f"Whisper purposes are {', '.join(WHISPER_MODELS)}; not {purpose!r}")
+    @property
+    def whisper_model(self) -> str:
+        """The Whisper that hears: ``SpeechConfig.whisper_model``, else the bundled tiny.en
+        (base when it alone is installed: on the benchmark base was no better overall for
+        twice the CPU, see docs/speech.md)."""
         if self.config.whisper_model is not None:
             return self.config.whisper_model
-        wanted = WHISPER_MODELS[purpose]
-        if model_installed(wanted):
-            return wanted
-        return next((m for m in BUNDLED_MODELS if model_installed(m)), wanted)
+        return BASE if model_installed(BASE) and not model_installed(TINY_EN) else TINY_EN
 
-    def whisper(self, purpose: str = "open") -> WhisperRecognizer:
-        """The Whisper recogniser for ``purpose`` (see :meth:`whisper_model`), made once."""
-        chosen = self.whisper_model(purpose)
+    def whisper(self) -> WhisperRecognizer:
         with self._lock:
-            recognizer = self._whisper.get(chosen)
-            if recognizer is None:
+            if self._whisper is None:
+                chosen = self.whisper_model
                 bundled = chosen in BUNDLED_MODELS
-                recognizer = self._whisper[chosen] = WhisperRecognizer(
+                self._whisper = WhisperRecognizer(
                     model_dir=None if bundled else chosen,
                     model=chosen if bundled else TINY_EN,
                     languages=self.config.whisper_languages,
                     min_confidence=self.min_confidence,
                 )
-            return recognizer
+            return self._whisper
 
     def warm_up(self) -> None:
         """Load pocketsphinx's US-English model now (Whisper loads on its first utterance)."""
@@ -237,9 +222,6 @@ class SpeechEngines:
             for lang in self.config.whisper_languages
         )
 
-
-#: Which bundled Whisper model does what when the server names none (``whisper_model=None``).
-WHISPER_MODELS: Mapping[str, str] = {"open": BASE, "digits": BASE, "phrase": TINY_EN}
 
 #: A hinted answer from pocketsphinx under this confidence is checked by Whisper …
 SECOND_OPINION_BELOW = 50.0
