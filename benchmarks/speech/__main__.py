@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -151,9 +152,11 @@ def calibration(rows: Sequence[Scored]) -> list[tuple[float, float, float]]:
     return out
 
 
-async def latency(engine: str, items: Sequence[dataset.Item], processes: int) -> dict[str, float]:
+async def latency(
+    config: SpeechConfig, items: Sequence[dataset.Item], processes: int
+) -> dict[str, float]:
     """Hand 20 utterances to the worker pool at once (20 calls ending speech together)."""
-    speech = SpeechRecognition(processes=processes, config=SpeechConfig(engine=engine))
+    speech = SpeechRecognition(processes=processes, config=config)
     try:
         await speech.warm_up()
         # one warm-up decode per worker (Whisper loads on its first utterance)
@@ -197,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--paths", help=f"comma-separated, of {', '.join(dataset.PATHS)}")
     parser.add_argument("--no-human", action="store_true", help="skip pocketsphinx-testdata")
+    parser.add_argument(
+        "--whisper-model", help="tiny.en, base or a model directory (default: the server's)"
+    )
     parser.add_argument("--processes", type=int, default=2, help="worker processes for latency")
     parser.add_argument("--json", help="write every figure here too")
     args = parser.parse_args(argv)
@@ -235,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(human)} human (pocketsphinx-testdata{'' if human else missing}); "
         f"min_confidence {DEFAULT_MIN_CONFIDENCE:g}\n"
     )
-    engines = SpeechEngines(SpeechConfig())
+    config = SpeechConfig(whisper_model=args.whisper_model)
+    engines = SpeechEngines(config)
 
     def via(engine: str) -> Callable[[dataset.Item], RecognitionResult | None]:
         def decode(it: dataset.Item) -> RecognitionResult | None:
@@ -272,7 +279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     for label, engine, batch in runs:
         if engine in wanted and batch:  # kinds left out by --kinds have no latency row
-            lat[label] = asyncio.run(latency(engine, batch, args.processes))
+            lat[label] = asyncio.run(
+                latency(dataclasses.replace(config, engine=engine), batch, args.processes)
+            )
     print(f"## End of speech → result, {CONCURRENT} concurrent decodes, ", end="")
     print(f"{args.processes} worker processes\n")
     print("| engine | p50 ms | p95 ms | max ms | worker CPU ms/utterance | longest queue |")

@@ -13,8 +13,10 @@ itself when it decodes in threads) and picks one per utterance:
 
 :class:`SpeechConfig` says which engines and models a server uses; it is plain data, handed to
 the worker processes as JSON. ``models`` maps a language tag to a pocketsphinx model directory
-of one's own (see :class:`~relaykit.media.asr.PocketsphinxModel`); ``whisper_model`` replaces
-the bundled tiny.en by another CTranslate2 Whisper directory, for ``whisper_languages``.
+of one's own (see :class:`~relaykit.media.asr.PocketsphinxModel`). ``whisper_model`` names
+the Whisper that does everything, for ``whisper_languages``: a bundled model (``"tiny.en"``,
+the default; ``"base"``, the ``relaykit[whisper-base]`` extra, used by default only when it
+alone is installed) or a CTranslate2 Whisper directory of one's own.
 """
 
 from __future__ import annotations
@@ -46,7 +48,16 @@ from relaykit.media.asr import (
     RecognitionResult,
     Utterance,
 )
-from relaykit.media.whisper import EXTRA_HINT, WhisperRecognizer, whisper_available
+from relaykit.media.whisper import (
+    BASE,
+    BASE_EXTRA_HINT,
+    BUNDLED_MODELS,
+    EXTRA_HINT,
+    TINY_EN,
+    WhisperRecognizer,
+    model_installed,
+    whisper_available,
+)
 from relaykit.protocol.calling import SPEECH_ENGINES as ENGINES
 
 
@@ -101,7 +112,10 @@ class SpeechEngines:
 
     @property
     def whisper_installed(self) -> bool:
-        return self.config.whisper_model is not None or whisper_available()
+        chosen = self.config.whisper_model
+        if chosen is None:
+            return whisper_available()
+        return model_installed(chosen) if chosen in BUNDLED_MODELS else True
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -123,7 +137,8 @@ class SpeechEngines:
         whisper_ok = self.whisper_installed and self._whisper_accepts(language)
         if wanted == "whisper":
             if not self.whisper_installed:
-                raise MediaError(f"the whisper speech engine is not installed; {EXTRA_HINT}")
+                hint = BASE_EXTRA_HINT if self.config.whisper_model == BASE else EXTRA_HINT
+                raise MediaError(f"the whisper speech engine is not installed; {hint}")
             if not whisper_ok:
                 raise UnsupportedLanguageError(language, self.config.whisper_languages)
             return "whisper"
@@ -167,11 +182,23 @@ class SpeechEngines:
             )
         return recognizer.open(language=language, hints=hints)
 
+    @property
+    def whisper_model(self) -> str:
+        """The Whisper that hears: ``SpeechConfig.whisper_model``, else the bundled tiny.en
+        (base when it alone is installed: on the benchmark base was no better overall for
+        twice the CPU, see docs/speech.md)."""
+        if self.config.whisper_model is not None:
+            return self.config.whisper_model
+        return BASE if model_installed(BASE) and not model_installed(TINY_EN) else TINY_EN
+
     def whisper(self) -> WhisperRecognizer:
         with self._lock:
             if self._whisper is None:
+                chosen = self.whisper_model
+                bundled = chosen in BUNDLED_MODELS
                 self._whisper = WhisperRecognizer(
-                    model_dir=self.config.whisper_model,
+                    model_dir=None if bundled else chosen,
+                    model=chosen if bundled else TINY_EN,
                     languages=self.config.whisper_languages,
                     min_confidence=self.min_confidence,
                 )

