@@ -75,7 +75,8 @@ class RelayServer:
         speech_min_confidence: speech results under this confidence (0–100) are no_match,
             unless a prompt sets ``collect.speech.min_confidence``.
         speech_models: language tag → pocketsphinx model directory of one's own.
-        whisper_model: a CTranslate2 Whisper model directory instead of the bundled tiny.en.
+        whisper_model: the Whisper model of open prompts: ``"tiny.en"`` (the default),
+            ``"base"`` (the ``whisper-base`` extra) or a CTranslate2 Whisper model directory.
         asr_processes: worker processes that decode speech with the default recogniser, so
             decoding never stalls the media clock (0: a worker thread instead).
         record_calls: keep both audio channels of every call (for WAVs and timelines),
