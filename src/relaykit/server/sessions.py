@@ -129,8 +129,8 @@ class ServerSession:
         self.subscribed = False
 
     def _take_back_unwritten(self) -> None:
-        self._report = None
         """The link is going: what it did not write goes back to the head of the backlog."""
+        self._report = None
         self._generation += 1
         if self.unwritten:
             self.backlog.extendleft(reversed(self.unwritten))
