@@ -620,15 +620,10 @@ class RtpHub:
         k = len(legs)
         pt = self._pt[slots]
         packets = np.empty((k, 12 + out.shape[1]), dtype=np.uint8)
-        if (pt == pt[0]).all():  # one codec (as usual)
-            assert legs[0].codec is not None
-            packets[:, 12:] = legs[0].codec.encode(out)
-        else:
-            for code in np.unique(pt).tolist():
-                rows = np.flatnonzero(pt == code)
-                codec = legs[int(rows[0])].codec
-                assert codec is not None
-                packets[rows, 12:] = codec.encode(out[rows])
+        for rows, first in _codec_rows(pt):
+            codec = legs[first].codec
+            assert codec is not None
+            packets[rows, 12:] = codec.encode(out[rows])
         # the 12-byte headers (RFC 3550 §5.1), every packet's at once
         sequence = self._sequence[slots]
         marker = frame_index != self._last[slots] + 1  # a new talkspurt
@@ -682,15 +677,14 @@ class RtpHub:
     def _decode_steady(self, rows: np.ndarray, codes: np.ndarray, stamps: np.ndarray) -> None:
         """Frames released on the steady path: one per row, 20 ms each."""
         at = self._leg_at
-        legs = [leg for slot in rows.tolist() if (leg := at[slot]) is not None and leg.active]
-        if len(legs) < len(rows):  # closed since
-            if not legs:
-                return
-            keep = [
-                i
-                for i, slot in enumerate(rows.tolist())
-                if (leg := at[slot]) is not None and leg.active
-            ]
+        live = [
+            (i, leg) for i, slot in enumerate(rows.tolist()) if (leg := at[slot]) and leg.active
+        ]
+        if not live:
+            return
+        legs = [leg for _, leg in live]
+        if len(live) < len(rows):  # closed since
+            keep = [i for i, _ in live]
             rows, codes, stamps = rows[keep], codes[keep], stamps[keep]
         # what RtpLeg.muted says, for every row at once
         start = self._mute_start[rows]
@@ -700,20 +694,12 @@ class RtpHub:
             (start - stamps) & _U32 < SAMPLES_8K,  # the frame overlaps the event's start
             since < self._mute_len[rows],
         )
-        pt = self._pt[rows]
-        if (pt == pt[0]).all():  # one codec (as usual): decode all rows, then mute
-            codec = legs[0].codec
+        samples = np.empty(codes.shape, dtype=np.int16)
+        for group, first in _codec_rows(self._pt[rows]):
+            codec = legs[first].codec
             assert codec is not None
-            samples = codec.decode(codes)
-            samples[muted] = 0
-        else:
-            samples = np.zeros(codes.shape, dtype=np.int16)
-            for code in np.unique(pt).tolist():
-                heard = np.flatnonzero((pt == code) & ~muted)
-                if len(heard):
-                    codec = legs[int(heard[0])].codec
-                    assert codec is not None
-                    samples[heard] = codec.decode(codes[heard])
+            samples[group] = codec.decode(codes[group])
+        samples[muted] = 0
         self._upsample(legs, rows, samples)
 
     @staticmethod
@@ -750,6 +736,18 @@ class RtpHub:
             medias.append(media)
         if medias:
             self.engine.push_frames(medias, out if len(keep) == len(legs) else out[keep])
+
+
+def _codec_rows(pt: np.ndarray) -> list[tuple[slice | np.ndarray, int]]:
+    """A batch's rows per codec (by payload type ``pt``), each with one row of that codec:
+    the whole batch at once when it has one codec, as it usually has."""
+    if (pt == pt[0]).all():
+        return [(slice(None), 0)]
+    groups: list[tuple[slice | np.ndarray, int]] = []
+    for code in np.unique(pt).tolist():
+        rows = np.flatnonzero(pt == code)
+        groups.append((rows, int(rows[0])))
+    return groups
 
 
 # RtpHub's arrays with one row per leg (grown together)
