@@ -44,7 +44,14 @@ class FaultyIvr(Consumer):
                 self.terminal_events[params["control_id"]] += 1
 
         call.on("prompt", count)
-        if not (await call.answer()).successful:
+        # a dropped socket can take the answer request with it ("connection closed"): as an
+        # IVR must, answer again once the session is back, while the call still rings
+        for _ in range(3):
+            if (await call.answer()).successful or call.answered:  # (only the reply was lost)
+                break
+            if call.ended:
+                return
+        else:
             return
         while call.state == "answered":
             action = await call.prompt_tts_async(
